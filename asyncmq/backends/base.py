@@ -1,0 +1,185 @@
+"""What a backend stores, and the operations the engine calls on it.
+
+Backends only store. The engine (`Queue`, `Worker`) decides every state transition,
+stamps every timestamp and emits every event; a backend applies each transition
+atomically and answers queries. Each operation takes a batch where the engine can
+give one, so a backend can do it in a single round trip.
+
+Fencing: `claim` bumps a job's `token`, and so do recovery, cancellation and release.
+`finish`, `heartbeat` and `save_progress` act only where the stored token still equals
+the caller's, so a worker that lost its lease can never overwrite the job's new owner.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from asyncmq.job import Job, JobState
+from asyncmq.schedule import Repeatable
+
+__all__ = ["BaseBackend", "ClaimResult", "QueueStats", "RateLimit", "Retention", "WorkerInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `limit` starts per `interval_s`, shared by every worker of the queue."""
+
+    limit: int
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs stay readable: by age and by count per queue and state."""
+
+    ttl_s: float
+    keep: int
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    jobs: list[Job]
+    #: Set when the rate limit held starts back: seconds until the next one is allowed.
+    rate_limited_for_s: float | None = None
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    id: str
+    queue: str
+    host: str
+    pid: int
+    concurrency: int
+    started_at: float
+    heartbeat_at: float
+    #: Past this moment without a heartbeat, the worker counts as gone.
+    expires_at: float
+    running: int = 0
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """What a scrape or `asyncmq queue info` needs, cheap to read: O(1) per queue."""
+
+    counts: dict[str, int]
+    oldest_waiting_at: float | None
+    paused: bool
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+class BaseBackend(ABC):
+    """Storage for jobs, schedules, workers and queue flags. See the module docstring."""
+
+    #: Short name used in logs and metric labels (`memory`, `redis`, ...).
+    name: str = "base"
+
+    async def connect(self) -> None:
+        """Open connections. Called before first use; must be idempotent."""
+
+    async def close(self) -> None:
+        """Release connections. The backend may be connected again afterwards."""
+
+    # -- producing ------------------------------------------------------------------
+    @abstractmethod
+    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+        """Store jobs (`waiting` or `delayed` by their status). An id that already exists
+        in the queue is left untouched and reported `False`."""
+
+    # -- consuming ------------------------------------------------------------------
+    @abstractmethod
+    async def claim(
+        self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
+    ) -> ClaimResult:
+        """Move up to `limit` waiting jobs to `active` (lowest priority number, then oldest
+        first), bumping `attempt` and `token`. Nothing while the queue is paused; no more
+        than the rate limit allows, taking its tokens in the same atomic step."""
+
+    @abstractmethod
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        """Return when a job may have become ready, or after `timeout_s`."""
+
+    @abstractmethod
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        """Store the outcome of attempts (a terminal, `waiting` or `delayed` status), each only
+        if the job is still `active` under the caller's token. Returns which were accepted."""
+
+    @abstractmethod
+    async def release(self, jobs: Sequence[Job]) -> None:
+        """Hand claimed jobs back to `waiting` without counting the attempt."""
+
+    @abstractmethod
+    async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
+        """Record the worker alive and extend its jobs' leases; return ids it no longer owns."""
+
+    @abstractmethod
+    async def remove_worker(self, worker: WorkerInfo) -> None: ...
+
+    @abstractmethod
+    async def save_progress(self, job: Job) -> bool:
+        """Store `job.progress` if the caller still owns the job."""
+
+    # -- scheduling -----------------------------------------------------------------
+    @abstractmethod
+    async def promote_due(self, queue: str, now: float, limit: int) -> tuple[int, float | None]:
+        """Move delayed jobs due by `now` to `waiting`; return how many, and when the next is due."""
+
+    @abstractmethod
+    async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
+        """Return when a delayed job or repeatable was added, or after `timeout_s`."""
+
+    @abstractmethod
+    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
+        """Take back active jobs whose lease ended: to `waiting`, or to `failed` past `max_stalls`."""
+
+    @abstractmethod
+    async def add_repeatable(self, repeatable: Repeatable) -> bool:
+        """Store a schedule unless its key exists; `False` if it did."""
+
+    @abstractmethod
+    async def remove_repeatable(self, queue: str, key: str) -> bool: ...
+
+    @abstractmethod
+    async def repeatables(self, queue: str) -> list[Repeatable]: ...
+
+    @abstractmethod
+    async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
+        """Compare-and-set a schedule's next firing time; `False` if someone else moved it."""
+
+    # -- control and inspection -----------------------------------------------------
+    @abstractmethod
+    async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    @abstractmethod
+    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
+        """Cancel a waiting, delayed or active job; `None` if missing or already finished."""
+
+    @abstractmethod
+    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
+        """Send a failed, expired or cancelled job back to `waiting` with a fresh attempt count."""
+
+    @abstractmethod
+    async def get_job(self, queue: str, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]: ...
+
+    @abstractmethod
+    async def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not active."""
+
+    @abstractmethod
+    async def drain(self, queue: str) -> int:
+        """Delete every waiting and delayed job; return how many."""
+
+    @abstractmethod
+    async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
+        """Delete finished jobs past their retention; return how many."""
+
+    @abstractmethod
+    async def stats(self, queue: str, now: float) -> QueueStats: ...
+
+    @abstractmethod
+    async def queues(self) -> list[str]:
+        """Every queue that holds jobs, schedules or workers."""

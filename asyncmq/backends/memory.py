@@ -1,0 +1,399 @@
+"""The embedded backend: everything in this process's memory.
+
+It is the default, the test fake, and the fastest backend: a single process that both
+enqueues and works (the demo, tests, a script) needs nothing else. Nothing survives the
+process, and other processes cannot see it. Every operation completes without yielding
+to the event loop, which is what makes each one atomic here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import heapq
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from asyncmq.backends.base import (
+    BaseBackend,
+    ClaimResult,
+    QueueStats,
+    RateLimit,
+    Retention,
+    WorkerInfo,
+)
+from asyncmq.errors import StalledJobError
+from asyncmq.job import TERMINAL_STATES, Job, JobState
+from asyncmq.schedule import Repeatable
+
+__all__ = ["InMemoryBackend"]
+
+
+@dataclass(slots=True)
+class _TokenBucket:
+    tokens: float
+    updated_at: float
+
+    def take(self, want: int, rate: RateLimit, now: float) -> tuple[int, float | None]:
+        per_s = rate.limit / rate.interval_s
+        self.tokens = min(float(rate.limit), self.tokens + (now - self.updated_at) * per_s)
+        self.updated_at = now
+        granted = min(want, int(self.tokens))
+        self.tokens -= granted
+        if granted:
+            return granted, None
+        return 0, (1 - self.tokens) / per_s
+
+
+@dataclass(slots=True)
+class _Store:
+    """One queue. Heaps use lazy deletion: an entry counts only while its job still has the
+    status and `token` it was pushed with."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    waiting: list[tuple[int, float, int, str, int]] = field(default_factory=list)
+    waiting_ids: dict[str, float] = field(default_factory=dict)
+    delayed: list[tuple[float, int, str, int]] = field(default_factory=list)
+    delayed_count: int = 0
+    active: dict[str, Job] = field(default_factory=dict)
+    finished: dict[JobState, dict[str, float]] = field(
+        default_factory=lambda: {state: {} for state in TERMINAL_STATES}
+    )
+    paused: bool = False
+    repeatables: dict[str, Repeatable] = field(default_factory=dict)
+    workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    bucket: _TokenBucket | None = None
+    job_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    schedule_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    waiters.clear()
+
+
+async def _wait(waiters: list[asyncio.Future[None]], timeout_s: float) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await asyncio.wait_for(waiter, max(timeout_s, 0))
+    except TimeoutError:
+        pass
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+
+class InMemoryBackend(BaseBackend):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._stores: dict[str, _Store] = {}
+        self._seq = itertools.count()
+
+    def _store(self, queue: str) -> _Store:
+        store = self._stores.get(queue)
+        if store is None:
+            store = self._stores[queue] = _Store()
+        return store
+
+    # -- placement helpers: the only code that touches the heaps ----------------------
+    def _place(self, store: _Store, job: Job) -> None:
+        store.jobs[job.id] = job
+        if job.status is JobState.WAITING:
+            ready_at = job.ready_at or job.created_at
+            heapq.heappush(store.waiting, (job.priority, ready_at, next(self._seq), job.id, job.token))
+            store.waiting_ids[job.id] = ready_at
+            _wake(store.job_waiters)
+        elif job.status is JobState.DELAYED:
+            assert job.delay_until is not None
+            earliest = store.delayed[0][0] if store.delayed else None
+            heapq.heappush(store.delayed, (job.delay_until, next(self._seq), job.id, job.token))
+            store.delayed_count += 1
+            if earliest is None or job.delay_until < earliest:
+                _wake(store.schedule_waiters)
+        elif job.status is JobState.ACTIVE:
+            store.active[job.id] = job
+        else:
+            store.finished[job.status][job.id] = job.finished_at or 0.0
+
+    def _unplace(self, store: _Store, job: Job) -> None:
+        """Take a job out of its state's index; heap entries die by their token."""
+        if job.status is JobState.WAITING:
+            store.waiting_ids.pop(job.id, None)
+        elif job.status is JobState.DELAYED:
+            store.delayed_count -= 1
+        elif job.status is JobState.ACTIVE:
+            store.active.pop(job.id, None)
+        else:
+            store.finished[job.status].pop(job.id, None)
+
+    def _move(self, store: _Store, job: Job, status: JobState) -> None:
+        self._unplace(store, job)
+        job.status = status
+        job.token += 1  # invalidates old heap entries and the previous owner
+        self._place(store, job)
+
+    # -- producing --------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+        stored = []
+        for job in jobs:
+            store = self._store(job.queue)
+            if job.id in store.jobs:
+                stored.append(False)
+                continue
+            self._place(store, job)
+            stored.append(True)
+        return stored
+
+    # -- consuming --------------------------------------------------------------------
+    async def claim(
+        self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
+    ) -> ClaimResult:
+        store = self._store(queue)
+        if store.paused or not store.waiting_ids:
+            return ClaimResult([])
+        if rate is not None:
+            if store.bucket is None:
+                store.bucket = _TokenBucket(float(rate.limit), now)
+            limit, wait_s = store.bucket.take(min(limit, len(store.waiting_ids)), rate, now)
+            if not limit:
+                return ClaimResult([], wait_s)
+        claimed: list[Job] = []
+        heap, jobs = store.waiting, store.jobs
+        while heap and len(claimed) < limit:
+            _, _, _, job_id, token = heapq.heappop(heap)
+            job = jobs.get(job_id)
+            if job is None or job.token != token or job.status is not JobState.WAITING:
+                continue
+            del store.waiting_ids[job_id]
+            job.status = JobState.ACTIVE
+            job.attempt += 1
+            job.token += 1
+            job.worker_id = worker_id
+            job.lease_until = now + lease_s
+            store.active[job_id] = job
+            claimed.append(copy.copy(job))
+        return ClaimResult(claimed)
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        store = self._store(queue)
+        if store.waiting_ids and not store.paused:
+            return
+        await _wait(store.job_waiters, timeout_s)
+
+    def _owned(self, job: Job) -> tuple[_Store, Job] | None:
+        store = self._store(job.queue)
+        stored = store.jobs.get(job.id)
+        if stored is None or stored.status is not JobState.ACTIVE or stored.token != job.token:
+            return None
+        return store, stored
+
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        accepted = []
+        for job in jobs:
+            owned = self._owned(job)
+            if owned is None:
+                accepted.append(False)
+                continue
+            store, stored = owned
+            del store.active[job.id]
+            job.lease_until = None
+            job.token += 1
+            self._place(store, job)
+            if job.status in TERMINAL_STATES:
+                self._trim(store, job.status, retention.keep)
+            accepted.append(True)
+        return accepted
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            owned = self._owned(job)
+            if owned is None:
+                continue
+            store, stored = owned
+            stored.attempt -= 1
+            stored.worker_id = stored.lease_until = None
+            self._move(store, stored, JobState.WAITING)
+
+    async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
+        self._store(worker.queue).workers[worker.id] = copy.copy(worker)
+        lost = []
+        for job in jobs:
+            owned = self._owned(job)
+            if owned is None:
+                lost.append(job.id)
+            else:
+                owned[1].lease_until = lease_until
+        return lost
+
+    async def remove_worker(self, worker: WorkerInfo) -> None:
+        self._store(worker.queue).workers.pop(worker.id, None)
+
+    async def save_progress(self, job: Job) -> bool:
+        owned = self._owned(job)
+        if owned is not None:
+            owned[1].progress = job.progress
+        return owned is not None
+
+    # -- scheduling -------------------------------------------------------------------
+    async def promote_due(self, queue: str, now: float, limit: int) -> tuple[int, float | None]:
+        store = self._store(queue)
+        heap, promoted = store.delayed, 0
+        while heap and promoted < limit:
+            due, _, job_id, token = heap[0]
+            job = store.jobs.get(job_id)
+            if job is None or job.token != token or job.status is not JobState.DELAYED:
+                heapq.heappop(heap)
+                continue
+            if due > now:
+                return promoted, due
+            heapq.heappop(heap)
+            job.ready_at = now
+            self._move(store, job, JobState.WAITING)
+            promoted += 1
+        return promoted, (heap[0][0] if heap else None)
+
+    async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
+        await _wait(self._store(queue).schedule_waiters, timeout_s)
+
+    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
+        store = self._store(queue)
+        recovered = []
+        for job in [job for job in store.active.values() if (job.lease_until or 0) < now]:
+            job.stalls += 1
+            job.worker_id = job.lease_until = None
+            if job.stalls > max_stalls:
+                job.finished_at = now
+                job.error = {
+                    "type": StalledJobError.__name__,
+                    "message": f"the job's worker vanished {job.stalls} times (max_stalls={max_stalls})",
+                }
+                self._move(store, job, JobState.FAILED)
+            else:
+                job.ready_at = now
+                self._move(store, job, JobState.WAITING)
+            recovered.append(copy.copy(job))
+        return recovered
+
+    async def add_repeatable(self, repeatable: Repeatable) -> bool:
+        store = self._store(repeatable.queue)
+        if repeatable.key in store.repeatables:
+            return False
+        store.repeatables[repeatable.key] = copy.copy(repeatable)
+        return True
+
+    async def remove_repeatable(self, queue: str, key: str) -> bool:
+        return self._store(queue).repeatables.pop(key, None) is not None
+
+    async def repeatables(self, queue: str) -> list[Repeatable]:
+        return [copy.copy(rep) for rep in self._store(queue).repeatables.values()]
+
+    async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
+        rep = self._store(queue).repeatables.get(key)
+        if rep is None or rep.next_run_at != expected_at:
+            return False
+        rep.next_run_at = next_at
+        return True
+
+    # -- control and inspection -------------------------------------------------------
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        store = self._store(queue)
+        store.paused = paused
+        if not paused:
+            _wake(store.job_waiters)
+
+    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
+        store = self._store(queue)
+        job = store.jobs.get(job_id)
+        if job is None or job.status in TERMINAL_STATES:
+            return None
+        job.finished_at = now
+        job.worker_id = job.lease_until = None
+        self._move(store, job, JobState.CANCELLED)
+        return copy.copy(job)
+
+    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
+        store = self._store(queue)
+        job = store.jobs.get(job_id)
+        if job is None or job.status not in TERMINAL_STATES - {JobState.COMPLETED}:
+            return None
+        job.attempt = job.stalls = 0
+        job.error = job.result = job.started_at = job.finished_at = None
+        job.ready_at = now
+        self._move(store, job, JobState.WAITING)
+        return copy.copy(job)
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        job = self._store(queue).jobs.get(job_id)
+        return None if job is None else copy.copy(job)
+
+    async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
+        store = self._store(queue)
+        if state is JobState.WAITING:
+            ids = list(store.waiting_ids)
+        elif state is JobState.ACTIVE:
+            ids = list(store.active)
+        elif state is JobState.DELAYED:
+            ids = [job.id for job in store.jobs.values() if job.status is JobState.DELAYED]
+        else:
+            ids = list(reversed(store.finished[state]))  # newest first
+        return [copy.copy(store.jobs[job_id]) for job_id in ids[offset : offset + limit]]
+
+    async def remove_job(self, queue: str, job_id: str) -> bool:
+        store = self._store(queue)
+        job = store.jobs.get(job_id)
+        if job is None or job.status is JobState.ACTIVE:
+            return False
+        self._unplace(store, job)
+        del store.jobs[job_id]
+        return True
+
+    async def drain(self, queue: str) -> int:
+        store = self._store(queue)
+        pending = [job for job in store.jobs.values() if job.status in (JobState.WAITING, JobState.DELAYED)]
+        for job in pending:
+            self._unplace(store, job)
+            del store.jobs[job.id]
+        store.waiting.clear()
+        store.delayed.clear()
+        return len(pending)
+
+    def _trim(self, store: _Store, state: JobState, keep: int) -> None:
+        finished = store.finished[state]
+        while len(finished) > keep:
+            job_id = next(iter(finished))
+            del finished[job_id]
+            store.jobs.pop(job_id, None)
+
+    async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
+        store = self._store(queue)
+        removed = 0
+        for state, finished in store.finished.items():
+            expired = [job_id for job_id, at in finished.items() if at < now - retention.ttl_s]
+            for job_id in expired:
+                del finished[job_id]
+                store.jobs.pop(job_id, None)
+            removed += len(expired)
+            self._trim(store, state, retention.keep)
+        return removed
+
+    async def stats(self, queue: str, now: float) -> QueueStats:
+        store = self._store(queue)
+        counts = {
+            JobState.WAITING.value: len(store.waiting_ids),
+            JobState.DELAYED.value: store.delayed_count,
+            JobState.ACTIVE.value: len(store.active),
+        }
+        for state, finished in store.finished.items():
+            counts[state.value] = len(finished)
+        oldest = next(iter(store.waiting_ids.values()), None)
+        for worker_id in [w.id for w in store.workers.values() if w.expires_at < now]:
+            del store.workers[worker_id]
+        return QueueStats(counts, oldest, store.paused, [copy.copy(w) for w in store.workers.values()])
+
+    async def queues(self) -> list[str]:
+        return sorted(self._stores)

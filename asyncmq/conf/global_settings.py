@@ -1,0 +1,57 @@
+"""Defaults for every setting. Subclass `Settings` and point `ASYNCMQ_SETTINGS_MODULE` at it.
+
+Any field can also be set by an `ASYNCMQ_<FIELD>` environment variable (`ASYNCMQ_SCAN_INTERVAL=0.2`),
+converted to the field's type; the environment wins over the class.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__all__ = ["Settings"]
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend
+
+
+class Settings:
+    """Fields are class attributes, so a subclass overrides one by redeclaring it."""
+
+    #: The default backend: an instance, or a URL (`memory://`, `redis://...`, ...).
+    backend: BaseBackend | str = "memory://"
+    #: The longest the scheduler sleeps between looks at delayed jobs and repeatables. It
+    #: also wakes at the next due time and when a sooner job is added, so this bounds
+    #: the lateness only when a wake-up is missed (another process added the job).
+    scan_interval: float = 1.0
+    #: Attempts a worker runs at once, per queue, unless the queue or the CLI says otherwise.
+    worker_concurrency: int = 10
+    #: Jobs a worker claims in one backend round trip, at most.
+    claim_batch_size: int = 50
+    #: How long an active job stays owned by its worker without a heartbeat.
+    lease_seconds: float = 30.0
+    #: A job whose worker vanished this many times goes to the dead-letter queue.
+    max_stalls: int = 1
+    #: How long a stopping worker lets running attempts finish before handing them back.
+    shutdown_grace_seconds: float = 30.0
+    #: Default priority: lower numbers run first.
+    default_priority: int = 5
+    #: Encoded arguments larger than this are refused at enqueue.
+    max_payload_bytes: int = 1_048_576
+    #: Finished jobs (completed, failed, expired, cancelled) are kept this long...
+    result_ttl_seconds: float = 86_400.0
+    #: ...and at most this many per queue and state, newest kept.
+    keep_finished_jobs: int = 10_000
+
+    def __init__(self, **overrides: object) -> None:
+        for name, value in overrides.items():
+            if name not in self.field_names():
+                raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
+            setattr(self, name, value)
+
+    @classmethod
+    def field_names(cls) -> dict[str, str]:
+        """Every setting and its annotation, including those a subclass adds."""
+        names: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            names.update(getattr(klass, "__annotations__", {}))
+        return names

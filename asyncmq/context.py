@@ -1,0 +1,45 @@
+"""What a running task can ask about its own job: `current_job()` and `report_progress()`."""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asyncmq.core.event import Event, event_emitter
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend
+    from asyncmq.job import Job
+
+__all__ = ["JobContext", "current_job", "report_progress"]
+
+
+@dataclass(slots=True)
+class JobContext:
+    job: Job
+    backend: BaseBackend
+
+    async def report_progress(self, progress: Any) -> None:
+        """Store `progress` (any JSON value) on the job and emit `job:progress`."""
+        self.job.progress = progress
+        if await self.backend.save_progress(self.job) and event_emitter.has_listeners(Event.JOB_PROGRESS):
+            payload = self.job.event_payload()
+            payload["timestamps"]["progress_at"] = time.time()
+            event_emitter.emit(Event.JOB_PROGRESS, payload)
+
+
+_current: ContextVar[JobContext | None] = ContextVar("asyncmq_current_job", default=None)
+
+
+def current_job() -> JobContext:
+    """The job the calling task is running for; raises outside a task."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("current_job() is only available inside a task run by an asyncmq worker")
+    return ctx
+
+
+async def report_progress(progress: Any) -> None:
+    await current_job().report_progress(progress)

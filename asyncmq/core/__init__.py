@@ -1,0 +1,1 @@
+"""The engine's seams: the lifecycle event emitter."""

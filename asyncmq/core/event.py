@@ -1,0 +1,104 @@
+"""Lifecycle events: the one seam through which metrics, tracing and user code observe jobs.
+
+The engine emits; subscribers (`asyncmq.observability`, user callbacks) listen. The engine
+never imports a subscriber. A callback that raises is logged and counted in
+`listener_errors`, and never breaks the job or the worker. Async callbacks run as their
+own tasks, so a slow one never holds a job slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+from asyncmq.logging import get_logger
+
+__all__ = ["Event", "EventEmitter", "Listener", "Payload", "event_emitter"]
+
+log = get_logger(__name__)
+
+Payload = dict[str, Any]
+Listener = Callable[[Payload], Awaitable[None] | None]
+
+
+class Event(StrEnum):
+    """Every event name asyncmq emits. `on()` rejects any other name, so a typo fails loudly."""
+
+    JOB_ENQUEUED = "job:enqueued"
+    JOB_DELAYED = "job:delayed"
+    JOB_STARTED = "job:started"
+    JOB_PROGRESS = "job:progress"
+    JOB_COMPLETED = "job:completed"
+    JOB_RETRIED = "job:retried"
+    JOB_FAILED = "job:failed"
+    JOB_EXPIRED = "job:expired"
+    JOB_CANCELLED = "job:cancelled"
+    JOB_STALLED = "job:stalled"
+    WORKER_STARTED = "worker:started"
+    WORKER_HEARTBEAT = "worker:heartbeat"
+    WORKER_STOPPED = "worker:stopped"
+    QUEUE_PAUSED = "queue:paused"
+    QUEUE_RESUMED = "queue:resumed"
+    QUEUE_RATE_LIMITED = "queue:rate_limited"
+
+
+class EventEmitter:
+    """Synchronous fan-out to listeners; async listeners are scheduled, not awaited."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
+        self._pending: set[asyncio.Task[None]] = set()
+        self.listener_errors: Counter[str] = Counter()
+
+    def on(self, name: Event | str, callback: Listener) -> Listener:
+        """Subscribe `callback` to `name`; returns it, so `on` works as a decorator argument."""
+        self._listeners[Event(name)].append(callback)
+        return callback
+
+    def off(self, name: Event | str, callback: Listener) -> None:
+        """Unsubscribe; removing a callback that is not subscribed does nothing."""
+        listeners = self._listeners[Event(name)]
+        if callback in listeners:
+            listeners.remove(callback)
+
+    def has_listeners(self, name: Event) -> bool:
+        """Lets hot paths skip building a payload nobody reads."""
+        return bool(self._listeners[name])
+
+    def emit(self, name: Event | str, payload: Payload) -> None:
+        event = Event(name)
+        for callback in tuple(self._listeners[event]):
+            try:
+                outcome = callback(payload)
+            except Exception:
+                self._record_error(event, callback)
+                continue
+            if inspect.isawaitable(outcome):
+                self._schedule(event, callback, outcome)
+
+    async def drain(self) -> None:
+        """Wait for async listeners still running: call before a process exits."""
+        while self._pending:
+            await asyncio.gather(*tuple(self._pending), return_exceptions=True)
+
+    def _schedule(self, event: Event, callback: Listener, awaitable: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                self._record_error(event, callback)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _record_error(self, event: Event, callback: Listener) -> None:
+        self.listener_errors[event.value] += 1
+        log.exception("listener %r for %s raised; the job goes on", callback, event.value)
+
+
+event_emitter = EventEmitter()

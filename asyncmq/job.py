@@ -1,0 +1,168 @@
+"""The job: one schema, defined once, that every backend stores and every event describes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from asyncmq.errors import MalformedJobError, PayloadTooLargeError, SerializationError
+
+__all__ = [
+    "PENDING_STATES",
+    "TERMINAL_STATES",
+    "Job",
+    "JobState",
+    "decode_record",
+    "encode_record",
+    "encode_value",
+    "new_job_id",
+]
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+PENDING_STATES = frozenset({JobState.WAITING, JobState.DELAYED})
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED})
+
+_TIMESTAMPS = ("created_at", "delay_until", "ready_at", "started_at", "finished_at")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_value(value: Any, what: str, limit: int | None = None) -> bytes:
+    """JSON-encode `value` or raise an error naming `what` (e.g. "arguments of task 'x'")."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError as exc:
+        raise SerializationError(f"{what} cannot be serialized to JSON: {exc}") from None
+    if limit is not None and len(data) > limit:
+        raise PayloadTooLargeError(f"{what} are {len(data)} bytes encoded; the limit is {limit} bytes")
+    return data
+
+
+@dataclass(slots=True)
+class Job:
+    """A job as stored. `attempt` counts attempts begun; `token` fences stale workers.
+
+    Every claim, recovery and cancellation bumps `token`; a backend accepts a worker's
+    result only while the stored token still equals the one the worker claimed with.
+    """
+
+    id: str
+    queue: str
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    status: JobState = JobState.WAITING
+    priority: int = 5
+    max_retries: int = 0
+    attempt: int = 0
+    backoff: dict[str, Any] | None = None
+    ttl_s: float | None = None
+    timeout_s: float | None = None
+    created_at: float = 0.0
+    delay_until: float | None = None
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_until: float | None = None
+    worker_id: str | None = None
+    token: int = 0
+    stalls: int = 0
+    result: Any = None
+    error: dict[str, str] | None = None
+    progress: Any = None
+    repeat_key: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sort_key(self) -> tuple[int, float]:
+        """Claim order: lower priority number first, then oldest ready first."""
+        return (self.priority, self.ready_at or self.created_at)
+
+    def is_expired(self, now: float) -> bool:
+        return self.ttl_s is not None and now > self.created_at + self.ttl_s
+
+    def timestamps(self) -> dict[str, float]:
+        """Every moment known so far, in epoch seconds, as the event contract names them."""
+        out: dict[str, float] = {}
+        for name in _TIMESTAMPS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def event_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "queue": self.queue,
+            "task": self.task,
+            "status": self.status.value,
+            "attempt": max(self.attempt, 1),
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "timestamps": self.timestamps(),
+        }
+        if self.error is not None:
+            payload["error"] = {"type": self.error["type"], "message": self.error["message"]}
+        if self.progress is not None:
+            payload["progress"] = self.progress
+        if self.repeat_key is not None:
+            payload["repeat_key"] = self.repeat_key
+        if self.meta:
+            payload["meta"] = self.meta
+        return payload
+
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+    @classmethod
+    def from_record(cls, record: Any) -> Job:
+        """Rebuild a job from a stored record, or raise `MalformedJobError` saying what is wrong."""
+        if not isinstance(record, dict):
+            raise MalformedJobError(f"a job record must be a JSON object, not {type(record).__name__}")
+        missing = [name for name in ("id", "queue", "task") if name not in record]
+        if missing:
+            raise MalformedJobError(f"job record {record.get('id', '?')!r} lacks {', '.join(missing)}")
+        unknown = set(record) - _FIELD_NAMES_SET
+        if unknown:
+            raise MalformedJobError(f"job record {record['id']!r} has unknown fields {sorted(unknown)}")
+        try:
+            job = cls(**record)
+            job.status = JobState(job.status)
+        except (TypeError, ValueError) as exc:
+            raise MalformedJobError(f"job record {record['id']!r} is malformed: {exc}") from None
+        if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+            raise MalformedJobError(f"job record {job.id!r} has args/kwargs of the wrong type")
+        return job
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Job))
+_FIELD_NAMES_SET = frozenset(_FIELD_NAMES)
+
+
+def encode_record(job: Job) -> bytes:
+    return orjson.dumps(job.to_record())
+
+
+def decode_record(data: bytes | str) -> Job:
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJobError(f"a stored job record is not valid JSON: {exc}") from None
+    return Job.from_record(record)
+

@@ -1,0 +1,342 @@
+"""The producer's and operator's handle on a queue: add jobs, schedule, inspect, control, run."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from asyncmq.backoff import Backoff, seconds
+from asyncmq.conf import get_backend, settings
+from asyncmq.core.event import Event, event_emitter
+from asyncmq.errors import InvalidJobError, InvalidQueueNameError, JobNotFoundError
+from asyncmq.job import Job, JobState, encode_value, new_job_id
+from asyncmq.logging import get_logger
+from asyncmq.schedule import Repeatable
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend, QueueStats, RateLimit, Retention
+    from asyncmq.worker import Worker
+
+__all__ = ["Queue", "validate_queue_name"]
+
+log = get_logger(__name__)
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+_BULK_KEYS = frozenset(
+    {"task_id", "args", "kwargs", "delay", "priority", "retries", "backoff", "ttl", "timeout", "job_id"}
+)
+
+
+def validate_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise InvalidQueueNameError(
+            f"invalid queue name {name!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _emit_stored(jobs: Iterable[Job]) -> None:
+    for job in jobs:
+        event = Event.JOB_DELAYED if job.status is JobState.DELAYED else Event.JOB_ENQUEUED
+        if event_emitter.has_listeners(event):
+            event_emitter.emit(event, job.event_payload())
+
+
+class Queue:
+    """A named queue on a backend. Every method that touches the backend is a coroutine.
+
+    `concurrency`, `rate_limit`/`rate_interval` and `scan_interval` configure the workers
+    that `run()` starts; `scan_interval` overrides `Settings.scan_interval` for this queue.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backend: BaseBackend | None = None,
+        concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_interval: float | timedelta = 1.0,
+        scan_interval: float | timedelta | None = None,
+        *,
+        lease: float | timedelta | None = None,
+        max_stalls: int | None = None,
+        result_ttl: float | timedelta | None = None,
+        keep_finished: int | None = None,
+    ) -> None:
+        self.name = validate_queue_name(name)
+        self._backend = backend
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"queue {name!r}: concurrency must be >= 1, got {concurrency}")
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError(f"queue {name!r}: rate_limit must be >= 1 job, got {rate_limit}")
+        self._concurrency = concurrency
+        self.rate_limit = rate_limit
+        self.rate_interval_s = seconds(rate_interval, "rate_interval", allow_zero=False) or 1.0
+        self._scan_interval_s = seconds(scan_interval, "scan_interval", allow_zero=False)
+        self._lease_s = seconds(lease, "lease", allow_zero=False)
+        self._max_stalls = max_stalls
+        self._result_ttl_s = seconds(result_ttl, "result_ttl")
+        self._keep_finished = keep_finished
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name} backend={self.backend.name}>"
+
+    # -- configuration, read through settings at use so tests may reconfigure ---------
+    @property
+    def backend(self) -> BaseBackend:
+        return self._backend if self._backend is not None else get_backend()
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency or settings.worker_concurrency
+
+    @property
+    def scan_interval_s(self) -> float:
+        return self._scan_interval_s or settings.scan_interval
+
+    @property
+    def lease_s(self) -> float:
+        return self._lease_s or settings.lease_seconds
+
+    @property
+    def max_stalls(self) -> int:
+        return self._max_stalls if self._max_stalls is not None else settings.max_stalls
+
+    @property
+    def rate(self) -> RateLimit | None:
+        from asyncmq.backends.base import RateLimit
+
+        return None if self.rate_limit is None else RateLimit(self.rate_limit, self.rate_interval_s)
+
+    @property
+    def retention(self) -> Retention:
+        from asyncmq.backends.base import Retention
+
+        ttl_s = self._result_ttl_s if self._result_ttl_s is not None else settings.result_ttl_seconds
+        keep = self._keep_finished if self._keep_finished is not None else settings.keep_finished_jobs
+        return Retention(ttl_s, keep)
+
+    # -- producing ----------------------------------------------------------------------
+    def build_job(
+        self,
+        task_id: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        delay: float | timedelta | None = None,
+        priority: int | None = None,
+        retries: int = 0,
+        backoff: Backoff | float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        job_id: str | None = None,
+        now: float | None = None,
+    ) -> Job:
+        """Validate and build a job without storing it; every check that can refuse a job is here."""
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidJobError(f"task id must be a non-empty string, got {task_id!r}")
+        if retries < 0:
+            raise InvalidJobError(f"retries must be >= 0, got {retries}")
+        if job_id is not None and (not isinstance(job_id, str) or not job_id):
+            raise InvalidJobError(f"job_id must be a non-empty string, got {job_id!r}")
+        what = f"arguments of task {task_id!r}"
+        payload = encode_value([list(args), dict(kwargs or {})], what, settings.max_payload_bytes)
+        job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
+        created_at = time.time() if now is None else now
+        delay_s = seconds(delay, "delay")
+        spec = Backoff.coerce(backoff)
+        job = Job(
+            id=job_id or new_job_id(),
+            queue=self.name,
+            task=task_id,
+            args=job_args,
+            kwargs=job_kwargs,
+            priority=settings.default_priority if priority is None else priority,
+            max_retries=retries,
+            backoff=None if spec is None else spec.to_spec(),
+            ttl_s=seconds(ttl, "ttl", allow_zero=False),
+            timeout_s=seconds(timeout, "timeout", allow_zero=False),
+            created_at=created_at,
+        )
+        if delay_s:
+            job.status = JobState.DELAYED
+            job.delay_until = created_at + delay_s
+        else:
+            job.ready_at = created_at
+        return job
+
+    async def add(
+        self,
+        task_id: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        delay: float | timedelta | None = None,
+        priority: int | None = None,
+        retries: int = 0,
+        backoff: Backoff | float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Store one job and return its id. Adding an id that exists adds nothing (logged)."""
+        job = self.build_job(
+            task_id,
+            args,
+            kwargs,
+            delay=delay,
+            priority=priority,
+            retries=retries,
+            backoff=backoff,
+            ttl=ttl,
+            timeout=timeout,
+            job_id=job_id,
+        )
+        await self._store([job])
+        return job.id
+
+    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`.
+
+        Every job is validated before any is stored, so one bad entry stores nothing.
+        """
+        now = time.time()
+        built = []
+        for index, spec in enumerate(jobs):
+            unknown = set(spec) - _BULK_KEYS
+            if unknown or "task_id" not in spec:
+                problem = f"unknown keys {sorted(unknown)}" if unknown else "no 'task_id'"
+                raise InvalidJobError(f"add_bulk entry {index} has {problem}")
+            options = {key: value for key, value in spec.items() if key not in ("task_id", "args", "kwargs")}
+            built.append(
+                self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
+            )
+        await self._store(built)
+        return [job.id for job in built]
+
+    async def _store(self, jobs: list[Job]) -> list[Job]:
+        stored = await self.backend.enqueue(jobs)
+        new = [job for job, ok in zip(jobs, stored, strict=True) if ok]
+        for job, ok in zip(jobs, stored, strict=True):
+            if not ok:
+                log.info("job %r already exists in queue %r: nothing added", job.id, self.name)
+        _emit_stored(new)
+        return new
+
+    async def add_repeatable(
+        self,
+        task_id: str,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        retries: int = 0,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> str:
+        """Run `task_id` on a cron expression (UTC) or every `every` seconds; returns the schedule key.
+
+        Each occurrence is stored ahead of time as a delayed job, so it fires within
+        milliseconds of its time, once, however many workers run. Adding the same
+        schedule again changes nothing.
+        """
+        options = {"priority": priority, "retries": retries, "ttl": ttl, "timeout": timeout}
+        options = {k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in options.items()}
+        rep = Repeatable.build(
+            self.name, task_id, cron=cron, every=every, args=list(args), kwargs=dict(kwargs or {}),
+            options=options,
+        )
+        self.build_job(task_id, rep.args, rep.kwargs, **options)  # refuse bad arguments now
+        rep.next_run_at = rep.next_after(time.time())
+        if await self.backend.add_repeatable(rep):
+            await self._store([self.occurrence(rep, rep.next_run_at)])
+        return rep.key
+
+    def occurrence(self, rep: Repeatable, at: float) -> Job:
+        job = self.build_job(rep.task, rep.args, rep.kwargs, job_id=rep.occurrence_id(at), **rep.options)
+        job.status, job.delay_until, job.ready_at, job.repeat_key = JobState.DELAYED, at, None, rep.key
+        return job
+
+    async def remove_repeatable(self, key: str) -> bool:
+        """Stop a schedule; its pending occurrence is cancelled too."""
+        for rep in await self.backend.repeatables(self.name):
+            if rep.key == key:
+                await self.backend.remove_repeatable(self.name, key)
+                await self.cancel(rep.occurrence_id(rep.next_run_at))
+                return True
+        return False
+
+    async def repeatables(self) -> list[Repeatable]:
+        return await self.backend.repeatables(self.name)
+
+    # -- control ------------------------------------------------------------------------
+    async def pause(self) -> None:
+        """Workers stop claiming; running attempts finish. Jobs can still be added."""
+        await self.backend.set_paused(self.name, True)
+        event_emitter.emit(Event.QUEUE_PAUSED, {"queue": self.name, "at": time.time()})
+
+    async def resume(self) -> None:
+        await self.backend.set_paused(self.name, False)
+        event_emitter.emit(Event.QUEUE_RESUMED, {"queue": self.name, "at": time.time()})
+
+    async def is_paused(self) -> bool:
+        return (await self.stats()).paused
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a waiting, delayed or running job. A running attempt is interrupted at its
+        worker's next heartbeat, and its result, if it still comes, is discarded."""
+        job = await self.backend.cancel(self.name, job_id, time.time())
+        if job is None:
+            return False
+        event_emitter.emit(Event.JOB_CANCELLED, job.event_payload())
+        return True
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Send a failed, expired or cancelled job back to `waiting`."""
+        job = await self.backend.retry(self.name, job_id, time.time())
+        if job is None:
+            return False
+        _emit_stored([job])
+        return True
+
+    async def remove_job(self, job_id: str) -> bool:
+        return await self.backend.remove_job(self.name, job_id)
+
+    async def drain(self) -> int:
+        """Delete every waiting and delayed job."""
+        return await self.backend.drain(self.name)
+
+    # -- inspection ---------------------------------------------------------------------
+    async def get_job(self, job_id: str) -> Job:
+        job = await self.backend.get_job(self.name, job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in queue {self.name!r}")
+        return job
+
+    async def list_jobs(self, state: JobState | str, limit: int = 50, offset: int = 0) -> list[Job]:
+        return await self.backend.list_jobs(self.name, JobState(state), limit, offset)
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per state: waiting, delayed, active, completed, failed, expired, cancelled."""
+        return (await self.stats()).counts
+
+    async def stats(self) -> QueueStats:
+        return await self.backend.stats(self.name, time.time())
+
+    # -- working ------------------------------------------------------------------------
+    def worker(self, **options: Any) -> Worker:
+        from asyncmq.worker import Worker
+
+        return Worker(self, **options)
+
+    async def run(self, burst: bool = False) -> None:
+        """Work this queue until stopped, or with `burst=True` until nothing is left to run."""
+        await self.worker(burst=burst).run()

@@ -1,0 +1,481 @@
+"""The worker: claims jobs in batches, runs each in one of `concurrency` slots, and stores
+outcomes in batches.
+
+One job's path is `_execute`: start, run, settle (complete, retry or fail). Around it,
+a few small loops: slots pull from a prefetch buffer that one claimer at a time refills;
+a flusher stores finished attempts; a scheduler promotes delayed jobs, fires repeatables
+and recovers stalled jobs; a heartbeat keeps leases alive and learns of jobs taken away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from asyncmq.backends.base import WorkerInfo
+from asyncmq.backoff import Backoff
+from asyncmq.conf import settings
+from asyncmq.context import JobContext, _current
+from asyncmq.core.event import Event, event_emitter
+from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
+from asyncmq.job import Job, JobState
+from asyncmq.logging import get_logger
+from asyncmq.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from asyncmq.queues import Queue
+
+__all__ = ["Worker"]
+
+log = get_logger(__name__)
+
+_SETTLED_EVENTS = {
+    JobState.COMPLETED: Event.JOB_COMPLETED,
+    JobState.FAILED: Event.JOB_FAILED,
+    JobState.EXPIRED: Event.JOB_EXPIRED,
+    JobState.WAITING: Event.JOB_RETRIED,
+    JobState.DELAYED: Event.JOB_RETRIED,
+}
+_PROMOTE_BATCH = 1000
+_PURGE_EVERY_S = 60.0
+_REPAIR_EVERY_S = 30.0
+_IDLE_WAIT_S = 1.0
+
+
+def _error_record(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class Worker:
+    """Runs one queue's jobs until stopped (`stop()`, SIGTERM/SIGINT) or, in burst mode,
+    until nothing is left to run."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        concurrency: int | None = None,
+        burst: bool = False,
+        shutdown_grace: float | None = None,
+        claim_batch: int | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.queue = queue
+        self.backend = queue.backend
+        self.concurrency = concurrency or queue.concurrency
+        self.burst = burst
+        self.shutdown_grace_s = (
+            shutdown_grace if shutdown_grace is not None else settings.shutdown_grace_seconds
+        )
+        self.claim_batch = claim_batch or settings.claim_batch_size
+        self.handle_signals = handle_signals
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.processed = 0
+        self._buffer: deque[Job] = deque()
+        self._running: dict[str, tuple[Job, asyncio.Task[Any] | None]] = {}
+        self._lost: set[str] = set()
+        self._interrupted: list[Job] = []
+        self._acks: list[Job] = []
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._ack_ready: asyncio.Event | None = None
+        self._claim_lock: asyncio.Lock | None = None
+        self._idle_wait: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._started_at = time.time()
+
+    # -- public -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming; running attempts get `shutdown_grace` seconds to finish."""
+        self._stopping = True
+        if self._idle_wait is not None:
+            self._idle_wait.cancel()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def process(self) -> bool:
+        """Claim one job, run it and store its outcome; `False` if none was ready."""
+        if not self._buffer:
+            claimed = await self._claim(1)
+            if not claimed:
+                return False
+        await self._execute(self._buffer.popleft())
+        await self._flush()
+        return True
+
+    async def maintain(self, now: float | None = None) -> float | None:
+        """One scheduler pass: promote due delayed jobs, fire repeatables, recover stalled
+        jobs. Returns when the next delayed job is due."""
+        now = time.time() if now is None else now
+        next_due = await self._promote(now)
+        await self._fire_repeatables(now)
+        await self._recover_stalled(now)
+        return next_due
+
+    async def run(self) -> None:
+        await self.backend.connect()
+        self._stopped = asyncio.Event()
+        self._ack_ready = asyncio.Event()
+        self._claim_lock = asyncio.Lock()
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        handled = self._install_signals(loop) if self.handle_signals else []
+        await self._heartbeat_once()
+        self._emit_worker(Event.WORKER_STARTED)
+        slots = [loop.create_task(self._slot(), name=f"asyncmq-slot-{i}") for i in range(self.concurrency)]
+        helpers = [
+            loop.create_task(self._flush_loop(), name="asyncmq-flusher"),
+            loop.create_task(self._schedule_loop(), name="asyncmq-scheduler"),
+        ]
+        heartbeat = loop.create_task(self._heartbeat_loop(), name="asyncmq-heartbeat")
+        try:
+            await self._stopped.wait()
+        finally:
+            await self._shutdown(slots, helpers, heartbeat)
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    # -- one job ------------------------------------------------------------------------
+    async def _execute(self, job: Job) -> None:
+        now = time.time()
+        if job.is_expired(now):
+            job.status, job.finished_at = JobState.EXPIRED, now
+            self._settle(job)
+            return
+        job.started_at, job.finished_at = now, None
+        if event_emitter.has_listeners(Event.JOB_STARTED):
+            event_emitter.emit(Event.JOB_STARTED, job.event_payload())
+        self._running[job.id] = (job, asyncio.current_task())
+        ctx_token = _current.set(JobContext(job, self.backend))
+        try:
+            job.result = await self._call(job)
+            job.status = JobState.COMPLETED
+        except asyncio.CancelledError:
+            if job.id not in self._lost:
+                self._interrupted.append(job)
+                raise
+            self._lost.discard(job.id)
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            log.warning("job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue)
+            return
+        except Exception as exc:
+            self._retry_or_fail(job, exc)
+        finally:
+            _current.reset(ctx_token)
+            del self._running[job.id]
+        job.finished_at = time.time()
+        self._settle(job)
+
+    async def _call(self, job: Job) -> Any:
+        task = get_task(job.task)
+        if task.is_async:
+            call = task.fn(*job.args, **job.kwargs)
+        else:
+            call = self._in_thread(task, job)
+        if job.timeout_s is None:
+            result = await call
+        else:
+            try:
+                result = await asyncio.wait_for(call, job.timeout_s)
+            except TimeoutError:
+                raise JobTimeoutError(f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s") from None
+        try:
+            orjson.dumps(result)
+        except TypeError as exc:
+            raise ResultSerializationError(
+                f"task {job.task!r} returned a {type(result).__name__} that cannot be serialized: {exc}"
+            ) from None
+        return result
+
+    def _in_thread(self, task: Task[Any, Any], job: Job) -> asyncio.Future[Any]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="asyncmq-task")
+        call = functools.partial(task.fn, *job.args, **job.kwargs)
+        ctx = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, call)
+
+    def _retry_or_fail(self, job: Job, exc: Exception) -> None:
+        job.error = _error_record(exc)
+        now = time.time()
+        if isinstance(exc, NonRetryableError) or job.attempt > job.max_retries:
+            job.status = JobState.FAILED
+            log.warning("job %s (%s) failed for good: %s: %s", job.id, job.task, type(exc).__name__, exc)
+            return
+        backoff = Backoff.from_spec(job.backoff)
+        delay = backoff.delay_for(job.attempt) if backoff is not None else 0.0
+        if delay > 0:
+            job.status, job.delay_until, job.ready_at = JobState.DELAYED, now + delay, None
+        else:
+            job.status, job.ready_at = JobState.WAITING, now
+
+    # -- outcomes, stored in batches ----------------------------------------------------
+    def _settle(self, job: Job) -> None:
+        self._acks.append(job)
+        if self._ack_ready is not None:
+            self._ack_ready.set()
+
+    async def _flush_loop(self) -> None:
+        assert self._ack_ready is not None
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                accepted = await self.backend.finish(batch, self.queue.retention)
+            except Exception:
+                # The jobs stay active in the store; retry, and if this worker dies their
+                # leases run out and they are recovered: nothing is lost either way.
+                log.exception("storing %d outcomes failed; retrying", len(batch))
+                self._acks[:0] = batch
+                await asyncio.sleep(0.5)
+                continue
+            self.processed += len(batch)
+            for job, ok in zip(batch, accepted, strict=True):
+                if ok:
+                    self._emit_settled(job)
+                else:
+                    log.warning("discarded the outcome of job %s: another owner has it now", job.id)
+
+    def _emit_settled(self, job: Job) -> None:
+        event = _SETTLED_EVENTS[job.status]
+        if event_emitter.has_listeners(event):
+            event_emitter.emit(event, job.event_payload())
+        if job.status is JobState.DELAYED and event_emitter.has_listeners(Event.JOB_DELAYED):
+            event_emitter.emit(Event.JOB_DELAYED, job.event_payload())
+
+    # -- claiming -----------------------------------------------------------------------
+    async def _slot(self) -> None:
+        assert self._claim_lock is not None
+        while not self._stopping:
+            if not self._buffer:
+                async with self._claim_lock:
+                    if not self._buffer and not self._stopping:
+                        await self._refill()
+            if self._buffer:
+                await self._execute(self._buffer.popleft())
+
+    async def _claim(self, limit: int) -> int:
+        now = time.time()
+        result = await self.backend.claim(
+            self.queue.name, self.id, limit, self.queue.lease_s, now, self.queue.rate
+        )
+        self._buffer.extend(result.jobs)
+        if result.rate_limited_for_s is not None:
+            event_emitter.emit(
+                Event.QUEUE_RATE_LIMITED,
+                {"queue": self.queue.name, "held_back": limit, "wait_s": result.rate_limited_for_s},
+            )
+            await self._idle(asyncio.sleep(result.rate_limited_for_s))
+        return len(result.jobs)
+
+    async def _refill(self) -> None:
+        """Claim as many jobs as there are idle slots, or wait until some may be ready."""
+        idle = max(self.concurrency - len(self._running), 1)
+        if await self._claim(min(idle, self.claim_batch)) or self._stopping:
+            return
+        if self.burst and await self._nothing_left():
+            self.stop()
+            return
+        await self._idle(self.backend.wait_for_jobs(self.queue.name, _IDLE_WAIT_S))
+
+    async def _idle(self, waiting: Any) -> None:
+        """Wait in a task that `stop()` can cancel, so an idle worker stops at once."""
+        self._idle_wait = asyncio.ensure_future(waiting)
+        try:
+            await self._idle_wait
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():
+                return
+            raise
+        finally:
+            self._idle_wait = None
+
+    async def _nothing_left(self) -> bool:
+        if self._running or self._acks or self._buffer:
+            return False
+        counts = (await self.queue.stats()).counts
+        if counts["waiting"]:
+            return False
+        # Each repeatable always has one pending occurrence; those do not keep a burst going.
+        return not counts["delayed"] or counts["delayed"] <= len(await self.backend.repeatables(self.queue.name))
+
+    # -- scheduling ---------------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        next_purge = next_repair = 0.0
+        while True:
+            now = time.time()
+            try:
+                next_due = await self.maintain(now)
+                if now >= next_repair:
+                    await self._repair_repeatables(now)
+                    next_repair = now + _REPAIR_EVERY_S
+                if now >= next_purge:
+                    await self.backend.purge_finished(self.queue.name, now, self.queue.retention)
+                    next_purge = now + _PURGE_EVERY_S
+            except Exception:
+                log.exception("scheduler pass for queue %r failed; retrying", self.queue.name)
+                next_due = None
+            sleep = min(self.queue.scan_interval_s, self._stall_check_every_s())
+            if next_due is not None:
+                sleep = min(sleep, next_due - time.time())
+            if sleep > 0:
+                await self.backend.wait_for_schedule(self.queue.name, sleep)
+
+    def _stall_check_every_s(self) -> float:
+        return self.queue.lease_s / 2
+
+    async def _promote(self, now: float) -> float | None:
+        while True:
+            promoted, next_due = await self.backend.promote_due(self.queue.name, now, _PROMOTE_BATCH)
+            if promoted < _PROMOTE_BATCH:
+                return next_due
+
+    async def _fire_repeatables(self, now: float) -> None:
+        """Store the next occurrence of each schedule whose pending one is now due. The
+        compare-and-set on `next_run_at` lets exactly one scheduler store it."""
+        for rep in await self.backend.repeatables(self.queue.name):
+            if rep.next_run_at > now:
+                continue
+            following = rep.next_after(max(now, rep.next_run_at))
+            if await self.backend.advance_repeatable(self.queue.name, rep.key, rep.next_run_at, following):
+                await self.queue._store([self.queue.occurrence(rep, following)])
+
+    async def _repair_repeatables(self, now: float) -> None:
+        """Re-store a pending occurrence that vanished (a crash between the compare-and-set
+        and the store, or a drain); its id makes this a no-op when it exists."""
+        occurrences = [
+            self.queue.occurrence(rep, rep.next_run_at)
+            for rep in await self.backend.repeatables(self.queue.name)
+            if rep.next_run_at > now
+        ]
+        if occurrences:
+            await self.queue._store(occurrences)
+
+    async def _recover_stalled(self, now: float) -> None:
+        for job in await self.backend.recover_stalled(self.queue.name, now, self.queue.max_stalls):
+            log.warning("job %s of %s stalled (its worker vanished); recovered", job.id, job.queue)
+            event_emitter.emit(Event.JOB_STALLED, job.event_payload())
+            if job.status is JobState.FAILED:
+                event_emitter.emit(Event.JOB_FAILED, job.event_payload())
+
+    # -- liveness -----------------------------------------------------------------------
+    def _info(self, now: float) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id,
+            queue=self.queue.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.concurrency,
+            started_at=self._started_at,
+            heartbeat_at=now,
+            expires_at=now + self.queue.lease_s,
+            running=len(self._running),
+        )
+
+    async def _heartbeat_once(self) -> None:
+        now = time.time()
+        held = [job for job, _ in self._running.values()] + list(self._buffer)
+        lost = await self.backend.heartbeat(self._info(now), held, now + self.queue.lease_s)
+        for job_id in lost:
+            job, slot = self._running.get(job_id, (None, None))
+            if slot is not None:
+                self._lost.add(job_id)
+                slot.cancel()
+        if lost:
+            self._buffer = deque(job for job in self._buffer if job.id not in lost)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.queue.lease_s / 3)
+            try:
+                await self._heartbeat_once()
+                self._emit_worker(Event.WORKER_HEARTBEAT)
+            except Exception:
+                log.exception("heartbeat of worker %s failed; retrying", self.id)
+
+    def _emit_worker(self, event: Event) -> None:
+        if event_emitter.has_listeners(event):
+            info = self._info(time.time())
+            event_emitter.emit(
+                event,
+                {
+                    "worker_id": info.id,
+                    "queue": info.queue,
+                    "host": info.host,
+                    "pid": info.pid,
+                    "concurrency": info.concurrency,
+                    "running": info.running,
+                    "processed": self.processed,
+                    "at": info.heartbeat_at,
+                },
+            )
+
+    # -- stopping -----------------------------------------------------------------------
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[signal.Signals]:
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signal support: the caller stops us
+            handled.append(sig)
+        return handled
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            log.warning("second %s: stopping now, handing running jobs back", sig.name)
+            self.shutdown_grace_s = 0
+        else:
+            log.info("%s: finishing running jobs (up to %ss), then stopping", sig.name, self.shutdown_grace_s)
+        self.stop()
+
+    async def _shutdown(
+        self, slots: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]], heartbeat: asyncio.Task[None]
+    ) -> None:
+        """Order matters: stop claiming, hand back what never started, let running attempts
+        finish while heartbeats keep their leases, hand back the rest, store outcomes last."""
+        self.stop()
+        if self._buffer:
+            await self.backend.release(list(self._buffer))
+            self._buffer.clear()
+        busy = {slot for slot in slots if not slot.done()}
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=self.shutdown_grace_s)
+            for slot in pending:
+                slot.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._interrupted:
+            log.warning("handing %d unfinished jobs back to queue %r", len(self._interrupted), self.queue.name)
+            await self.backend.release(self._interrupted)
+            self._interrupted.clear()
+        await self._flush()
+        for task in [*helpers, heartbeat]:
+            task.cancel()
+        await asyncio.gather(*helpers, heartbeat, return_exceptions=True)
+        await self.backend.remove_worker(self._info(time.time()))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._emit_worker(Event.WORKER_STOPPED)

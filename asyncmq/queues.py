@@ -250,11 +250,11 @@ class Queue:
         """
         options = {"priority": priority, "retries": retries, "ttl": ttl, "timeout": timeout}
         options = {k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in options.items()}
+        self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
         rep = Repeatable.build(
             self.name, task_id, cron=cron, every=every, args=list(args), kwargs=dict(kwargs or {}),
             options=options,
         )
-        self.build_job(task_id, rep.args, rep.kwargs, **options)  # refuse bad arguments now
         rep.next_run_at = rep.next_after(time.time())
         if await self.backend.add_repeatable(rep):
             await self._store([self.occurrence(rep, rep.next_run_at)])

@@ -36,8 +36,10 @@ def _load_class(path: str) -> type[Settings]:
     return klass
 
 
-def _convert(name: str, annotation: str, raw: str) -> Any:
-    kind = annotation.replace(" ", "").split("|")[0]
+def _convert(name: str, annotation: object, raw: str) -> Any:
+    """Convert by the field's annotation, a type or (with postponed annotations) its text."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    kind = text.replace(" ", "").split("|")[0]
     try:
         if kind == "bool":
             if raw.lower() not in _TRUE | _FALSE:
@@ -59,7 +61,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for name, annotation in loaded.field_names().items():
         raw = env.get(f"{_ENV_PREFIX}{name.upper()}")
         if raw is not None:
-            setattr(loaded, name, _convert(name, str(annotation), raw))
+            setattr(loaded, name, _convert(name, annotation, raw))
     return loaded
 
 

@@ -49,9 +49,9 @@ class Settings:
             setattr(self, name, value)
 
     @classmethod
-    def field_names(cls) -> dict[str, str]:
+    def field_names(cls) -> dict[str, object]:
         """Every setting and its annotation, including those a subclass adds."""
-        names: dict[str, str] = {}
+        names: dict[str, object] = {}
         for klass in reversed(cls.__mro__):
             names.update(getattr(klass, "__annotations__", {}))
         return names

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The demo: a worker on the in-memory backend fed by a demo producer, with a live view.
+# Extra arguments go to `asyncmq demo` (scripts/demo.sh --jobs 1000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+exec .venv/bin/asyncmq demo "$@"

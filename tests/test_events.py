@@ -1,0 +1,88 @@
+"""The event emitter: the seam every observer uses. It must never hurt a job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from asyncmq.backends.memory import InMemoryBackend
+from asyncmq.core.event import Event, EventEmitter, Payload, event_emitter
+from asyncmq.queues import Queue
+from asyncmq.tasks import task
+
+
+@task(queue="events")
+async def ok() -> int:
+    return 1
+
+
+def test_sync_listeners_receive_the_payload_and_can_unsubscribe() -> None:
+    emitter = EventEmitter()
+    seen: list[Payload] = []
+    emitter.on("job:started", seen.append)
+    emitter.emit(Event.JOB_STARTED, {"id": "a"})
+    emitter.off("job:started", seen.append)
+    emitter.emit(Event.JOB_STARTED, {"id": "b"})
+    assert seen == [{"id": "a"}]
+
+
+def test_a_misspelt_event_name_fails_loudly() -> None:
+    with pytest.raises(ValueError, match="'job:complete' is not a valid Event"):
+        EventEmitter().on("job:complete", print)
+
+
+async def test_async_listeners_run_as_tasks_and_can_be_drained() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+
+    async def slow(payload: Payload) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(payload["id"])
+
+    emitter.on(Event.JOB_COMPLETED, slow)
+    emitter.emit(Event.JOB_COMPLETED, {"id": "a"})
+    assert seen == []
+    await emitter.drain()
+    assert seen == ["a"]
+
+
+async def test_a_raising_listener_is_logged_and_counted_and_the_job_completes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(payload: Payload) -> None:
+        raise RuntimeError("listener bug")
+
+    async def broken_async(payload: Payload) -> None:
+        raise RuntimeError("async listener bug")
+
+    before = event_emitter.listener_errors["job:started"], event_emitter.listener_errors["job:completed"]
+    event_emitter.on("job:started", broken)
+    event_emitter.on("job:completed", broken_async)
+    queue = Queue("events", backend=InMemoryBackend())
+    await queue.add(ok.name)
+    with caplog.at_level(logging.ERROR, logger="asyncmq"):
+        await asyncio.wait_for(queue.run(burst=True), 10)
+        await event_emitter.drain()
+    assert (await queue.counts())["completed"] == 1
+    after = event_emitter.listener_errors["job:started"], event_emitter.listener_errors["job:completed"]
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert "listener" in caplog.text
+    assert "RuntimeError: listener bug" in caplog.text
+
+
+async def test_a_slow_async_listener_never_holds_a_job_slot() -> None:
+    release = asyncio.Event()
+
+    async def stuck(payload: Payload) -> None:
+        await release.wait()
+
+    event_emitter.on("job:started", stuck)
+    queue = Queue("events", backend=InMemoryBackend(), concurrency=1)
+    for _ in range(5):
+        await queue.add(ok.name)
+    await asyncio.wait_for(queue.run(burst=True), 10)  # one slot, five jobs, listeners all stuck
+    assert (await queue.counts())["completed"] == 5
+    release.set()
+    await event_emitter.drain()

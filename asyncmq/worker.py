@@ -97,6 +97,7 @@ class Worker:
         self._ack_ready: asyncio.Event | None = None
         self._claim_lock: asyncio.Lock | None = None
         self._idle_wait: asyncio.Task[None] | None = None
+        self._awaiting_jobs = False
         self._executor: ThreadPoolExecutor | None = None
         self._started_at = time.time()
 
@@ -123,8 +124,10 @@ class Worker:
         """One scheduler pass: promote due delayed jobs, fire repeatables, recover stalled
         jobs. Returns when the next delayed job is due."""
         now = time.time() if now is None else now
-        next_due = await self._promote(now)
+        # Repeatables first: the occurrence a firing stores must count in the next due time,
+        # or the scheduler would sleep past it (no wake-up comes from its own store).
         await self._fire_repeatables(now)
+        next_due = await self._promote(now)
         await self._recover_stalled(now)
         return next_due
 
@@ -166,16 +169,22 @@ class Worker:
         try:
             job.result = await self._call(job)
             job.status = JobState.COMPLETED
-        except asyncio.CancelledError:
-            if job.id not in self._lost:
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():
+                # Nobody cancelled the attempt: the task raised CancelledError itself, which
+                # fails the attempt like any other error instead of ending this slot.
+                self._retry_or_fail(job, exc)
+            elif job.id in self._lost:
+                self._lost.discard(job.id)
+                current.uncancel()
+                log.warning(
+                    "job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue
+                )
+                return
+            else:
                 self._interrupted.append(job)
                 raise
-            self._lost.discard(job.id)
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            log.warning("job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue)
-            return
         except Exception as exc:
             self._retry_or_fail(job, exc)
         finally:
@@ -212,7 +221,7 @@ class Worker:
         ctx = contextvars.copy_context()
         return asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, call)
 
-    def _retry_or_fail(self, job: Job, exc: Exception) -> None:
+    def _retry_or_fail(self, job: Job, exc: BaseException) -> None:
         job.error = _error_record(exc)
         now = time.time()
         if isinstance(exc, NonRetryableError) or job.attempt > job.max_retries:
@@ -238,6 +247,10 @@ class Worker:
             await self._ack_ready.wait()
             self._ack_ready.clear()
             await self._flush()
+            if self.burst and self._awaiting_jobs and not self._running and self._idle_wait is not None:
+                # Its own outcomes kept a burst worker from stopping; now they are stored, it
+                # looks again at once instead of waiting out the idle timeout.
+                self._idle_wait.cancel()
 
     async def _flush(self) -> None:
         while self._acks:
@@ -298,7 +311,11 @@ class Worker:
         if self.burst and await self._nothing_left():
             self.stop()
             return
-        await self._idle(self.backend.wait_for_jobs(self.queue.name, _IDLE_WAIT_S))
+        self._awaiting_jobs = True
+        try:
+            await self._idle(self.backend.wait_for_jobs(self.queue.name, _IDLE_WAIT_S))
+        finally:
+            self._awaiting_jobs = False
 
     async def _idle(self, waiting: Any) -> None:
         """Wait in a task that `stop()` can cancel, so an idle worker stops at once."""

@@ -1,0 +1,244 @@
+"""What every command shares, so each command module holds only its own logic.
+
+Choosing the backend (`--backend URL`, else the settings), importing the user's task modules
+(`--app`), printing results as JSON (`--json`) or rich tables, turning asyncmq errors into
+one-line messages, the optional metrics server, and stop signals for long-running commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+import orjson
+
+from asyncmq.errors import AsyncMQError, InvalidQueueNameError
+from asyncmq.queues import validate_queue_name
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend
+
+__all__ = [
+    "AsyncMQGroup",
+    "backend_options",
+    "echo_json",
+    "format_time",
+    "json_option",
+    "metrics_port_option",
+    "open_backend",
+    "print_table",
+    "queue_option",
+    "resolve_backend",
+    "run",
+    "start_metrics",
+    "stop_signals",
+    "valid_queue_names",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AsyncMQGroup(click.Group):
+    """A group that shows an `AsyncMQError` as `Error: <message>` (exit 1), not a traceback.
+
+    Sub-commands run inside the root group's `invoke`, so catching here covers them all.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AsyncMQError as exc:
+            raise click.ClickException(str(exc) or type(exc).__name__) from exc
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine on a fresh event loop."""
+    return asyncio.run(main)
+
+
+# -- options ---------------------------------------------------------------------------
+def _import_apps(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Import each `--app` module so its tasks register; run from a project directory, the
+    way `python -m` would, so `--app myproject.tasks` works from the console script too."""
+    if modules and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # anything the user's module raises is a bad --app value
+            message = f"cannot import {name!r}: {type(exc).__name__}: {exc}"
+            raise click.BadParameter(message, ctx=ctx, param=param) from None
+    return modules
+
+
+def backend_options(fn: F) -> F:
+    """`--backend URL` (passed as `backend`) and repeatable `--app MODULE` (imported at parse)."""
+    fn = click.option(
+        "--app",
+        "apps",
+        multiple=True,
+        metavar="MODULE",
+        expose_value=False,
+        callback=_import_apps,
+        help="Import this module first so its tasks and settings load (repeatable).",
+    )(fn)
+    return click.option(
+        "--backend",
+        metavar="URL",
+        default=None,
+        help="Backend URL (memory://, ...); default: the settings "
+        "(ASYNCMQ_BACKEND, ASYNCMQ_SETTINGS_MODULE).",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(fn)
+
+
+def metrics_port_option(fn: F) -> F:
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Serve Prometheus metrics on this port (needs asyncmq.observability).",
+    )(fn)
+
+
+def valid_queue_names(ctx: click.Context, param: click.Parameter, value: T) -> T:
+    """Option/argument callback: a bad queue name is a usage error (exit 2)."""
+    names = value if isinstance(value, tuple) else (value,)
+    for name in names:
+        if name is None:
+            continue
+        try:
+            validate_queue_name(name)
+        except InvalidQueueNameError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def queue_option(fn: F) -> F:
+    return click.option(
+        "--queue",
+        "-q",
+        "queue_name",
+        required=True,
+        metavar="QUEUE",
+        callback=valid_queue_names,
+        help="The queue the job belongs to.",
+    )(fn)
+
+
+# -- backend ---------------------------------------------------------------------------
+def resolve_backend(url: str | None) -> BaseBackend:
+    """`--backend URL` when given, else the settings' backend."""
+    from asyncmq.backends import backend_from_url
+    from asyncmq.conf import get_backend
+
+    return backend_from_url(url) if url else get_backend()
+
+
+@asynccontextmanager
+async def open_backend(url: str | None) -> AsyncIterator[BaseBackend]:
+    backend = resolve_backend(url)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+# -- metrics ---------------------------------------------------------------------------
+async def start_metrics(port: int | None, backend: BaseBackend) -> None:
+    """Start the metrics server, or stop the command with a clear message when this build
+    has no `asyncmq.observability` (or its extra is not installed). Nothing is faked."""
+    if port is None:
+        return
+    try:
+        observability = importlib.import_module("asyncmq.observability")
+    except ModuleNotFoundError as exc:
+        if exc.name == "asyncmq.observability":
+            raise click.ClickException(
+                "--metrics-port: metrics are not available in this build of asyncmq "
+                "(the asyncmq.observability module is missing)"
+            ) from None
+        raise click.ClickException(
+            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        ) from None
+    serve = getattr(observability, "start_metrics_server", None)
+    if serve is None:
+        raise click.ClickException(
+            "--metrics-port: asyncmq.observability has no start_metrics_server(port, backend)"
+        )
+    started = serve(port=port, backend=backend)
+    if inspect.isawaitable(started):
+        await started
+
+
+# -- signals ---------------------------------------------------------------------------
+@contextmanager
+def stop_signals(on_signal: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to `on_signal` while inside; needs a running loop."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or no signal support
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+# -- output ----------------------------------------------------------------------------
+def echo_json(data: object) -> None:
+    """Indented, key-sorted JSON: stable for scripts and for tests."""
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+
+def format_time(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_s).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None) -> None:
+    """A rich table on stdout; the first column (names, ids) never wraps on a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    console = Console()
+    if not console.is_terminal:
+        console.width = 1000  # a pipe has no width: let the table take what it needs
+    console.print(table)

@@ -1,0 +1,158 @@
+"""`asyncmq demo`: run `asyncmq.demo` with a live view on a terminal, plain lines elsewhere.
+
+A terminal gets a rich live display (jobs per state, throughput, recent events); a pipe or
+a CI log gets one plain progress line per second. Both end with the same summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import click
+
+from asyncmq.cli.common import metrics_port_option, run, start_metrics, stop_signals
+from asyncmq.job import JobState
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from asyncmq.demo import DemoConfig, DemoStats
+
+__all__ = ["demo", "plain_line", "render_live", "summary_lines"]
+
+_STATES = tuple(state.value for state in JobState)
+
+
+def plain_line(stats: DemoStats) -> str:
+    counts = " ".join(f"{state} {stats.counts.get(state, 0)}" for state in _STATES[:5])
+    return (
+        f"[{stats.elapsed_s:5.1f}s] produced {stats.produced}/{stats.planned} "
+        f"settled {len(stats.settled)} | {counts} | {stats.throughput(time.time()):.1f} jobs/s"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def summary_lines(stats: DemoStats) -> list[str]:
+    s = stats.summary()
+    return [
+        f"Summary: {s['produced']} jobs in {stats.elapsed_s:.1f} s ({stats.stop_reason})",
+        f"  completed              {s['completed']:>6}  ({s['completed_after_retry']} after a retry)",
+        f"  failed (dead letter)   {s['failed']:>6}",
+        f"  expired                {s['expired']:>6}",
+        f"  cancelled              {s['cancelled']:>6}",
+        f"  unsettled              {s['unsettled']:>6}",
+        f"  retries                {s['retries']:>6}",
+        f"  repeatable runs        {s['repeatable_runs']:>6}",
+        f"  progress updates       {s['progress_updates']:>6}",
+        f"  throughput             {s['throughput_per_s']:>6.1f} jobs/s",
+        f"  latency p50            {_seconds(s['latency_p50_s'])}",
+        f"  latency p95            {_seconds(s['latency_p95_s'])}",
+        f"  latency p99            {_seconds(s['latency_p99_s'])}",
+        "  (latency: created -> finished, so delays and retry backoff count)",
+    ]
+
+
+def render_live(stats: DemoStats, config: DemoConfig) -> RenderableType:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    now = time.time()
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[bold]asyncmq demo[/] queue 'emails', concurrency {config.concurrency}, in-memory backend",
+        f"{stats.elapsed_s:.1f} s / {config.duration_s:.0f} s",
+    )
+    head.add_row(
+        f"produced {stats.produced}/{stats.planned}, settled {len(stats.settled)}",
+        f"[bold]{stats.throughput(now):.0f}[/] jobs/s",
+    )
+    counts = Table(*_STATES, "retries", "progress", "repeat runs", title="Jobs", title_justify="left")
+    counts.add_row(
+        *(str(stats.counts.get(state, 0)) for state in _STATES),
+        str(stats.retries),
+        str(stats.progress_updates),
+        str(stats.repeat_runs),
+    )
+    recent = Table("+s", "event", "task", "job", "detail", title="Recent events", title_justify="left")
+    for event in stats.recent:
+        recent.add_row(
+            f"{event.at - stats.started_at:.2f}", event.event, event.task, event.job_id, event.detail
+        )
+    bar = ProgressBar(total=stats.planned, completed=len(stats.settled), width=60)
+    return Group(head, bar, counts, recent)
+
+
+@contextmanager
+def _quiet_engine_logs() -> Iterator[None]:
+    """The always-failing job logs a warning per failure; the display shows those already."""
+    logger = logging.getLogger("asyncmq")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def _main(
+    config: DemoConfig, on_tick: Callable[[DemoStats], None], metrics_port: int | None
+) -> DemoStats:
+    from asyncmq.backends.memory import InMemoryBackend
+    from asyncmq.demo import run_demo
+
+    backend = InMemoryBackend()
+    await start_metrics(metrics_port, backend)
+    stop = asyncio.Event()
+    with stop_signals(lambda sig: stop.set()):
+        return await run_demo(config, on_tick, stop, backend=backend)
+
+
+def _run_live(config: DemoConfig, metrics_port: int | None) -> DemoStats:
+    from rich.live import Live
+
+    with Live(refresh_per_second=8) as live:
+        return run(_main(config, lambda stats: live.update(render_live(stats, config)), metrics_port))
+
+
+def _run_plain(config: DemoConfig, metrics_port: int | None) -> DemoStats:
+    click.echo(
+        f"asyncmq demo: {config.jobs} jobs on queue 'emails', concurrency {config.concurrency}, "
+        f"in-memory backend; stops when all have settled, or after {config.duration_s:g} s"
+    )
+    return run(_main(config, lambda stats: click.echo(plain_line(stats)), metrics_port))
+
+
+@click.command("demo")
+@click.option("--jobs", type=click.IntRange(min=1), default=300, show_default=True, help="Jobs to produce.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Stop after this many seconds; it stops sooner once every job has settled.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed which jobs fail and the delays, for a repeatable run."
+)
+@metrics_port_option
+def demo(jobs: int, concurrency: int, duration: float, seed: int | None, metrics_port: int | None) -> None:
+    """Watch a worker run every kind of job, in this process, on the in-memory backend."""
+    from asyncmq.demo import DemoConfig
+
+    live = sys.stdout.isatty()
+    config = DemoConfig(jobs, concurrency, duration, seed, tick_s=0.25 if live else 1.0)
+    with _quiet_engine_logs():
+        stats = _run_live(config, metrics_port) if live else _run_plain(config, metrics_port)
+    for line in summary_lines(stats):
+        click.echo(line)

@@ -1,0 +1,211 @@
+"""`asyncmq job`: find a job, read everything stored about it, and retry, remove or cancel it.
+
+Each action first reads the job, so an unknown id or a job in the wrong state gets a message
+that says which, instead of a bare "nothing happened".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asyncmq.cli.common import (
+    backend_options,
+    echo_json,
+    format_time,
+    json_option,
+    open_backend,
+    print_table,
+    queue_option,
+    run,
+)
+from asyncmq.errors import AsyncMQError
+from asyncmq.job import Job, JobState
+from asyncmq.queues import Queue
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["job_group", "job_summary"]
+
+_STATE_CHOICES = ["all", *(state.value for state in JobState)]
+
+
+@click.group("job")
+def job_group() -> None:
+    """List, inspect, retry, remove or cancel jobs."""
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The fields a listing shows; `job inspect --json` gives the whole record."""
+    error = None if job.error is None else {"type": job.error["type"], "message": job.error["message"]}
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "task": job.task,
+        "status": job.status.value,
+        "attempt": job.attempt,
+        "max_retries": job.max_retries,
+        "priority": job.priority,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "progress": job.progress,
+        "error": error,
+    }
+
+
+async def _list_jobs(queue: Queue, state: str, limit: int) -> list[Job]:
+    states = list(JobState) if state == "all" else [JobState(state)]
+    found: list[Job] = []
+    for each in states:
+        if len(found) >= limit:
+            break
+        found += await queue.list_jobs(each, limit - len(found))
+    return found
+
+
+@job_group.command("list")
+@queue_option
+@click.option("--state", "-s", type=click.Choice(_STATE_CHOICES), default="all", show_default=True)
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@backend_options
+@json_option
+def list_jobs(queue_name: str, state: str, limit: int, backend: str | None, as_json: bool) -> None:
+    """Jobs of a queue, by state (finished ones newest first)."""
+
+    async def main() -> list[Job]:
+        async with open_backend(backend) as store:
+            return await _list_jobs(Queue(queue_name, backend=store), state, limit)
+
+    jobs = run(main())
+    if as_json:
+        echo_json([job_summary(job) for job in jobs])
+    elif not jobs:
+        click.echo(f"No {'' if state == 'all' else state + ' '}jobs in queue {queue_name!r}.")
+    else:
+        rows = [
+            [job.id, job.task, job.status.value, job.attempt, format_time(job.created_at), _error_text(job)]
+            for job in jobs
+        ]
+        print_table(["id", "task", "state", "attempt", "created", "error"], rows)
+
+
+def _error_text(job: Job) -> str | None:
+    return None if job.error is None else f"{job.error['type']}: {job.error['message']}"
+
+
+def _record(job: Job) -> dict[str, Any]:
+    record = job.to_record()
+    record["status"] = job.status.value
+    return record
+
+
+def _print_job(job: Job) -> None:
+    rows: list[tuple[str, object]] = [
+        ("queue", job.queue),
+        ("task", job.task),
+        ("state", job.status.value),
+        ("attempt", f"{job.attempt} of {job.max_retries + 1}"),
+        ("priority", job.priority),
+        ("args", job.args),
+        ("kwargs", job.kwargs),
+    ]
+    rows += [(name, format_time(at)) for name, at in job.timestamps().items()]
+    rows += [
+        ("worker", job.worker_id),
+        ("progress", job.progress),
+        ("result", job.result),
+        ("error", _error_text(job)),
+    ]
+    print_table(["field", "value"], rows, title=f"Job {job.id}")
+    if job.error is not None and job.error.get("traceback"):
+        click.echo(job.error["traceback"].rstrip())
+
+
+@job_group.command("inspect")
+@click.argument("job_id")
+@queue_option
+@backend_options
+@json_option
+def inspect_job(job_id: str, queue_name: str, backend: str | None, as_json: bool) -> None:
+    """Everything stored about one job: arguments, timestamps, result or error."""
+
+    async def main() -> Job:
+        async with open_backend(backend) as store:
+            return await Queue(queue_name, backend=store).get_job(job_id)
+
+    job = run(main())
+    if as_json:
+        echo_json(_record(job))
+    else:
+        _print_job(job)
+
+
+def _act(
+    backend: str | None,
+    queue_name: str,
+    job_id: str,
+    action: Callable[[Queue], Callable[[str], Awaitable[bool]]],
+    refusal: Callable[[Job], str],
+) -> None:
+    """Read the job (unknown id: error), apply `action`, and explain a refusal by its state."""
+
+    async def main() -> None:
+        async with open_backend(backend) as store:
+            queue = Queue(queue_name, backend=store)
+            await queue.get_job(job_id)
+            if not await action(queue)(job_id):
+                raise AsyncMQError(refusal(await queue.get_job(job_id)))
+
+    run(main())
+
+
+@job_group.command("retry")
+@click.argument("job_id")
+@queue_option
+@backend_options
+def retry_job(job_id: str, queue_name: str, backend: str | None) -> None:
+    """Send a failed, expired or cancelled job back to waiting, with a fresh attempt count."""
+    _act(
+        backend,
+        queue_name,
+        job_id,
+        lambda queue: queue.retry_job,
+        lambda job: (
+            f"job {job.id!r} is {job.status.value}: only failed, expired or cancelled jobs can be retried"
+        ),
+    )
+    click.echo(f"Job {job_id!r} is waiting again.")
+
+
+@job_group.command("remove")
+@click.argument("job_id")
+@queue_option
+@backend_options
+def remove_job(job_id: str, queue_name: str, backend: str | None) -> None:
+    """Delete a job that is not running."""
+    _act(
+        backend,
+        queue_name,
+        job_id,
+        lambda queue: queue.remove_job,
+        lambda job: f"job {job.id!r} is {job.status.value}: cancel it before removing it",
+    )
+    click.echo(f"Removed job {job_id!r}.")
+
+
+@job_group.command("cancel")
+@click.argument("job_id")
+@queue_option
+@backend_options
+def cancel_job(job_id: str, queue_name: str, backend: str | None) -> None:
+    """Cancel a waiting, delayed or running job (a running attempt stops at its next heartbeat)."""
+    _act(
+        backend,
+        queue_name,
+        job_id,
+        lambda queue: queue.cancel,
+        lambda job: f"job {job.id!r} has already finished ({job.status.value}): nothing to cancel",
+    )
+    click.echo(f"Cancelled job {job_id!r}.")

@@ -1,0 +1,36 @@
+"""The `asyncmq` command: the root group that every area (worker, queue, job, info, demo) hangs off.
+
+Each area lives in its own module; this one only assembles them, so `asyncmq --help` stays
+cheap and an area can change without touching the others.
+"""
+
+from __future__ import annotations
+
+import click
+
+from asyncmq import __version__
+from asyncmq.cli.common import AsyncMQGroup
+from asyncmq.cli.demo import demo
+from asyncmq.cli.info import info
+from asyncmq.cli.job import job_group
+from asyncmq.cli.queue import queue_group
+from asyncmq.cli.worker import worker_group
+
+__all__ = ["cli"]
+
+
+@click.group(cls=AsyncMQGroup)
+@click.version_option(__version__, "--version", "-V", prog_name="asyncmq")
+def cli() -> None:
+    """asyncmq: run workers, and inspect and control queues and jobs.
+
+    The backend is --backend URL when given, else the settings (ASYNCMQ_BACKEND,
+    ASYNCMQ_SETTINGS_MODULE). --app MODULE imports your tasks first.
+    """
+
+
+cli.add_command(worker_group)
+cli.add_command(queue_group)
+cli.add_command(job_group)
+cli.add_command(info)
+cli.add_command(demo)

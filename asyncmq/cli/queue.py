@@ -1,0 +1,174 @@
+"""`asyncmq queue`: see every queue's counts, and pause, resume or drain one.
+
+These are the operator's levers during an incident: stop a queue from being worked without
+stopping its producers, start it again, or throw away a backlog that must not run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asyncmq.cli.common import (
+    backend_options,
+    echo_json,
+    format_time,
+    json_option,
+    open_backend,
+    print_table,
+    run,
+    valid_queue_names,
+)
+from asyncmq.errors import AsyncMQError
+from asyncmq.job import JobState
+from asyncmq.queues import Queue
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend, QueueStats
+
+__all__ = ["STATES", "queue_group", "queue_summaries", "summary_row"]
+
+#: Display order of the per-state counts.
+STATES = tuple(state.value for state in JobState)
+
+_queue_argument = click.argument("name", callback=valid_queue_names)
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """List queues and pause, resume or drain one."""
+
+
+def _summary(name: str, stats: QueueStats) -> dict[str, Any]:
+    return {"name": name, "paused": stats.paused, "counts": stats.counts, "workers": len(stats.workers)}
+
+
+async def queue_summaries(backend: BaseBackend) -> list[dict[str, Any]]:
+    """One entry per queue: name, paused, counts per state and live workers."""
+    now = time.time()
+    return [_summary(name, await backend.stats(name, now)) for name in await backend.queues()]
+
+
+def summary_row(summary: dict[str, Any]) -> list[object]:
+    counts = summary["counts"]
+    return [summary["name"], "paused" if summary["paused"] else "running"] + [
+        counts.get(state, 0) for state in STATES
+    ]
+
+
+@queue_group.command("list")
+@backend_options
+@json_option
+def list_queues(backend: str | None, as_json: bool) -> None:
+    """Every queue the backend knows, with its jobs per state."""
+
+    async def main() -> list[dict[str, Any]]:
+        async with open_backend(backend) as store:
+            return await queue_summaries(store)
+
+    summaries = run(main())
+    if as_json:
+        echo_json(summaries)
+    elif not summaries:
+        click.echo("No queues.")
+    else:
+        rows = [[*summary_row(s), s["workers"]] for s in summaries]
+        print_table(["queue", "state", *STATES, "workers"], rows)
+
+
+async def _queue_info(backend: BaseBackend, name: str) -> dict[str, Any]:
+    # Checked first: on some backends merely reading a queue's stats creates it.
+    if name not in await backend.queues():
+        raise AsyncMQError(f"no queue {name!r} on the {backend.name} backend")
+    stats = await backend.stats(name, time.time())
+    info = _summary(name, stats)
+    info["oldest_waiting_at"] = stats.oldest_waiting_at
+    info["workers"] = [
+        {key: getattr(w, key) for key in ("id", "host", "pid", "concurrency", "running", "heartbeat_at")}
+        for w in stats.workers
+    ]
+    info["repeatables"] = [
+        {"key": r.key, "task": r.task, "cron": r.cron, "every_s": r.every_s, "next_run_at": r.next_run_at}
+        for r in await backend.repeatables(name)
+    ]
+    return info
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    click.echo(f"Queue {info['name']}: {'paused' if info['paused'] else 'running'}")
+    click.echo(f"Oldest waiting job since: {format_time(info['oldest_waiting_at'])}")
+    print_table(list(STATES), [[info["counts"].get(state, 0) for state in STATES]], title="Jobs")
+    workers = info["workers"]
+    if workers:
+        rows = [[w["id"], w["concurrency"], w["running"], format_time(w["heartbeat_at"])] for w in workers]
+        print_table(["worker", "concurrency", "running", "last heartbeat"], rows, title="Workers")
+    else:
+        click.echo("No live workers.")
+    for rep in info["repeatables"]:
+        schedule = rep["cron"] if rep["cron"] is not None else f"every {rep['every_s']}s"
+        click.echo(f"Repeatable {rep['task']} ({schedule}), next run {format_time(rep['next_run_at'])}")
+
+
+@queue_group.command("info")
+@_queue_argument
+@backend_options
+@json_option
+def queue_info(name: str, backend: str | None, as_json: bool) -> None:
+    """One queue: counts, oldest waiting job, live workers, repeatables."""
+
+    async def main() -> dict[str, Any]:
+        async with open_backend(backend) as store:
+            return await _queue_info(store, name)
+
+    info = run(main())
+    if as_json:
+        echo_json(info)
+    else:
+        _print_info(info)
+
+
+@queue_group.command("pause")
+@_queue_argument
+@backend_options
+def pause(name: str, backend: str | None) -> None:
+    """Stop workers claiming from NAME; running jobs finish, producers may still add."""
+
+    async def main() -> None:
+        async with open_backend(backend) as store:
+            await Queue(name, backend=store).pause()
+
+    run(main())
+    click.echo(f"Paused queue {name!r}.")
+
+
+@queue_group.command("resume")
+@_queue_argument
+@backend_options
+def resume(name: str, backend: str | None) -> None:
+    """Let workers claim from NAME again."""
+
+    async def main() -> None:
+        async with open_backend(backend) as store:
+            await Queue(name, backend=store).resume()
+
+    run(main())
+    click.echo(f"Resumed queue {name!r}.")
+
+
+@queue_group.command("drain")
+@_queue_argument
+@backend_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def drain(name: str, backend: str | None, yes: bool) -> None:
+    """Delete every waiting and delayed job of NAME (running and finished jobs stay)."""
+    if not yes:
+        click.confirm(f"Delete every waiting and delayed job of queue {name!r}?", abort=True)
+
+    async def main() -> int:
+        async with open_backend(backend) as store:
+            return await Queue(name, backend=store).drain()
+
+    removed = run(main())
+    click.echo(f"Drained {removed} job{'' if removed == 1 else 's'} from queue {name!r}.")

@@ -1,0 +1,146 @@
+"""`asyncmq worker start`: work one or more queues in one process until stopped.
+
+One `Worker` per queue, all on one event loop. Signals are handled here, not by each worker,
+so that one SIGTERM stops them all: the first lets running jobs finish (the shutdown grace),
+a second stops at once. If one worker fails, the others are stopped and the error is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import click
+
+from asyncmq.cli.common import (
+    backend_options,
+    metrics_port_option,
+    resolve_backend,
+    run,
+    start_metrics,
+    stop_signals,
+    valid_queue_names,
+)
+from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.queues import Queue
+
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend
+    from asyncmq.worker import Worker
+
+__all__ = ["Supervisor", "worker_group"]
+
+_LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+class Supervisor:
+    """Runs workers side by side and stops them together."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self.signals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            click.echo(
+                f"{sig.name}: finishing running jobs, then stopping ({sig.name} again: stop now)", err=True
+            )
+            self.stop()
+            return
+        # A worker already waiting out its grace would not notice a new grace of 0, so the
+        # second signal cancels the runs; unfinished jobs return when their leases end.
+        click.echo(f"{sig.name} again: stopping now", err=True)
+        for worker in self.workers:
+            worker.shutdown_grace_s = 0
+        self.stop()
+        for task in self._tasks:
+            task.cancel()
+
+    async def run(self) -> None:
+        self._tasks = [asyncio.create_task(worker.run()) for worker in self.workers]
+        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        self.stop()  # all stopped, or one failed: stop the rest
+        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        if errors:
+            raise errors[0]
+
+
+@click.group("worker")
+def worker_group() -> None:
+    """Run workers."""
+
+
+def _announce(payload: Payload) -> None:
+    click.echo(
+        f"Worker {payload['worker_id']} started on queue {payload['queue']!r} "
+        f"(concurrency {payload['concurrency']}).",
+        err=True,
+    )
+
+
+async def _serve(supervisor: Supervisor, backend: BaseBackend, metrics_port: int | None) -> int:
+    await backend.connect()
+    try:
+        await start_metrics(metrics_port, backend)
+        count = len(supervisor.workers)
+        click.echo(f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True)
+        event_emitter.on(Event.WORKER_STARTED, _announce)
+        try:
+            with stop_signals(supervisor.on_signal):
+                await supervisor.run()
+        finally:
+            event_emitter.off(Event.WORKER_STARTED, _announce)
+            await event_emitter.drain()
+    finally:
+        await backend.close()
+    return sum(worker.processed for worker in supervisor.workers)
+
+
+@worker_group.command("start")
+@click.argument("queues", nargs=-1, required=True, metavar="QUEUE...", callback=valid_queue_names)
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Jobs run at once, per queue.")
+@metrics_port_option
+@backend_options
+@click.option("--burst", is_flag=True, help="Stop once nothing is left to run.")
+@click.option(
+    "--scan-interval", type=click.FloatRange(min=0, min_open=True), help="Scheduler wake-up, seconds."
+)
+@click.option("--rate-limit", type=click.IntRange(min=1), help="At most N job starts per --rate-interval.")
+@click.option("--rate-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
+def start(
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    metrics_port: int | None,
+    backend: str | None,
+    burst: bool,
+    scan_interval: float | None,
+    rate_limit: int | None,
+    rate_interval: float,
+    log_level: str,
+) -> None:
+    """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = resolve_backend(backend)
+    workers = [
+        Queue(
+            name,
+            backend=store,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            rate_interval=rate_interval,
+            scan_interval=scan_interval,
+        ).worker(burst=burst, handle_signals=False)
+        for name in dict.fromkeys(queues)
+    ]
+    processed = run(_serve(Supervisor(workers), store, metrics_port))
+    click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)

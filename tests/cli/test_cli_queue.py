@@ -1,0 +1,133 @@
+"""`asyncmq queue list|info|pause|resume|drain` against a pre-populated in-memory backend."""
+
+from __future__ import annotations
+
+import json
+
+from asyncmq.backends.memory import InMemoryBackend
+from asyncmq.queues import Queue
+from tests.cli.helpers import call, invoke, table_rows
+
+ZERO = {"waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "expired": 0, "cancelled": 0}
+
+
+async def _populate(backend: InMemoryBackend) -> None:
+    mail = Queue("mail", backend=backend)
+    await mail.add("clitest.greet", ["ada"], job_id="w1")
+    await mail.add("clitest.greet", ["bob"], job_id="w2")
+    await mail.add("clitest.greet", ["cy"], job_id="d1", delay=3600)
+    reports = Queue("reports", backend=backend)
+    await reports.add("clitest.greet", ["dee"], job_id="r1")
+    await reports.pause()
+
+
+def test_queue_list_json_gives_counts_pause_state_and_workers_per_queue(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [
+        {"name": "mail", "paused": False, "counts": {**ZERO, "waiting": 2, "delayed": 1}, "workers": 0},
+        {"name": "reports", "paused": True, "counts": {**ZERO, "waiting": 1}, "workers": 0},
+    ]
+
+
+def test_queue_list_table_has_one_row_per_queue(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "list")
+    assert result.exit_code == 0, result.output
+    assert table_rows(result.stdout) == [
+        [
+            "queue",
+            "state",
+            "waiting",
+            "delayed",
+            "active",
+            "completed",
+            "failed",
+            "expired",
+            "cancelled",
+            "workers",
+        ],
+        ["mail", "running", "2", "1", "0", "0", "0", "0", "0", "0"],
+        ["reports", "paused", "1", "0", "0", "0", "0", "0", "0", "0"],
+    ]
+
+
+def test_queue_list_says_so_when_there_are_no_queues(backend: InMemoryBackend) -> None:
+    result = invoke("queue", "list")
+    assert (result.exit_code, result.stdout) == (0, "No queues.\n")
+
+
+def test_queue_info_json_adds_the_oldest_waiting_job_and_the_repeatables(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    key = call(Queue("mail", backend=backend).add_repeatable("clitest.greet", every=60, args=["eve"]))
+    (rep,) = call(backend.repeatables("mail"))
+    first = call(backend.get_job("mail", "w1"))
+    assert first is not None
+    result = invoke("queue", "info", "mail", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "name": "mail",
+        "paused": False,
+        "counts": {**ZERO, "waiting": 2, "delayed": 2},
+        "oldest_waiting_at": first.created_at,
+        "workers": [],
+        "repeatables": [
+            {
+                "key": key,
+                "task": "clitest.greet",
+                "cron": None,
+                "every_s": 60.0,
+                "next_run_at": rep.next_run_at,
+            }
+        ],
+    }
+
+
+def test_queue_info_human_output_names_the_state_and_the_counts(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "info", "reports")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Queue reports: paused\n")
+    assert table_rows(result.stdout)[1] == ["1", "0", "0", "0", "0", "0", "0"]
+    assert "No live workers." in result.stdout
+
+
+def test_queue_info_on_an_unknown_queue_fails_clearly(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "info", "nope")
+    assert (result.exit_code, result.output) == (1, "Error: no queue 'nope' on the memory backend\n")
+    assert call(backend.queues()) == ["mail", "reports"]
+
+
+def test_pause_and_resume_set_the_stored_flag(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    paused = invoke("queue", "pause", "mail")
+    assert (paused.exit_code, paused.output) == (0, "Paused queue 'mail'.\n")
+    assert call(Queue("mail", backend=backend).is_paused()) is True
+    resumed = invoke("queue", "resume", "mail")
+    assert (resumed.exit_code, resumed.output) == (0, "Resumed queue 'mail'.\n")
+    assert call(Queue("mail", backend=backend).is_paused()) is False
+
+
+def test_drain_with_yes_deletes_waiting_and_delayed_jobs_only_of_that_queue(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "drain", "mail", "--yes")
+    assert (result.exit_code, result.output) == (0, "Drained 3 jobs from queue 'mail'.\n")
+    assert call(Queue("mail", backend=backend).counts()) == ZERO
+    assert call(Queue("reports", backend=backend).counts())["waiting"] == 1
+
+
+def test_drain_asks_first_and_a_no_keeps_every_job(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "drain", "mail", input="n\n")
+    assert result.exit_code == 1
+    assert result.output == "Delete every waiting and delayed job of queue 'mail'? [y/N]: n\nAborted!\n"
+    assert call(Queue("mail", backend=backend).counts())["waiting"] == 2
+
+
+def test_drain_confirmed_at_the_prompt_deletes_the_jobs(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "drain", "reports", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("Drained 1 job from queue 'reports'.\n")

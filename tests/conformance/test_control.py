@@ -1,0 +1,211 @@
+"""Operating a queue: cancelling jobs, counting them, listing workers, keeping results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+import asyncmq
+from asyncmq import JobState, Queue
+from asyncmq.backends.base import BaseBackend, Retention
+from asyncmq.errors import JobNotFoundError
+from tests.conformance.support import WAIT_S, EventRecorder, StartWorker, counts, gate
+
+
+@asyncmq.task
+async def noop() -> None:
+    return None
+
+
+@asyncmq.task
+async def always_fail() -> None:
+    raise ValueError("boom")
+
+
+@asyncmq.task
+async def hold(key: str) -> str:
+    return await gate(key).hold()
+
+
+NOOP = noop.name
+
+
+async def test_cancelling_a_waiting_job_keeps_it_from_running(queue: Queue, events: EventRecorder) -> None:
+    job_id = await queue.add(NOOP)
+
+    assert await queue.cancel(job_id) is True
+
+    job = await queue.get_job(job_id)
+    assert job.status is JobState.CANCELLED
+    assert job.finished_at is not None
+    assert await queue.worker().process() is False
+    assert await queue.counts() == counts(cancelled=1)
+    assert events.names(job_id) == ["job:enqueued", "job:cancelled"]
+    assert events.of("job:cancelled")[0]["status"] == "cancelled"
+
+
+async def test_cancelling_a_delayed_job_keeps_it_from_being_promoted(
+    queue: Queue, events: EventRecorder
+) -> None:
+    job_id = await queue.add(NOOP, delay=60)
+    worker = queue.worker()
+
+    assert await queue.cancel(job_id) is True
+
+    assert await worker.maintain(time.time() + 120) is None
+    assert await worker.process() is False
+    assert await queue.counts() == counts(cancelled=1)
+    assert events.names(job_id) == ["job:delayed", "job:cancelled"]
+
+
+async def test_cancelling_a_finished_or_unknown_job_does_nothing(queue: Queue, events: EventRecorder) -> None:
+    job_id = await queue.add(NOOP)
+    assert await queue.worker().process() is True
+
+    assert await queue.cancel(job_id) is False
+    assert await queue.cancel("no-such-job") is False
+
+    assert (await queue.get_job(job_id)).status is JobState.COMPLETED
+    assert events.of("job:cancelled") == []
+
+
+async def test_cancelling_a_running_job_interrupts_it_at_the_workers_next_heartbeat(
+    make_queue: Callable[..., Queue], events: EventRecorder, start_worker: StartWorker
+) -> None:
+    queue = make_queue(lease=0.6)  # a heartbeat every 0.2 s
+    await start_worker(queue.worker(handle_signals=False))
+    job_id = await queue.add(hold.name, args=[queue.name])
+    await events.wait("job:started", job_id=job_id)
+
+    assert await queue.cancel(job_id) is True
+
+    await asyncio.wait_for(gate(queue.name).interrupted.wait(), WAIT_S)
+    next_id = await queue.add(NOOP)
+    await events.wait("job:completed", job_id=next_id)  # the worker goes on
+    assert (await queue.get_job(job_id)).status is JobState.CANCELLED
+    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled"]
+    assert await queue.counts() == counts(cancelled=1, completed=1)
+
+
+async def test_a_cancelled_running_jobs_late_result_is_rejected(queue: Queue, events: EventRecorder) -> None:
+    job_id = await queue.add(hold.name, args=[queue.name])
+    running = asyncio.create_task(queue.worker().process())
+    await events.wait("job:started", job_id=job_id)
+
+    assert await queue.cancel(job_id) is True
+    gate(queue.name).opened.set()  # the attempt finishes after all and reports its result
+
+    assert await asyncio.wait_for(running, WAIT_S) is True
+    job = await queue.get_job(job_id)
+    assert (job.status, job.result) == (JobState.CANCELLED, None)
+    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled"]
+    assert await queue.counts() == counts(cancelled=1)
+
+
+async def test_counts_report_the_jobs_in_every_state(queue: Queue) -> None:
+    worker = queue.worker()
+    await queue.add(NOOP)
+    await worker.process()  # completed
+    await queue.add(always_fail.name)
+    await worker.process()  # failed
+    expired = queue.build_job(NOOP, ttl=1, now=time.time() - 2)
+    await queue.backend.enqueue([expired])
+    await worker.process()  # expired
+    await queue.cancel(await queue.add(NOOP))  # cancelled
+    await queue.add(NOOP, delay=60)  # delayed
+    active_id = await queue.add(NOOP)
+    claimed = await queue.backend.claim(queue.name, "another-worker", 1, 30.0, time.time(), None)
+    assert [job.id for job in claimed.jobs] == [active_id]
+    waiting_id = await queue.add(NOOP)
+
+    assert await queue.counts() == {
+        "waiting": 1,
+        "delayed": 1,
+        "active": 1,
+        "completed": 1,
+        "failed": 1,
+        "expired": 1,
+        "cancelled": 1,
+    }
+    stats = await queue.stats()
+    assert stats.paused is False
+    assert stats.oldest_waiting_at == (await queue.get_job(waiting_id)).ready_at
+    assert [job.id for job in await queue.list_jobs("active")] == [active_id]
+
+
+async def test_a_running_worker_is_listed_in_the_queue_stats_until_it_stops(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    worker = queue.worker(concurrency=3, handle_signals=False)
+    running = await start_worker(worker)
+
+    [info] = (await queue.stats()).workers
+    assert (info.id, info.queue, info.concurrency) == (worker.id, queue.name, 3)
+    assert info.expires_at == info.heartbeat_at + queue.lease_s
+
+    worker.stop()
+    await asyncio.wait_for(running, WAIT_S)
+    assert (await queue.stats()).workers == []
+
+
+async def test_keep_finished_keeps_only_the_newest_finished_jobs_of_each_state(
+    make_queue: Callable[..., Queue],
+) -> None:
+    queue = make_queue(keep_finished=2)
+    worker = queue.worker()
+    completed = []
+    for _ in range(3):
+        completed.append(await queue.add(NOOP))
+        await worker.process()
+    await queue.add(always_fail.name)
+    await worker.process()
+
+    assert await queue.counts() == counts(completed=2, failed=1)
+    assert [job.id for job in await queue.list_jobs("completed")] == [completed[2], completed[1]]
+    with pytest.raises(JobNotFoundError):
+        await queue.get_job(completed[0])
+
+
+async def test_finished_jobs_older_than_result_ttl_are_purged(make_queue: Callable[..., Queue]) -> None:
+    queue = make_queue(result_ttl=60)
+    assert queue.retention.ttl_s == 60.0
+    worker = queue.worker()
+    for _ in range(2):
+        await queue.add(NOOP)
+        await worker.process()
+    await queue.add(NOOP)
+
+    assert await queue.backend.purge_finished(queue.name, time.time(), queue.retention) == 0
+    assert await queue.counts() == counts(completed=2, waiting=1)
+
+    assert await queue.backend.purge_finished(queue.name, time.time() + 61, queue.retention) == 2
+    assert await queue.counts() == counts(waiting=1)
+
+
+async def test_a_running_worker_purges_finished_jobs_past_result_ttl(
+    make_queue: Callable[..., Queue],
+    backend: BaseBackend,
+    start_worker: StartWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = make_queue(result_ttl=0)
+    await queue.add(NOOP)
+    await queue.worker().process()
+    assert await queue.counts() == counts(completed=1)
+    purged = asyncio.Event()
+    original = backend.purge_finished
+
+    async def purge(queue_name: str, now: float, retention: Retention) -> int:
+        removed = await original(queue_name, now, retention)
+        purged.set()
+        return removed
+
+    monkeypatch.setattr(backend, "purge_finished", purge)
+
+    await start_worker(queue.worker(handle_signals=False))
+    await asyncio.wait_for(purged.wait(), WAIT_S)
+
+    assert await queue.counts() == counts()

@@ -12,7 +12,6 @@ from asyncmq.errors import InvalidScheduleError
 __all__ = ["Backoff", "seconds"]
 
 
-
 def seconds(value: float | timedelta | None, what: str, *, allow_zero: bool = True) -> float | None:
     """Normalise a duration given as seconds or `timedelta`, rejecting negatives by name."""
     if value is None:

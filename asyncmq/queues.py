@@ -248,11 +248,18 @@ class Queue:
         milliseconds of its time, once, however many workers run. Adding the same
         schedule again changes nothing.
         """
-        options = {"priority": priority, "retries": retries, "ttl": ttl, "timeout": timeout}
-        options = {k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in options.items()}
+        given: dict[str, Any] = {"priority": priority, "retries": retries, "ttl": ttl, "timeout": timeout}
+        options: dict[str, Any] = {
+            k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in given.items()
+        }
         self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
         rep = Repeatable.build(
-            self.name, task_id, cron=cron, every=every, args=list(args), kwargs=dict(kwargs or {}),
+            self.name,
+            task_id,
+            cron=cron,
+            every=every,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
             options=options,
         )
         rep.next_run_at = rep.next_after(time.time())

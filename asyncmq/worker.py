@@ -136,7 +136,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._ack_ready = asyncio.Event()
         self._claim_lock = asyncio.Lock()
-        self._stopping = False
+        if self._stopping:  # stop() came before run(): honour it
+            self._stopped.set()
         loop = asyncio.get_running_loop()
         handled = self._install_signals(loop) if self.handle_signals else []
         await self._heartbeat_once()
@@ -156,6 +157,7 @@ class Worker:
 
     # -- one job ------------------------------------------------------------------------
     async def _execute(self, job: Job) -> None:
+        """One attempt: start, run, settle. The only path a job takes through a worker."""
         now = time.time()
         if job.is_expired(now):
             job.status, job.finished_at = JobState.EXPIRED, now
@@ -170,21 +172,8 @@ class Worker:
             job.result = await self._call(job)
             job.status = JobState.COMPLETED
         except asyncio.CancelledError as exc:
-            current = asyncio.current_task()
-            if current is None or not current.cancelling():
-                # Nobody cancelled the attempt: the task raised CancelledError itself, which
-                # fails the attempt like any other error instead of ending this slot.
-                self._retry_or_fail(job, exc)
-            elif job.id in self._lost:
-                self._lost.discard(job.id)
-                current.uncancel()
-                log.warning(
-                    "job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue
-                )
+            if not self._attempt_failed_on(job, exc):
                 return
-            else:
-                self._interrupted.append(job)
-                raise
         except Exception as exc:
             self._retry_or_fail(job, exc)
         finally:
@@ -193,19 +182,34 @@ class Worker:
         job.finished_at = time.time()
         self._settle(job)
 
+    def _attempt_failed_on(self, job: Job, exc: asyncio.CancelledError) -> bool:
+        """Tell a cancellation's three causes apart. The task raised it itself: the attempt
+        failed (True). The job was taken from us (cancel, lost lease): drop the attempt and
+        keep the slot (False). The worker is stopping: re-raise, the job will be handed back."""
+        current = asyncio.current_task()
+        if current is None or not current.cancelling():
+            self._retry_or_fail(job, exc)
+            return True
+        if job.id in self._lost:
+            self._lost.discard(job.id)
+            current.uncancel()
+            log.warning("job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue)
+            return False
+        self._interrupted.append(job)
+        raise exc
+
     async def _call(self, job: Job) -> Any:
         task = get_task(job.task)
-        if task.is_async:
-            call = task.fn(*job.args, **job.kwargs)
-        else:
-            call = self._in_thread(task, job)
+        call = task.fn(*job.args, **job.kwargs) if task.is_async else self._in_thread(task, job)
         if job.timeout_s is None:
             result = await call
         else:
             try:
                 result = await asyncio.wait_for(call, job.timeout_s)
             except TimeoutError:
-                raise JobTimeoutError(f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s") from None
+                raise JobTimeoutError(
+                    f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s"
+                ) from None
         try:
             orjson.dumps(result)
         except TypeError as exc:
@@ -337,7 +341,9 @@ class Worker:
         if counts["waiting"]:
             return False
         # Each repeatable always has one pending occurrence; those do not keep a burst going.
-        return not counts["delayed"] or counts["delayed"] <= len(await self.backend.repeatables(self.queue.name))
+        return not counts["delayed"] or counts["delayed"] <= len(
+            await self.backend.repeatables(self.queue.name)
+        )
 
     # -- scheduling ---------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
@@ -417,7 +423,7 @@ class Worker:
         held = [job for job, _ in self._running.values()] + list(self._buffer)
         lost = await self.backend.heartbeat(self._info(now), held, now + self.queue.lease_s)
         for job_id in lost:
-            job, slot = self._running.get(job_id, (None, None))
+            _, slot = self._running.get(job_id, (None, None))
             if slot is not None:
                 self._lost.add(job_id)
                 slot.cancel()
@@ -470,7 +476,10 @@ class Worker:
         self.stop()
 
     async def _shutdown(
-        self, slots: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]], heartbeat: asyncio.Task[None]
+        self,
+        slots: list[asyncio.Task[None]],
+        helpers: list[asyncio.Task[None]],
+        heartbeat: asyncio.Task[None],
     ) -> None:
         """Order matters: stop claiming, hand back what never started, let running attempts
         finish while heartbeats keep their leases, hand back the rest, store outcomes last."""
@@ -485,7 +494,9 @@ class Worker:
                 slot.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._interrupted:
-            log.warning("handing %d unfinished jobs back to queue %r", len(self._interrupted), self.queue.name)
+            log.warning(
+                "handing %d unfinished jobs back to queue %r", len(self._interrupted), self.queue.name
+            )
             await self.backend.release(self._interrupted)
             self._interrupted.clear()
         await self._flush()

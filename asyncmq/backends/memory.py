@@ -176,7 +176,7 @@ class InMemoryBackend(BaseBackend):
             job.worker_id = worker_id
             job.lease_until = now + lease_s
             store.active[job_id] = job
-            claimed.append(copy.copy(job))
+            claimed.append(job.clone())
         return ClaimResult(claimed)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
@@ -199,7 +199,7 @@ class InMemoryBackend(BaseBackend):
             if owned is None:
                 accepted.append(False)
                 continue
-            store, stored = owned
+            store = owned[0]
             del store.active[job.id]
             job.lease_until = None
             job.token += 1
@@ -276,7 +276,7 @@ class InMemoryBackend(BaseBackend):
             else:
                 job.ready_at = now
                 self._move(store, job, JobState.WAITING)
-            recovered.append(copy.copy(job))
+            recovered.append(job.clone())
         return recovered
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
@@ -314,7 +314,7 @@ class InMemoryBackend(BaseBackend):
         job.finished_at = now
         job.worker_id = job.lease_until = None
         self._move(store, job, JobState.CANCELLED)
-        return copy.copy(job)
+        return job.clone()
 
     async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
         store = self._store(queue)
@@ -325,11 +325,11 @@ class InMemoryBackend(BaseBackend):
         job.error = job.result = job.started_at = job.finished_at = None
         job.ready_at = now
         self._move(store, job, JobState.WAITING)
-        return copy.copy(job)
+        return job.clone()
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         job = self._store(queue).jobs.get(job_id)
-        return None if job is None else copy.copy(job)
+        return None if job is None else job.clone()
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
         store = self._store(queue)
@@ -341,7 +341,7 @@ class InMemoryBackend(BaseBackend):
             ids = [job.id for job in store.jobs.values() if job.status is JobState.DELAYED]
         else:
             ids = list(reversed(store.finished[state]))  # newest first
-        return [copy.copy(store.jobs[job_id]) for job_id in ids[offset : offset + limit]]
+        return [store.jobs[job_id].clone() for job_id in ids[offset : offset + limit]]
 
     async def remove_job(self, queue: str, job_id: str) -> bool:
         store = self._store(queue)

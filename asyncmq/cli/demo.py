@@ -66,10 +66,12 @@ def render_live(stats: DemoStats, config: DemoConfig) -> RenderableType:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
+    from asyncmq.demo import QUEUE
+
     now = time.time()
     head = Table.grid(padding=(0, 2))
     head.add_row(
-        f"[bold]asyncmq demo[/] queue 'emails', concurrency {config.concurrency}, in-memory backend",
+        f"[bold]asyncmq demo[/] queue {QUEUE!r}, concurrency {config.concurrency}, in-memory backend",
         f"{stats.elapsed_s:.1f} s / {config.duration_s:.0f} s",
     )
     head.add_row(
@@ -125,8 +127,10 @@ def _run_live(config: DemoConfig, metrics_port: int | None) -> DemoStats:
 
 
 def _run_plain(config: DemoConfig, metrics_port: int | None) -> DemoStats:
+    from asyncmq.demo import QUEUE
+
     click.echo(
-        f"asyncmq demo: {config.jobs} jobs on queue 'emails', concurrency {config.concurrency}, "
+        f"asyncmq demo: {config.jobs} jobs on queue {QUEUE!r}, concurrency {config.concurrency}, "
         f"in-memory backend; stops when all have settled, or after {config.duration_s:g} s"
     )
     return run(_main(config, lambda stats: click.echo(plain_line(stats)), metrics_port))

@@ -25,6 +25,7 @@ from asyncmq.cli.common import (
 )
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.queues import Queue
+from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
@@ -131,6 +132,8 @@ def start(
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = resolve_backend(backend)
+    if not TASK_REGISTRY:
+        click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
     workers = [
         Queue(
             name,

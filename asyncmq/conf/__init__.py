@@ -50,7 +50,9 @@ def _convert(name: str, annotation: object, raw: str) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}: {exc}") from None
+        raise ConfigurationError(
+            f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}: {exc}"
+        ) from None
     return raw
 
 

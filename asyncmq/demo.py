@@ -78,7 +78,7 @@ async def charge_card(order: int, failures: int) -> dict[str, Any]:
     return {"order": order, "charged": True}
 
 
-@task(queue=QUEUE, name="demo.deliver_to_unknown_mailbox", retries=2, backoff=Backoff.fixed(0.1))
+@task(queue=QUEUE, name="demo.bounce_email", retries=2, backoff=Backoff.fixed(0.1))
 async def bounce(to: str) -> None:
     """Always fails: after its retries it ends in the dead-letter queue (state `failed`)."""
     await asyncio.sleep(0.01)
@@ -242,7 +242,7 @@ class DemoStats:
             "failed": self.outcomes["failed"],
             "expired": self.outcomes["expired"],
             "cancelled": self.outcomes["cancelled"],
-            "unsettled": self.planned - len(self.settled),
+            "unsettled": self.produced - len(self.settled),
             "retries": self.retries,
             "repeatable_runs": self.repeat_runs,
             "progress_updates": self.progress_updates,

@@ -85,7 +85,9 @@ def render_live(stats: DemoStats, config: DemoConfig) -> RenderableType:
         str(stats.progress_updates),
         str(stats.repeat_runs),
     )
-    recent = Table("+s", "event", "task", "job", "detail", title="Recent events", title_justify="left")
+    recent = Table(title="Recent events", title_justify="left")
+    for column, width in (("+s", 5), ("event", 13), ("task", 15), ("job", 8), ("detail", 10)):
+        recent.add_column(column, min_width=width, no_wrap=True, overflow="ellipsis")
     for event in stats.recent:
         recent.add_row(
             f"{event.at - stats.started_at:.2f}", event.event, event.task, event.job_id, event.detail

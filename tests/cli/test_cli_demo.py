@@ -132,10 +132,12 @@ def test_demo_without_a_terminal_prints_plain_progress_then_the_summary() -> Non
 
 
 def test_demo_stops_at_its_duration_and_still_prints_the_summary() -> None:
-    result = invoke("demo", "--jobs", "300", "--duration", "0.3")
+    first_batch = [job.kind for job in plan_jobs(300, random.Random(5))[:25]]
+    assert "delayed" in first_batch  # sent at once, due after at least 0.5 s: unsettled at 0.3 s
+    result = invoke("demo", "--jobs", "300", "--seed", "5", "--duration", "0.3")
     assert result.exit_code == 0, result.output
     assert re.search(r"^Summary: \d+ jobs in 0\.\d s \(time limit reached\)$", result.stdout, re.M)
-    assert _summary_counts(result.stdout)["unsettled"] > 0
+    assert _summary_counts(result.stdout)["unsettled"] >= first_batch.count("delayed")
 
 
 def test_demo_metrics_port_without_the_observability_module_fails_clearly(

@@ -97,14 +97,21 @@ class Worker:
         self._ack_ready: asyncio.Event | None = None
         self._claim_lock: asyncio.Lock | None = None
         self._idle_wait: asyncio.Task[None] | None = None
+        self._grace_cut: asyncio.Event | None = None
         self._awaiting_jobs = False
         self._executor: ThreadPoolExecutor | None = None
         self._started_at = time.time()
 
     # -- public -------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop claiming; running attempts get `shutdown_grace` seconds to finish."""
+    def stop(self, *, grace: bool = True) -> None:
+        """Stop claiming; running attempts get `shutdown_grace` seconds to finish. With
+        `grace=False` (a second signal) they are interrupted now and handed back, even when
+        the worker is already waiting out its grace."""
         self._stopping = True
+        if not grace:
+            self.shutdown_grace_s = 0
+            if self._grace_cut is not None:
+                self._grace_cut.set()
         if self._idle_wait is not None:
             self._idle_wait.cancel()
         if self._stopped is not None:
@@ -136,6 +143,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._ack_ready = asyncio.Event()
         self._claim_lock = asyncio.Lock()
+        self._grace_cut = asyncio.Event()
         if self._stopping:  # stop() came before run(): honour it
             self._stopped.set()
         loop = asyncio.get_running_loop()
@@ -204,12 +212,15 @@ class Worker:
         if job.timeout_s is None:
             result = await call
         else:
+            scope = asyncio.timeout(job.timeout_s)
             try:
-                result = await asyncio.wait_for(call, job.timeout_s)
+                async with scope:
+                    result = await call
             except TimeoutError:
-                raise JobTimeoutError(
-                    f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s"
-                ) from None
+                if not scope.expired():
+                    raise  # the task's own TimeoutError: an ordinary, retryable failure
+                message = f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s"
+                raise JobTimeoutError(message) from None
         try:
             orjson.dumps(result)
         except TypeError as exc:
@@ -470,10 +481,25 @@ class Worker:
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping:
             log.warning("second %s: stopping now, handing running jobs back", sig.name)
-            self.shutdown_grace_s = 0
-        else:
-            log.info("%s: finishing running jobs (up to %ss), then stopping", sig.name, self.shutdown_grace_s)
+            self.stop(grace=False)
+            return
+        log.info("%s: finishing running jobs (up to %ss), then stopping", sig.name, self.shutdown_grace_s)
         self.stop()
+
+    async def _wait_for_slots(self, busy: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+        """Let running attempts finish until the grace ends or `stop(grace=False)` cuts it."""
+        assert self._grace_cut is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace_s
+        cut = loop.create_task(self._grace_cut.wait())
+        try:
+            while busy and not cut.done() and loop.time() < deadline:
+                left = deadline - loop.time()
+                await asyncio.wait({*busy, cut}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                busy = {slot for slot in busy if not slot.done()}
+        finally:
+            cut.cancel()
+        return busy
 
     async def _shutdown(
         self,
@@ -489,7 +515,7 @@ class Worker:
             self._buffer.clear()
         busy = {slot for slot in slots if not slot.done()}
         if busy:
-            _, pending = await asyncio.wait(busy, timeout=self.shutdown_grace_s)
+            pending = await self._wait_for_slots(busy)
             for slot in pending:
                 slot.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -94,6 +94,11 @@ class InMemoryBackend(BaseBackend):
         self._stores: dict[str, _Store] = {}
         self._seq = itertools.count()
 
+    def _peek(self, queue: str) -> _Store:
+        """For reads: an unknown queue reads as empty and is not created, so looking at a
+        queue never makes `queues()` list it."""
+        return self._stores.get(queue) or _Store()
+
     def _store(self, queue: str) -> _Store:
         store = self._stores.get(queue)
         if store is None:
@@ -290,7 +295,7 @@ class InMemoryBackend(BaseBackend):
         return self._store(queue).repeatables.pop(key, None) is not None
 
     async def repeatables(self, queue: str) -> list[Repeatable]:
-        return [copy.copy(rep) for rep in self._store(queue).repeatables.values()]
+        return [copy.copy(rep) for rep in self._peek(queue).repeatables.values()]
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
         rep = self._store(queue).repeatables.get(key)
@@ -328,11 +333,11 @@ class InMemoryBackend(BaseBackend):
         return job.clone()
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
-        job = self._store(queue).jobs.get(job_id)
+        job = self._peek(queue).jobs.get(job_id)
         return None if job is None else job.clone()
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
-        store = self._store(queue)
+        store = self._peek(queue)
         if state is JobState.WAITING:
             ids = list(store.waiting_ids)
         elif state is JobState.ACTIVE:
@@ -382,7 +387,7 @@ class InMemoryBackend(BaseBackend):
         return removed
 
     async def stats(self, queue: str, now: float) -> QueueStats:
-        store = self._store(queue)
+        store = self._peek(queue)
         counts = {
             JobState.WAITING.value: len(store.waiting_ids),
             JobState.DELAYED.value: store.delayed_count,

@@ -42,11 +42,10 @@ class Supervisor:
     def __init__(self, workers: list[Worker]) -> None:
         self.workers = workers
         self.signals = 0
-        self._tasks: list[asyncio.Task[None]] = []
 
-    def stop(self) -> None:
+    def stop(self, *, grace: bool = True) -> None:
         for worker in self.workers:
-            worker.stop()
+            worker.stop(grace=grace)
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.signals += 1
@@ -56,20 +55,14 @@ class Supervisor:
             )
             self.stop()
             return
-        # A worker already waiting out its grace would not notice a new grace of 0, so the
-        # second signal cancels the runs; unfinished jobs return when their leases end.
-        click.echo(f"{sig.name} again: stopping now", err=True)
-        for worker in self.workers:
-            worker.shutdown_grace_s = 0
-        self.stop()
-        for task in self._tasks:
-            task.cancel()
+        click.echo(f"{sig.name} again: stopping now, handing running jobs back", err=True)
+        self.stop(grace=False)
 
     async def run(self) -> None:
-        self._tasks = [asyncio.create_task(worker.run()) for worker in self.workers]
-        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        tasks = [asyncio.create_task(worker.run()) for worker in self.workers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         self.stop()  # all stopped, or one failed: stop the rest
-        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
         if errors:
             raise errors[0]

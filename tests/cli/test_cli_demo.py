@@ -58,7 +58,7 @@ def _payload(job_id: str, attempt: int = 1, **extra: object) -> dict[str, object
 
 
 def test_the_score_counts_outcomes_retries_repeats_and_latency_from_events() -> None:
-    stats = DemoStats(planned=3)
+    stats = DemoStats(planned=3, produced=3)
     stats.record(Event.JOB_RETRIED, _payload("a", error={"type": "ConnectionError", "message": "down"}))
     stats.record(Event.JOB_COMPLETED, _payload("a", attempt=2))
     stats.record(Event.JOB_COMPLETED, _payload("a", attempt=2))  # told twice, counted once

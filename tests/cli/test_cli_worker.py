@@ -107,7 +107,8 @@ async def test_one_signal_stops_every_worker_in_the_process() -> None:
     assert [(await Queue(name, backend=backend).stats()).workers for name in "abc"] == [[], [], []]
 
 
-def test_a_second_signal_stops_at_once_without_waiting_for_running_jobs() -> None:
+@pytest.mark.parametrize("gap_s", [0.0, 0.2], ids=["before-the-shutdown-began", "during-the-grace"])
+def test_a_second_signal_stops_at_once_without_waiting_for_running_jobs(gap_s: float) -> None:
     async def scenario() -> float:
         backend = InMemoryBackend()
         await Queue("mail", backend=backend).add("clitest.hang", job_id="h1")
@@ -118,6 +119,7 @@ def test_a_second_signal_stops_at_once_without_waiting_for_running_jobs() -> Non
         running = asyncio.create_task(supervisor.run())
         await asyncio.wait_for(hanging.wait(), 5)
         supervisor.on_signal(signal.SIGTERM)
+        await asyncio.sleep(gap_s)
         supervisor.on_signal(signal.SIGTERM)
         began = time.monotonic()
         await asyncio.wait_for(running, 5)

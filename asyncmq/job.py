@@ -17,7 +17,9 @@ __all__ = [
     "TERMINAL_STATES",
     "Job",
     "JobState",
+    "decode_flat",
     "decode_record",
+    "encode_flat",
     "encode_record",
     "encode_value",
     "new_job_id",
@@ -173,4 +175,56 @@ def decode_record(data: bytes | str) -> Job:
         record = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise MalformedJobError(f"a stored job record is not valid JSON: {exc}") from None
+    return Job.from_record(record)
+
+
+# -- the flat form: one string per field, for stores that keep a job as a hash -----------
+_STR_FIELDS = frozenset({"id", "queue", "task", "worker_id", "repeat_key", "status"})
+_INT_FIELDS = frozenset({"priority", "max_retries", "attempt", "token", "stalls"})
+_FLOAT_FIELDS = frozenset(
+    {
+        "ttl_s",
+        "timeout_s",
+        "created_at",
+        "delay_until",
+        "ready_at",
+        "started_at",
+        "finished_at",
+        "lease_until",
+    }
+)
+_JSON_FIELDS = frozenset(_FIELD_NAMES) - _STR_FIELDS - _INT_FIELDS - _FLOAT_FIELDS
+
+
+def encode_flat(job: Job) -> dict[str, str]:
+    """Every field that is set, as a string: numbers by `repr` (exact round trip), the rest
+    as JSON. `None` fields are left out, so a store can clear one by deleting it."""
+    flat: dict[str, str] = {}
+    for name, value in zip(_FIELD_NAMES, _all_fields(job), strict=True):
+        if value is None:
+            continue
+        if name in _JSON_FIELDS:
+            flat[name] = orjson.dumps(value).decode()
+        else:
+            flat[name] = value if isinstance(value, str) else repr(value)
+    return flat
+
+
+def decode_flat(flat: dict[str, str]) -> Job:
+    """The inverse of `encode_flat`, raising `MalformedJobError` on anything it did not write."""
+    record: dict[str, Any] = {}
+    try:
+        for name, raw in flat.items():
+            if name in _STR_FIELDS:
+                record[name] = raw
+            elif name in _INT_FIELDS:
+                record[name] = int(raw)
+            elif name in _FLOAT_FIELDS:
+                record[name] = float(raw)
+            elif name in _JSON_FIELDS:
+                record[name] = orjson.loads(raw)
+            else:
+                record[name] = raw  # reported as an unknown field below
+    except ValueError as exc:
+        raise MalformedJobError(f"stored job {flat.get('id', '?')!r} has a malformed field: {exc}") from None
     return Job.from_record(record)

@@ -92,7 +92,10 @@ class Worker:
         self._lost: set[str] = set()
         self._interrupted: list[Job] = []
         self._acks: list[Job] = []
+        self._unstored = 0  # settled attempts whose outcome is not stored yet
+        self._backend_errors = 0  # consecutive failed claims, for backoff
         self._stopping = False
+        self._closing = False
         self._stopped: asyncio.Event | None = None
         self._ack_ready: asyncio.Event | None = None
         self._claim_lock: asyncio.Lock | None = None
@@ -151,15 +154,15 @@ class Worker:
         await self._heartbeat_once()
         self._emit_worker(Event.WORKER_STARTED)
         slots = [loop.create_task(self._slot(), name=f"asyncmq-slot-{i}") for i in range(self.concurrency)]
+        flusher = loop.create_task(self._flush_loop(), name="asyncmq-flusher")
         helpers = [
-            loop.create_task(self._flush_loop(), name="asyncmq-flusher"),
             loop.create_task(self._schedule_loop(), name="asyncmq-scheduler"),
+            loop.create_task(self._heartbeat_loop(), name="asyncmq-heartbeat"),
         ]
-        heartbeat = loop.create_task(self._heartbeat_loop(), name="asyncmq-heartbeat")
         try:
             await self._stopped.wait()
         finally:
-            await self._shutdown(slots, helpers, heartbeat)
+            await self._shutdown(slots, flusher, helpers)
             for sig in handled:
                 loop.remove_signal_handler(sig)
 
@@ -253,12 +256,13 @@ class Worker:
     # -- outcomes, stored in batches ----------------------------------------------------
     def _settle(self, job: Job) -> None:
         self._acks.append(job)
+        self._unstored += 1
         if self._ack_ready is not None:
             self._ack_ready.set()
 
     async def _flush_loop(self) -> None:
         assert self._ack_ready is not None
-        while True:
+        while not self._closing:
             await self._ack_ready.wait()
             self._ack_ready.clear()
             await self._flush()
@@ -280,6 +284,7 @@ class Worker:
                 await asyncio.sleep(0.5)
                 continue
             self.processed += len(batch)
+            self._unstored -= len(batch)
             for job, ok in zip(batch, accepted, strict=True):
                 if ok:
                     self._emit_settled(job)
@@ -319,16 +324,24 @@ class Worker:
         return len(result.jobs)
 
     async def _refill(self) -> None:
-        """Claim as many jobs as there are idle slots, or wait until some may be ready."""
+        """Claim as many jobs as there are idle slots, or wait until some may be ready. A
+        backend error (a dropped connection, a restarting server) is waited out, never fatal."""
         idle = max(self.concurrency - len(self._running), 1)
-        if await self._claim(min(idle, self.claim_batch)) or self._stopping:
-            return
-        if self.burst and await self._nothing_left():
-            self.stop()
-            return
-        self._awaiting_jobs = True
         try:
+            if await self._claim(min(idle, self.claim_batch)) or self._stopping:
+                return
+            if self.burst and await self._nothing_left():
+                self.stop()
+                return
+            self._awaiting_jobs = True
             await self._idle(self.backend.wait_for_jobs(self.queue.name, _IDLE_WAIT_S))
+        except Exception:
+            self._backend_errors += 1
+            delay = min(0.05 * 2 ** min(self._backend_errors, 6), 2.0)
+            log.exception("claiming from queue %r failed; retrying in %.2fs", self.queue.name, delay)
+            await self._idle(asyncio.sleep(delay))
+        else:
+            self._backend_errors = 0
         finally:
             self._awaiting_jobs = False
 
@@ -346,7 +359,7 @@ class Worker:
             self._idle_wait = None
 
     async def _nothing_left(self) -> bool:
-        if self._running or self._acks or self._buffer:
+        if self._running or self._unstored or self._buffer:
             return False
         counts = (await self.queue.stats()).counts
         if counts["waiting"]:
@@ -504,11 +517,13 @@ class Worker:
     async def _shutdown(
         self,
         slots: list[asyncio.Task[None]],
+        flusher: asyncio.Task[None],
         helpers: list[asyncio.Task[None]],
-        heartbeat: asyncio.Task[None],
     ) -> None:
         """Order matters: stop claiming, hand back what never started, let running attempts
-        finish while heartbeats keep their leases, hand back the rest, store outcomes last."""
+        finish while heartbeats keep their leases, hand back the rest, store outcomes last.
+        The flusher is asked to finish, never cancelled: a batch cut off mid-store would
+        only come back after its leases ran out."""
         self.stop()
         if self._buffer:
             await self.backend.release(list(self._buffer))
@@ -525,10 +540,14 @@ class Worker:
             )
             await self.backend.release(self._interrupted)
             self._interrupted.clear()
+        self._closing = True
+        assert self._ack_ready is not None
+        self._ack_ready.set()
+        await flusher
         await self._flush()
-        for task in [*helpers, heartbeat]:
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(*helpers, heartbeat, return_exceptions=True)
+        await asyncio.gather(*helpers, return_exceptions=True)
         await self.backend.remove_worker(self._info(time.time()))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

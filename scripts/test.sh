@@ -9,5 +9,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== services"
+source scripts/services.sh
+trap stop_services EXIT
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

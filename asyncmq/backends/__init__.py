@@ -12,15 +12,22 @@ if TYPE_CHECKING:
 
 __all__ = ["backend_from_url"]
 
-_SCHEMES = {"memory": "memory://"}
+_SCHEMES = {
+    "memory": "memory://",
+    "redis": "redis://host:6379/0, rediss:// (TLS), redis+cluster://host:7000",
+}
 
 
 def backend_from_url(url: str) -> BaseBackend:
-    """`memory://` today; each backend added registers its scheme here."""
+    """Build a backend from its URL, importing only that backend's driver."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from asyncmq.backends.memory import InMemoryBackend
 
         return InMemoryBackend()
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix"):
+        from asyncmq.backends.redis import redis_backend_from_url
+
+        return redis_backend_from_url(url)
     known = ", ".join(_SCHEMES.values())
     raise ConfigurationError(f"unsupported backend URL {url!r}: known schemes are {known}")

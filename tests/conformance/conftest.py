@@ -10,6 +10,7 @@ tests can share one real server.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,9 +34,55 @@ async def _memory_backend() -> AsyncIterator[BaseBackend]:
     yield InMemoryBackend()
 
 
+def _server_url(variable: str, default: str | None) -> str:
+    """The server to test against; missing, the test skips locally and fails in CI."""
+    url = os.environ.get(variable, default)
+    if url is None:
+        message = f"{variable} is not set: scripts/test.sh starts this server"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@asynccontextmanager
+async def _redis_backend(url: str, cluster: bool) -> AsyncIterator[BaseBackend]:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from asyncmq.backends.redis import RedisBackend
+
+    prefix = f"asyncmq-test-{uuid.uuid4().hex[:8]}"
+    backend = RedisBackend(url, prefix=prefix, cluster=cluster)
+    try:
+        await backend.connect()
+        await backend.client.ping()
+    except (RedisConnectionError, OSError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {url}: {exc}")
+    try:
+        yield backend
+    finally:
+        await backend.connect()
+        keys = [key async for key in backend.client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for key in keys:  # one by one: in a cluster they live in different slots
+            await backend.client.delete(key)
+        await backend.close()
+
+
+def _redis() -> AbstractAsyncContextManager[BaseBackend]:
+    return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), cluster=False)
+
+
+def _redis_cluster() -> AbstractAsyncContextManager[BaseBackend]:
+    return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_CLUSTER_URL", None), cluster=True)
+
+
 #: The single place to add a backend: test id -> factory.
 BACKENDS: dict[str, BackendFactory] = {
     "memory": _memory_backend,
+    "redis": _redis,
+    "redis-cluster": _redis_cluster,
 }
 
 

@@ -1,0 +1,434 @@
+"""The Redis backend: every state transition one Lua script, every batch one round trip.
+
+Layout, per queue, all under the hash tag `{queue}` so a queue lives in one cluster slot:
+
+    <prefix>:{q}:job:<id>      hash, one field per job field (`asyncmq.job.encode_flat`)
+    <prefix>:{q}:waiting       zset, score priority * 2^40 + arrival sequence (claim order)
+    <prefix>:{q}:since         zset, ready_at of each waiting job (oldest waiting age)
+    <prefix>:{q}:delayed       zset, score delay_until
+    <prefix>:{q}:active        zset, score lease_until (stalled jobs are the lowest)
+    <prefix>:{q}:<finished>    zsets completed/failed/expired/cancelled, score finished_at;
+                               their job hashes carry a TTL (the result retention)
+    <prefix>:{q}:notify        list holding at most one marker: idle workers BLPOP it
+    <prefix>:{q}:schedule      the same for schedulers, pushed when a sooner delayed job arrives
+    <prefix>:{q}:meta          hash: paused flag, rate-limit bucket
+    <prefix>:{q}:repeat(:next) hashes: schedules and their next firing time
+    <prefix>:{q}:workers(:info) zset of live workers by expiry, and their descriptions
+    <prefix>:queues            set of queue names (the one key outside any queue's slot)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from importlib import resources
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, Retention, WorkerInfo
+from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.job import Job, JobState, decode_flat, encode_flat
+from asyncmq.logging import get_logger
+from asyncmq.schedule import Repeatable
+
+try:
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigurationError("the Redis backend needs its extra: pip install 'asyncmq[redis]'") from exc
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisBackend"]
+
+#: redis-py types its commands as sync-or-async unions and its cluster client apart from
+#: the plain one, so neither type checks usefully here.
+Client = Any
+
+log = get_logger(__name__)
+
+_MUTABLE = ("started_at", "finished_at", "delay_until", "ready_at", "result", "error", "progress")
+_JSON_MUTABLE = frozenset({"result", "error", "progress"})
+_FINISHED = ("completed", "failed", "expired", "cancelled")
+_ENQUEUE_CHUNK = 1000
+_SCRIPTS = (
+    "enqueue", "claim", "finish", "release", "heartbeat", "progress", "promote",
+    "recover", "cancel", "retry", "remove", "drain", "purge", "repeatable",
+)  # fmt: skip
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files("asyncmq.backends.redis") / "lua"
+    common = (folder / "common.lua").read_text()
+    return {name: common + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    items = iter(flat)
+    return dict(zip(items, items, strict=True))
+
+
+def _decode(flat: Sequence[str]) -> Job | None:
+    """A job from a script's HGETALL reply; `None` (logged) for a missing or corrupt record."""
+    if not flat:
+        return None
+    fields = _pairs(flat)
+    try:
+        return decode_flat(fields)
+    except MalformedJobError:
+        log.exception("skipping malformed job record %r", fields.get("id"))
+        return None
+
+
+def _mutable_values(job: Job) -> list[str]:
+    values = []
+    for name in _MUTABLE:
+        value = getattr(job, name)
+        if value is None:
+            values.append("")
+        elif name in _JSON_MUTABLE:
+            values.append(orjson.dumps(value).decode())
+        else:
+            values.append(repr(value))
+    return values
+
+
+class RedisBackend(BaseBackend):
+    """Jobs in Redis (or a Redis Cluster), shared by every process that names the same server.
+
+    `redis_url_or_client` takes a URL (`redis://`, `rediss://` for TLS, passwords in the URL)
+    or a ready `redis.asyncio` client. `max_connections` should cover the worker's
+    concurrency plus a few (each idle worker and scheduler holds one in a blocking pop).
+    Connection errors are retried with exponential backoff.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        redis_url_or_client: str | Redis | RedisCluster = "redis://localhost:6379/0",
+        *,
+        redis_url: str | None = None,
+        prefix: str = "asyncmq",
+        max_connections: int = 64,
+        cluster: bool = False,
+        retries: int = 10,
+    ) -> None:
+        target = redis_url if redis_url is not None else redis_url_or_client
+        if isinstance(target, str) and "+cluster://" in target:
+            target, cluster = target.replace("+cluster", "", 1), True
+        self._url = target if isinstance(target, str) else None
+        self._client: Client | None = None if isinstance(target, str) else target
+        self._owns_client = isinstance(target, str)
+        self.prefix = prefix
+        self.max_connections = max_connections
+        self.cluster = cluster
+        self.retries = retries
+        self._scripts: dict[str, AsyncScript] = {}
+        self._known_queues: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self._url or self._client!r} prefix={self.prefix!r}>"
+
+    # -- connection -------------------------------------------------------------------
+    def _build_client(self, url: str) -> Client:
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), self.retries)
+        errors: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
+        if self.cluster:
+            return RedisCluster.from_url(
+                url, decode_responses=True, max_connections=self.max_connections, retry=retry
+            )
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=self.max_connections,
+            timeout=None,
+            decode_responses=True,
+            retry=retry,
+            retry_on_error=errors,
+            health_check_interval=30,
+        )
+        return Redis.from_pool(pool)  # owns the pool: closing the client closes it
+
+    async def connect(self) -> None:
+        if self._client is None:
+            assert self._url is not None
+            self._client = self._build_client(self._url)
+        if not self._scripts:
+            for name, text in _load_scripts().items():
+                self._scripts[name] = self._client.register_script(text)
+
+    async def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+        self._scripts.clear()
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise ConfigurationError("RedisBackend is not connected: await backend.connect() first")
+        return self._client
+
+    def _base(self, queue: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:"
+
+    async def _run(self, script: str, queue: str, *args: Any) -> Any:
+        if not self._scripts:
+            await self.connect()
+        return await self._scripts[script](keys=[self._base(queue)], args=args)
+
+    async def _run_many(self, script: str, queue: str, calls: list[list[Any]]) -> list[Any]:
+        """Several calls of one script in one round trip: a pipeline, or on a cluster (whose
+        client refuses scripts in pipelines) concurrent calls to the queue's node."""
+        if len(calls) == 1:
+            return [await self._run(script, queue, *calls[0])]
+        keys = [self._base(queue)]
+        if self.cluster:
+            return list(await asyncio.gather(*(self._scripts[script](keys, args) for args in calls)))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                await self._scripts[script](keys=keys, args=args, client=pipe)
+            replies: list[Any] = await pipe.execute()
+        return replies
+
+    async def _remember_queue(self, queue: str) -> None:
+        if queue not in self._known_queues:
+            await self.client.sadd(f"{self.prefix}:queues", queue)
+            self._known_queues.add(queue)
+
+    # -- producing --------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+        if not jobs:
+            return []
+        await self.connect()
+        by_queue: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_queue.setdefault(job.queue, []).append(index)
+        stored = [False] * len(jobs)
+        for queue, indexes in by_queue.items():
+            await self._remember_queue(queue)
+            chunks = [indexes[i : i + _ENQUEUE_CHUNK] for i in range(0, len(indexes), _ENQUEUE_CHUNK)]
+            calls = []
+            for chunk in chunks:
+                args: list[Any] = [len(chunk)]
+                for index in chunk:
+                    job = jobs[index]
+                    flat = encode_flat(job)
+                    when = job.delay_until if job.status is JobState.DELAYED else job.ready_at
+                    args += [job.id, job.status.value, job.priority, repr(when), len(flat)]
+                    args += chain.from_iterable(flat.items())
+                calls.append(args)
+            replies = await self._run_many("enqueue", queue, calls)
+            for chunk, flags in zip(chunks, replies, strict=True):
+                for index, flag in zip(chunk, flags, strict=True):
+                    stored[index] = bool(flag)
+        return stored
+
+    # -- consuming --------------------------------------------------------------------
+    async def claim(
+        self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
+    ) -> ClaimResult:
+        rate_args = (rate.limit, rate.interval_s) if rate is not None else (0, 1)
+        reply = await self._run("claim", queue, repr(now), limit, repr(now + lease_s), worker_id, *rate_args)
+        if reply[0] == -1:
+            return ClaimResult([], float(reply[1]))
+        return ClaimResult([job for flat in reply[1:] if (job := _decode(flat)) is not None])
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        await self._blocking_pop(self._base(queue) + "notify", timeout_s)
+
+    async def _blocking_pop(self, key: str, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            return
+        await self.connect()
+        await self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001))
+
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        if not jobs:
+            return []
+        by_queue: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_queue.setdefault(job.queue, []).append(index)
+        accepted = [False] * len(jobs)
+        ttl = max(math.ceil(retention.ttl_s), 1)
+        for queue, indexes in by_queue.items():
+            args: list[Any] = [repr(time.time()), ttl, retention.keep, len(indexes)]
+            for index in indexes:
+                job = jobs[index]
+                args += [job.id, job.token, job.status.value, *_mutable_values(job)]
+            flags = await self._run("finish", queue, *args)
+            for index, flag in zip(indexes, flags, strict=True):
+                accepted[index] = bool(flag)
+        return accepted
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        for queue in {job.queue for job in jobs}:
+            pairs = chain.from_iterable((job.id, job.token) for job in jobs if job.queue == queue)
+            await self._run("release", queue, repr(time.time()), *pairs)
+
+    async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
+        await self.connect()
+        await self._remember_queue(worker.queue)
+        info = orjson.dumps(
+            {name: getattr(worker, name) for name in WorkerInfo.__dataclass_fields__}
+        ).decode()
+        pairs = chain.from_iterable((job.id, job.token) for job in jobs)
+        now = worker.heartbeat_at
+        lost: list[str] = await self._run(
+            "heartbeat",
+            worker.queue,
+            repr(now),
+            worker.id,
+            repr(worker.expires_at),
+            info,
+            repr(lease_until),
+            *pairs,
+        )
+        return lost
+
+    async def remove_worker(self, worker: WorkerInfo) -> None:
+        base = self._base(worker.queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrem(base + "workers", worker.id)
+            pipe.hdel(base + "workers:info", worker.id)
+            await pipe.execute()
+
+    async def save_progress(self, job: Job) -> bool:
+        return bool(
+            await self._run("progress", job.queue, job.id, job.token, orjson.dumps(job.progress).decode())
+        )
+
+    # -- scheduling -------------------------------------------------------------------
+    async def promote_due(self, queue: str, now: float, limit: int) -> tuple[int, float | None]:
+        promoted, following = await self._run("promote", queue, repr(now), limit)
+        return int(promoted), (float(following) if following else None)
+
+    async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
+        await self._blocking_pop(self._base(queue) + "schedule", timeout_s)
+
+    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
+        from asyncmq.conf import settings
+
+        ttl = max(math.ceil(settings.result_ttl_seconds), 1)
+        replies = await self._run("recover", queue, repr(now), max_stalls, 1000, ttl)
+        return [job for flat in replies if (job := _decode(flat)) is not None]
+
+    async def add_repeatable(self, repeatable: Repeatable) -> bool:
+        await self._remember_queue(repeatable.queue)
+        record = orjson.dumps(repeatable.to_record()).decode()
+        added = await self._run(
+            "repeatable", repeatable.queue, "add", repeatable.key, record, repr(repeatable.next_run_at)
+        )
+        return bool(added)
+
+    async def remove_repeatable(self, queue: str, key: str) -> bool:
+        base = self._base(queue)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(base + "repeat", key)
+            pipe.hdel(base + "repeat:next", key)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def repeatables(self, queue: str) -> list[Repeatable]:
+        await self.connect()
+        base = self._base(queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(base + "repeat")
+            pipe.hgetall(base + "repeat:next")
+            records, next_at = await pipe.execute()
+        found = []
+        for key, record in records.items():
+            rep = Repeatable.from_record(orjson.loads(record))
+            rep.next_run_at = float(next_at.get(key, rep.next_run_at))
+            found.append(rep)
+        return found
+
+    async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
+        return bool(await self._run("repeatable", queue, "advance", key, repr(expected_at), repr(next_at)))
+
+    # -- control and inspection -------------------------------------------------------
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self.connect()
+        await self._remember_queue(queue)
+        base = self._base(queue)
+        if paused:
+            await self.client.hset(base + "meta", "paused", "1")
+            return
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(base + "meta", "paused")
+            pipe.lpush(base + "notify", "1")
+            pipe.ltrim(base + "notify", 0, 0)
+            await pipe.execute()
+
+    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
+        from asyncmq.conf import settings
+
+        ttl = max(math.ceil(settings.result_ttl_seconds), 1)
+        return _decode(await self._run("cancel", queue, job_id, repr(now), ttl))
+
+    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
+        return _decode(await self._run("retry", queue, job_id, repr(now)))
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        await self.connect()
+        fields = await self.client.hgetall(self._base(queue) + "job:" + job_id)
+        return _decode(list(chain.from_iterable(fields.items())))
+
+    async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
+        await self.connect()
+        base = self._base(queue)
+        index = base + state.value
+        if state.value in _FINISHED:  # newest first
+            ids = await self.client.zrevrange(index, offset, offset + limit - 1)
+        else:
+            ids = await self.client.zrange(index, offset, offset + limit - 1)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(base + "job:" + job_id)
+            replies = await pipe.execute()
+        jobs = (_decode(list(chain.from_iterable(fields.items()))) for fields in replies)
+        return [job for job in jobs if job is not None]
+
+    async def remove_job(self, queue: str, job_id: str) -> bool:
+        return bool(await self._run("remove", queue, job_id))
+
+    async def drain(self, queue: str) -> int:
+        return int(await self._run("drain", queue))
+
+    async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
+        return int(await self._run("purge", queue, repr(now), repr(retention.ttl_s), retention.keep))
+
+    async def stats(self, queue: str, now: float) -> QueueStats:
+        await self.connect()
+        base = self._base(queue)
+        states = [state.value for state in JobState]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for state in states:
+                pipe.zcard(base + state)
+            pipe.hexists(base + "meta", "paused")
+            pipe.zrange(base + "since", 0, 0, withscores=True)
+            pipe.zrangebyscore(base + "workers", repr(now), "+inf")
+            pipe.hgetall(base + "workers:info")
+            replies = await pipe.execute()
+        counts = dict(zip(states, replies[: len(states)], strict=True))
+        paused, oldest, live, infos = replies[len(states) :]
+        workers = [WorkerInfo(**orjson.loads(infos[wid])) for wid in live if wid in infos]
+        return QueueStats(counts, oldest[0][1] if oldest else None, bool(paused), workers)
+
+    async def queues(self) -> list[str]:
+        await self.connect()
+        return sorted(await self.client.smembers(f"{self.prefix}:queues"))
+
+
+def redis_backend_from_url(url: str) -> RedisBackend:
+    """`redis://`, `rediss://` (TLS), `unix://`, and `redis+cluster://` for a Redis Cluster."""
+    return RedisBackend(url)

@@ -1,0 +1,62 @@
+-- Shared by every script (prepended). KEYS[1] is the queue's base key, "<prefix>:{<queue>}:":
+-- the hash tag puts every key of a queue in one cluster slot, so scripts may derive them.
+local base = KEYS[1]
+local PRIORITY_SPAN = 1099511627776 -- 2^40: claim order is priority, then arrival (seq)
+
+local function job_key(id) return base .. 'job:' .. id end
+
+local function wake_workers()
+  redis.call('LPUSH', base .. 'notify', '1')
+  redis.call('LTRIM', base .. 'notify', 0, 0)
+end
+
+local function wake_scheduler_if_sooner(due)
+  local first = redis.call('ZRANGE', base .. 'delayed', 0, 0, 'WITHSCORES')[2]
+  if not first or tonumber(due) < tonumber(first) then
+    redis.call('LPUSH', base .. 'schedule', '1')
+    redis.call('LTRIM', base .. 'schedule', 0, 0)
+  end
+end
+
+local function push_waiting(id, priority, ready_at)
+  local seq = redis.call('INCR', base .. 'seq')
+  redis.call('ZADD', base .. 'waiting', tonumber(priority) * PRIORITY_SPAN + seq, id)
+  redis.call('ZADD', base .. 'since', ready_at, id)
+end
+
+local function push_delayed(id, due)
+  wake_scheduler_if_sooner(due)
+  redis.call('ZADD', base .. 'delayed', due, id)
+end
+
+local function push_finished(id, status, finished_at, ttl)
+  redis.call('ZADD', base .. status, finished_at, id)
+  redis.call('EXPIRE', job_key(id), ttl)
+end
+
+-- Removes a job from the index of its current status.
+local function unindex(id, status)
+  if status == 'waiting' then
+    redis.call('ZREM', base .. 'waiting', id)
+    redis.call('ZREM', base .. 'since', id)
+  else
+    redis.call('ZREM', base .. status, id)
+  end
+end
+
+local function delete_jobs(ids)
+  for i = 1, #ids, 1000 do
+    local keys = {}
+    for j = i, math.min(i + 999, #ids) do keys[#keys + 1] = job_key(ids[j]) end
+    redis.call('DEL', unpack(keys))
+  end
+end
+
+-- Keeps the newest `keep` jobs of a finished status; deletes the rest.
+local function trim_finished(status, keep)
+  local extra = redis.call('ZCARD', base .. status) - keep
+  if extra > 0 then
+    delete_jobs(redis.call('ZRANGE', base .. status, 0, extra - 1))
+    redis.call('ZREMRANGEBYRANK', base .. status, 0, extra - 1)
+  end
+end

@@ -1,0 +1,13 @@
+-- ARGV: id, now. Sends a failed, expired or cancelled job back to waiting, attempts reset.
+local id = ARGV[1]
+local key = job_key(id)
+local status = redis.call('HGET', key, 'status')
+if status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then return {} end
+unindex(id, status)
+redis.call('PERSIST', key)
+redis.call('HINCRBY', key, 'token', 1)
+redis.call('HSET', key, 'status', 'waiting', 'attempt', '0', 'stalls', '0', 'ready_at', ARGV[2])
+redis.call('HDEL', key, 'error', 'result', 'started_at', 'finished_at')
+push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[2])
+wake_workers()
+return redis.call('HGETALL', key)

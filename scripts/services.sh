@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Sourced by scripts/test.sh: installs and starts the servers the tests talk to, on
+# loopback only, and exports their URLs. Idempotent: a server already up is reused.
+#   - Redis on 127.0.0.1:6379 (the machine's own, started here if it is not running)
+#   - a three-node Redis Cluster on 127.0.0.1:7101-7103, started for this run and
+#     stopped by stop_services
+set -euo pipefail
+
+SERVICES_DIR=${SERVICES_DIR:-$(pwd)/.services}
+CLUSTER_PORTS=(7101 7102 7103)
+
+need_debian_package() {  # command package
+    command -v "$1" >/dev/null && return
+    echo "== installing $2"
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+wait_for() {  # seconds command...
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for: $*" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
+start_redis() {
+    need_debian_package redis-server redis-server
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        echo "== starting redis on 127.0.0.1:6379"
+        mkdir -p /var/lib/redis /var/log/redis
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+            --dir /var/lib/redis --logfile /var/log/redis/ci.log
+        wait_for 20 redis-cli -h 127.0.0.1 -p 6379 ping
+    fi
+    export ASYNCMQ_TEST_REDIS_URL=redis://127.0.0.1:6379/0
+}
+
+cluster_ok() {
+    redis-cli -h 127.0.0.1 -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q cluster_state:ok
+}
+
+start_redis_cluster() {
+    if ! cluster_ok; then
+        echo "== starting a three-node redis cluster on 127.0.0.1:${CLUSTER_PORTS[*]}"
+        for port in "${CLUSTER_PORTS[@]}"; do
+            redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+            rm -rf "$SERVICES_DIR/redis-$port" && mkdir -p "$SERVICES_DIR/redis-$port"
+            redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+                --cluster-config-file nodes.conf --dir "$SERVICES_DIR/redis-$port" --save "" \
+                --appendonly no --logfile "$SERVICES_DIR/redis-$port/log" \
+                --pidfile "$SERVICES_DIR/redis-$port/pid"
+            wait_for 20 redis-cli -h 127.0.0.1 -p "$port" ping
+        done
+        redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CLUSTER_PORTS[@]}") \
+            --cluster-replicas 0 --cluster-yes >/dev/null
+        wait_for 30 cluster_ok
+    fi
+    export ASYNCMQ_TEST_REDIS_CLUSTER_URL="redis+cluster://127.0.0.1:${CLUSTER_PORTS[0]}"
+}
+
+stop_services() {
+    for port in "${CLUSTER_PORTS[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+}
+
+start_redis
+start_redis_cluster

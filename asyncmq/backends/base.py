@@ -12,14 +12,24 @@ the caller's, so a worker that lost its lease can never overwrite the job's new 
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
 
-__all__ = ["BaseBackend", "ClaimResult", "QueueStats", "RateLimit", "Retention", "WorkerInfo"]
+__all__ = [
+    "BaseBackend",
+    "ClaimResult",
+    "OperationHook",
+    "QueueStats",
+    "RateLimit",
+    "Retention",
+    "WorkerInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +79,28 @@ class QueueStats:
     workers: list[WorkerInfo] = field(default_factory=list)
 
 
+OperationHook = Callable[[str, str, float], None]
+
+
 class BaseBackend(ABC):
     """Storage for jobs, schedules, workers and queue flags. See the module docstring."""
 
     #: Short name used in logs and metric labels (`memory`, `redis`, ...).
     name: str = "base"
+
+    def __init__(self) -> None:
+        #: Round trips to the server by operation, counted by backends that make them.
+        self.operation_counts: Counter[str] = Counter()
+        #: Called as hook(backend_name, operation, seconds) after each round trip.
+        self.operation_hooks: list[OperationHook] = []
+
+    def record_operation(self, operation: str, started: float) -> None:
+        """Count one round trip begun at `started` (`time.perf_counter()`) and tell the hooks."""
+        self.operation_counts[operation] += 1
+        if self.operation_hooks:
+            elapsed = time.perf_counter() - started
+            for hook in self.operation_hooks:
+                hook(self.name, operation, elapsed)
 
     async def connect(self) -> None:
         """Open connections. Called before first use; must be idempotent."""

@@ -91,6 +91,7 @@ class InMemoryBackend(BaseBackend):
     name = "memory"
 
     def __init__(self) -> None:
+        super().__init__()
         self._stores: dict[str, _Store] = {}
         self._seq = itertools.count()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from importlib import resources
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -123,6 +123,7 @@ class RedisBackend(BaseBackend):
         cluster: bool = False,
         retries: int = 10,
     ) -> None:
+        super().__init__()
         target = redis_url if redis_url is not None else redis_url_or_client
         if isinstance(target, str) and "+cluster://" in target:
             target, cluster = target.replace("+cluster", "", 1), True
@@ -184,7 +185,10 @@ class RedisBackend(BaseBackend):
     async def _run(self, script: str, queue: str, *args: Any) -> Any:
         if not self._scripts:
             await self.connect()
-        return await self._scripts[script](keys=[self._base(queue)], args=args)
+        started = time.perf_counter()
+        reply = await self._scripts[script](keys=[self._base(queue)], args=args)
+        self.record_operation(script, started)
+        return reply
 
     async def _run_many(self, script: str, queue: str, calls: list[list[Any]]) -> list[Any]:
         """Several calls of one script in one round trip: a pipeline, or on a cluster (whose
@@ -192,17 +196,26 @@ class RedisBackend(BaseBackend):
         if len(calls) == 1:
             return [await self._run(script, queue, *calls[0])]
         keys = [self._base(queue)]
+        started = time.perf_counter()
         if self.cluster:
-            return list(await asyncio.gather(*(self._scripts[script](keys, args) for args in calls)))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for args in calls:
-                await self._scripts[script](keys=keys, args=args, client=pipe)
-            replies: list[Any] = await pipe.execute()
+            replies = list(await asyncio.gather(*(self._scripts[script](keys, args) for args in calls)))
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for args in calls:
+                    await self._scripts[script](keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        self.record_operation(script, started)
         return replies
+
+    async def _timed(self, operation: str, call: Awaitable[Any]) -> Any:
+        started = time.perf_counter()
+        reply = await call
+        self.record_operation(operation, started)
+        return reply
 
     async def _remember_queue(self, queue: str) -> None:
         if queue not in self._known_queues:
-            await self.client.sadd(f"{self.prefix}:queues", queue)
+            await self._timed("remember_queue", self.client.sadd(f"{self.prefix}:queues", queue))
             self._known_queues.add(queue)
 
     # -- producing --------------------------------------------------------------------
@@ -250,7 +263,7 @@ class RedisBackend(BaseBackend):
         if timeout_s <= 0:
             return
         await self.connect()
-        await self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001))
+        await self._timed("wait", self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001)))
 
     async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
         if not jobs:
@@ -300,7 +313,7 @@ class RedisBackend(BaseBackend):
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.zrem(base + "workers", worker.id)
             pipe.hdel(base + "workers:info", worker.id)
-            await pipe.execute()
+            await self._timed("remove_worker", pipe.execute())
 
     async def save_progress(self, job: Job) -> bool:
         return bool(
@@ -335,7 +348,7 @@ class RedisBackend(BaseBackend):
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hdel(base + "repeat", key)
             pipe.hdel(base + "repeat:next", key)
-            removed, _ = await pipe.execute()
+            removed, _ = await self._timed("remove_repeatable", pipe.execute())
         return bool(removed)
 
     async def repeatables(self, queue: str) -> list[Repeatable]:
@@ -344,7 +357,7 @@ class RedisBackend(BaseBackend):
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(base + "repeat")
             pipe.hgetall(base + "repeat:next")
-            records, next_at = await pipe.execute()
+            records, next_at = await self._timed("repeatables", pipe.execute())
         found = []
         for key, record in records.items():
             rep = Repeatable.from_record(orjson.loads(record))
@@ -361,13 +374,13 @@ class RedisBackend(BaseBackend):
         await self._remember_queue(queue)
         base = self._base(queue)
         if paused:
-            await self.client.hset(base + "meta", "paused", "1")
+            await self._timed("pause", self.client.hset(base + "meta", "paused", "1"))
             return
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hdel(base + "meta", "paused")
             pipe.lpush(base + "notify", "1")
             pipe.ltrim(base + "notify", 0, 0)
-            await pipe.execute()
+            await self._timed("resume", pipe.execute())
 
     async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
         from asyncmq.conf import settings
@@ -380,7 +393,7 @@ class RedisBackend(BaseBackend):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         await self.connect()
-        fields = await self.client.hgetall(self._base(queue) + "job:" + job_id)
+        fields = await self._timed("get_job", self.client.hgetall(self._base(queue) + "job:" + job_id))
         return _decode(list(chain.from_iterable(fields.items())))
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
@@ -388,13 +401,13 @@ class RedisBackend(BaseBackend):
         base = self._base(queue)
         index = base + state.value
         if state.value in _FINISHED:  # newest first
-            ids = await self.client.zrevrange(index, offset, offset + limit - 1)
+            ids = await self._timed("list_ids", self.client.zrevrange(index, offset, offset + limit - 1))
         else:
-            ids = await self.client.zrange(index, offset, offset + limit - 1)
+            ids = await self._timed("list_ids", self.client.zrange(index, offset, offset + limit - 1))
         async with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(base + "job:" + job_id)
-            replies = await pipe.execute()
+            replies = await self._timed("list_jobs", pipe.execute())
         jobs = (_decode(list(chain.from_iterable(fields.items()))) for fields in replies)
         return [job for job in jobs if job is not None]
 
@@ -418,7 +431,7 @@ class RedisBackend(BaseBackend):
             pipe.zrange(base + "since", 0, 0, withscores=True)
             pipe.zrangebyscore(base + "workers", repr(now), "+inf")
             pipe.hgetall(base + "workers:info")
-            replies = await pipe.execute()
+            replies = await self._timed("stats", pipe.execute())
         counts = dict(zip(states, replies[: len(states)], strict=True))
         paused, oldest, live, infos = replies[len(states) :]
         workers = [WorkerInfo(**orjson.loads(infos[wid])) for wid in live if wid in infos]
@@ -426,7 +439,7 @@ class RedisBackend(BaseBackend):
 
     async def queues(self) -> list[str]:
         await self.connect()
-        return sorted(await self.client.smembers(f"{self.prefix}:queues"))
+        return sorted(await self._timed("queues", self.client.smembers(f"{self.prefix}:queues")))
 
 
 def redis_backend_from_url(url: str) -> RedisBackend:

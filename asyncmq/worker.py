@@ -326,7 +326,7 @@ class Worker:
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A
         backend error (a dropped connection, a restarting server) is waited out, never fatal."""
-        idle = max(self.concurrency - len(self._running), 1)
+        idle = max(2 * self.concurrency - len(self._running), 1)
         try:
             if await self._claim(min(idle, self.claim_batch)) or self._stopping:
                 return

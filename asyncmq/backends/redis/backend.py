@@ -89,17 +89,24 @@ def _decode(flat: Sequence[str]) -> Job | None:
         return None
 
 
-def _mutable_values(job: Job) -> list[str]:
-    values = []
+def _enqueue_entry(job: Job) -> list[str]:
+    when = job.delay_until if job.status is JobState.DELAYED else job.ready_at
+    entry = [job.id, job.status.value, str(job.priority), repr(when)]
+    entry += chain.from_iterable(encode_flat(job).items())
+    return entry
+
+
+def _outcome_entry(job: Job) -> list[str]:
+    entry = [job.id, str(job.token), job.status.value]
     for name in _MUTABLE:
         value = getattr(job, name)
         if value is None:
-            values.append("")
+            entry.append("")
         elif name in _JSON_MUTABLE:
-            values.append(orjson.dumps(value).decode())
+            entry.append(orjson.dumps(value).decode())
         else:
-            values.append(repr(value))
-    return values
+            entry.append(repr(value))
+    return entry
 
 
 class RedisBackend(BaseBackend):
@@ -230,16 +237,7 @@ class RedisBackend(BaseBackend):
         for queue, indexes in by_queue.items():
             await self._remember_queue(queue)
             chunks = [indexes[i : i + _ENQUEUE_CHUNK] for i in range(0, len(indexes), _ENQUEUE_CHUNK)]
-            calls = []
-            for chunk in chunks:
-                args: list[Any] = [len(chunk)]
-                for index in chunk:
-                    job = jobs[index]
-                    flat = encode_flat(job)
-                    when = job.delay_until if job.status is JobState.DELAYED else job.ready_at
-                    args += [job.id, job.status.value, job.priority, repr(when), len(flat)]
-                    args += chain.from_iterable(flat.items())
-                calls.append(args)
+            calls = [[orjson.dumps([_enqueue_entry(jobs[index]) for index in chunk])] for chunk in chunks]
             replies = await self._run_many("enqueue", queue, calls)
             for chunk, flags in zip(chunks, replies, strict=True):
                 for index, flag in zip(chunk, flags, strict=True):
@@ -274,11 +272,8 @@ class RedisBackend(BaseBackend):
         accepted = [False] * len(jobs)
         ttl = max(math.ceil(retention.ttl_s), 1)
         for queue, indexes in by_queue.items():
-            args: list[Any] = [repr(time.time()), ttl, retention.keep, len(indexes)]
-            for index in indexes:
-                job = jobs[index]
-                args += [job.id, job.token, job.status.value, *_mutable_values(job)]
-            flags = await self._run("finish", queue, *args)
+            outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
+            flags = await self._run("finish", queue, repr(time.time()), ttl, retention.keep, outcomes)
             for index, flag in zip(indexes, flags, strict=True):
                 accepted[index] = bool(flag)
         return accepted

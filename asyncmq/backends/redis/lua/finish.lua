@@ -1,17 +1,18 @@
--- ARGV: now, ttl, keep, count, then per job: id, token, status, and the mutable fields in
--- MUTABLE's order ('' deletes the field). A job is stored only while it is active under
--- that token: a stale worker's outcome is refused. Returns one flag per job.
+-- ARGV: now, ttl, keep, and a JSON array of outcomes, each an array of strings:
+--   {id, token, status, then the fields of MUTABLE in order ('' deletes the field)}.
+-- A job is stored only while it is active under that token: a stale worker's outcome is
+-- refused. Returns one flag per job.
 local MUTABLE = {'started_at', 'finished_at', 'delay_until', 'ready_at', 'result', 'error', 'progress'}
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, i, woke, trimmed = {}, 5, false, {}
-for j = 1, tonumber(ARGV[4]) do
-  local id, token, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local out, woke, trimmed = {}, false, {}
+for j, outcome in ipairs(cjson.decode(ARGV[4])) do
+  local id, token, status = outcome[1], outcome[2], outcome[3]
   local key = job_key(id)
   if redis.call('HGET', key, 'token') == token and redis.call('ZREM', base .. 'active', id) == 1 then
     redis.call('HINCRBY', key, 'token', 1)
     local set, del = {'status', status}, {'lease_until', 'worker_id'}
     for f = 1, #MUTABLE do
-      local value = ARGV[i + 2 + f]
+      local value = outcome[3 + f]
       if value == '' then del[#del + 1] = MUTABLE[f] else set[#set + 1] = MUTABLE[f]; set[#set + 1] = value end
     end
     redis.call('HSET', key, unpack(set))
@@ -29,7 +30,6 @@ for j = 1, tonumber(ARGV[4]) do
   else
     out[j] = 0
   end
-  i = i + 3 + #MUTABLE
 end
 for status in pairs(trimmed) do trim_finished(status, keep) end
 if woke then wake_workers() end

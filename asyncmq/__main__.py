@@ -1,0 +1,7 @@
+"""`python -m asyncmq` runs the `asyncmq` command."""
+
+from asyncmq.cli.main import cli
+
+__all__: list[str] = []
+
+cli()

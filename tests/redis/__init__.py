@@ -1,0 +1,1 @@
+"""Resilience on a real Redis: killed workers, killed connections, stale workers, restarts."""

@@ -1,0 +1,256 @@
+"""At-least-once on a real Redis: no job is lost when a worker dies, a connection drops, a
+stale worker reports late or the server restarts.
+
+Each test drives real workers (in a child process or in this one) and waits on events or
+polls the store with a deadline; none sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from asyncmq.backends.redis import RedisBackend
+from asyncmq.core.event import Event
+from asyncmq.job import JobState
+from asyncmq.queues import Queue
+from tests.conformance.support import EventRecorder, counts
+from tests.redis.app import first_attempt_holds, hold, nap
+from tests.redis.support import (
+    POLL_S,
+    WAIT_S,
+    MakeBackend,
+    RedisServer,
+    RunWorker,
+    SpawnWorker,
+    kill_connections,
+    wait_for_counts,
+)
+
+#: Short leases, so jobs of a dead worker come back within about a second.
+LEASE_S = 1.0
+
+
+def _completed_at_least(wanted: int) -> Callable[[dict[str, int]], bool]:
+    return lambda seen: seen["completed"] >= wanted
+
+
+def _named(url: str, name: str) -> str:
+    """`url` whose connections announce themselves as `name` (`CLIENT SETNAME`)."""
+    return f"{url}{'&' if '?' in url else '?'}client_name={name}"
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str, within_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {within_s}s for {what}")
+        await asyncio.sleep(POLL_S)
+
+
+# -- a worker process killed with SIGKILL ---------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
+    backend: RedisBackend,
+    queue_name: str,
+    events: EventRecorder,
+    run_worker: RunWorker,
+    spawn_worker: SpawnWorker,
+) -> None:
+    jobs = 200
+    queue = Queue(queue_name, backend=backend, lease=LEASE_S, scan_interval=0.1)
+    ids = await queue.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(jobs)])
+    child = await spawn_worker(queue_name, lease_s=LEASE_S, concurrency=10)
+
+    await wait_for_counts(
+        queue,
+        lambda c: c["completed"] >= jobs // 5 or child.returncode is not None,
+        "the worker process to complete some jobs",
+        within_s=30,
+    )
+    assert child.returncode is None, "the worker process exited by itself"
+    child.kill()
+    await asyncio.wait_for(child.wait(), WAIT_S)
+    at_kill = await queue.counts()
+    assert 0 < at_kill["completed"] < jobs
+    assert at_kill["active"] > 0, "the killed worker held no job: nothing to recover"
+
+    await run_worker(queue.worker(concurrency=10, handle_signals=False))
+    await events.wait(Event.JOB_COMPLETED, count=jobs - at_kill["completed"], within_s=30)
+
+    assert await queue.counts() == counts(completed=jobs)
+    completed = await queue.list_jobs(JobState.COMPLETED, limit=jobs * 2)
+    assert sorted(job.id for job in completed) == sorted(ids)
+    assert all(job.result == job.args[0] * 2 for job in completed)
+    # Exactly the jobs the dead worker held came back, each once, through stall recovery.
+    stalled = [payload["id"] for payload in events.of(Event.JOB_STALLED)]
+    assert len(stalled) == len(set(stalled)) == at_kill["active"]
+    assert set(stalled) == {job.id for job in completed if job.stalls == 1}
+    assert all(job.stalls <= 1 for job in completed)
+
+
+# -- connections killed under a running worker ----------------------------------------
+@pytest.mark.slow
+async def test_a_worker_whose_connections_are_killed_mid_run_keeps_running_and_fails_no_job(
+    backend: RedisBackend,
+    make_backend: MakeBackend,
+    redis_url: str,
+    queue_name: str,
+    run_worker: RunWorker,
+) -> None:
+    jobs = 300
+    name = f"asyncmq-{queue_name}"
+    worker_backend = await make_backend(_named(redis_url, name))
+    producer = Queue(queue_name, backend=backend)
+    ids = await producer.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(jobs)])
+    queue = Queue(queue_name, backend=worker_backend, lease=LEASE_S, scan_interval=0.1)
+    running = await run_worker(queue.worker(concurrency=10, handle_signals=False))
+
+    killed = []
+    for threshold in (jobs // 6, jobs // 3, jobs // 2):
+        await wait_for_counts(producer, _completed_at_least(threshold), f"{threshold} jobs completed")
+        killed.append(await kill_connections(backend.client, name))
+    assert all(killed), f"some kills found no connection of the worker: {killed}"
+
+    final = await wait_for_counts(
+        producer, lambda c: c["completed"] + c["failed"] == jobs, "every job finished", within_s=30
+    )
+    assert not running.done(), "the worker stopped"
+    assert final == counts(completed=jobs)
+    completed = await producer.list_jobs(JobState.COMPLETED, limit=jobs * 2)
+    assert sorted(job.id for job in completed) == sorted(ids)
+
+
+@pytest.mark.slow
+async def test_an_idle_worker_whose_blocking_pop_is_killed_still_picks_up_the_next_job(
+    backend: RedisBackend,
+    make_backend: MakeBackend,
+    redis_url: str,
+    queue_name: str,
+    events: EventRecorder,
+    run_worker: RunWorker,
+) -> None:
+    name = f"asyncmq-{queue_name}"
+    worker_backend = await make_backend(_named(redis_url, name))
+    queue = Queue(queue_name, backend=worker_backend)
+    running = await run_worker(queue.worker(concurrency=1, handle_signals=False))
+
+    async def blocked_connections() -> int:
+        clients = await backend.client.client_list(_type="normal")
+        return sum(1 for client in clients if client["name"] == name and "b" in client["flags"])
+
+    # Idle, the worker waits in BLPOP for a wake-up, and its scheduler for a sooner job.
+    await _eventually(lambda: _at_least(blocked_connections(), 2), "the idle worker to block in BLPOP")
+    assert await kill_connections(backend.client, name, blocked=True) >= 1
+
+    job_id = await Queue(queue_name, backend=backend).add(nap.name, [21, 0])
+    await events.wait(Event.JOB_COMPLETED, job_id=job_id)
+    assert (await queue.get_job(job_id)).result == 42
+    assert not running.done(), "the worker stopped"
+
+
+async def _at_least(count: Awaitable[int], wanted: int) -> bool:
+    return await count >= wanted
+
+
+# -- a stale worker reporting after its job was given to another ----------------------
+async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result_is_kept(
+    backend: RedisBackend,
+    queue_name: str,
+    events: EventRecorder,
+    run_worker: RunWorker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Worker A takes the job one step at a time, with no heartbeat: once its attempt runs
+    # past the lease, it is a worker that stalled. Worker B runs normally.
+    stale_queue = Queue(queue_name, backend=backend, lease=0.3)
+    fresh_queue = Queue(queue_name, backend=backend, lease=10.0, scan_interval=0.05)
+    job_id = await stale_queue.add(first_attempt_holds.name, [queue_name])
+    state = hold(queue_name)
+    stale = stale_queue.worker(handle_signals=False)
+    stale_step = asyncio.create_task(stale.process())
+    try:
+        await asyncio.wait_for(state.started.wait(), WAIT_S)
+        await run_worker(fresh_queue.worker(concurrency=1, handle_signals=False))
+        # B's scheduler recovers the job once A's lease ran out; B runs it to completion.
+        await events.wait(Event.JOB_COMPLETED, job_id=job_id)
+        with caplog.at_level(logging.WARNING, logger="asyncmq.worker"):
+            state.released.set()  # A finishes late and tries to store its outcome
+            assert await asyncio.wait_for(stale_step, WAIT_S) is True
+    finally:
+        state.released.set()
+        await asyncio.wait_for(asyncio.gather(stale_step, return_exceptions=True), WAIT_S)
+
+    assert f"discarded the outcome of job {job_id}: another owner has it now" in caplog.messages
+    assert events.names(job_id) == [
+        "job:enqueued",
+        "job:started",  # A
+        "job:stalled",
+        "job:started",  # B
+        "job:completed",  # B; A's refused outcome emits nothing
+    ]
+    stored = await stale_queue.get_job(job_id)
+    assert stored.status is JobState.COMPLETED
+    assert stored.result == "finished by attempt 2"
+    assert (stored.attempt, stored.stalls) == (2, 1)
+
+    # A's own copy, with its attempt's token, is refused again when offered directly.
+    late = state.first_attempt
+    assert late is not None
+    assert (late.status, late.result) == (JobState.COMPLETED, "finished by attempt 1")
+    assert await backend.finish([late], stale_queue.retention) == [False]
+    again = await stale_queue.get_job(job_id)
+    assert (again.status, again.result, again.token) == (JobState.COMPLETED, stored.result, stored.token)
+
+
+# -- the server restarting --------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_worker_survives_a_redis_restart_and_loses_no_job_the_server_persisted(
+    redis_server: RedisServer,
+    make_backend: MakeBackend,
+    queue_name: str,
+    events: EventRecorder,
+    run_worker: RunWorker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One retry only, so the worker itself (not the client's retries) rides out the outage.
+    worker_backend = await make_backend(redis_server.url, retries=1)
+    producer = Queue(queue_name, backend=await make_backend(redis_server.url, retries=1))
+    queue = Queue(queue_name, backend=worker_backend, lease=10.0, scan_interval=0.1)
+    before = await producer.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(100)])
+    running = await run_worker(queue.worker(concurrency=2, handle_signals=False))
+    await wait_for_counts(producer, lambda c: c["completed"] >= 10, "some jobs completed")
+
+    with caplog.at_level(logging.ERROR, logger="asyncmq.worker"):
+        await redis_server.shutdown()
+        await _eventually(
+            _returns(lambda: any("failed" in message for message in caplog.messages)),
+            "the worker to notice the server is gone",
+        )
+        await redis_server.start()
+
+    after = await producer.add_bulk([{"task_id": nap.name, "args": [n, 0]} for n in range(100, 200)])
+    delayed = await producer.add(nap.name, [200, 0], delay=0.2)
+    final = await wait_for_counts(
+        producer,
+        lambda c: c["completed"] + c["failed"] == len(before) + len(after) + 1,
+        "every job finished",
+        within_s=30,
+    )
+    assert not running.done(), "the worker stopped"
+    assert final == counts(completed=len(before) + len(after) + 1)
+    completed = await producer.list_jobs(JobState.COMPLETED, limit=1000)
+    assert {job.id for job in completed} == {*before, *after, delayed}
+
+
+def _returns(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked

@@ -4,4 +4,5 @@ from asyncmq.cli.main import cli
 
 __all__: list[str] = []
 
-cli()
+if __name__ == "__main__":
+    cli()

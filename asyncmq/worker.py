@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 import os
 import signal
 import socket
@@ -51,7 +52,13 @@ _SETTLED_EVENTS = {
 _PROMOTE_BATCH = 1000
 _PURGE_EVERY_S = 60.0
 _REPAIR_EVERY_S = 30.0
-_IDLE_WAIT_S = 1.0
+_IDLE_WAIT_S = 5.0  # a safety net: new jobs wake idle workers through the backend
+
+
+def _earliest(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return min(first, second)
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:
@@ -131,15 +138,13 @@ class Worker:
         return True
 
     async def maintain(self, now: float | None = None) -> float | None:
-        """One scheduler pass: promote due delayed jobs, fire repeatables, recover stalled
-        jobs. Returns when the next delayed job is due."""
+        """One full scheduler pass: promote due delayed jobs, fire due repeatables, recover
+        stalled jobs. Returns when the next delayed job is due."""
         now = time.time() if now is None else now
-        # Repeatables first: the occurrence a firing stores must count in the next due time,
-        # or the scheduler would sleep past it (no wake-up comes from its own store).
-        await self._fire_repeatables(now)
-        next_due = await self._promote(now)
+        _, next_due = await self._promote(now)
+        following = await self._fire_repeatables(now)
         await self._recover_stalled(now)
-        return next_due
+        return _earliest(next_due, following)
 
     async def run(self) -> None:
         await self.backend.connect()
@@ -371,44 +376,67 @@ class Worker:
 
     # -- scheduling ---------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
-        next_purge = next_repair = 0.0
+        """Promote on every pass; the rest only when due, so an idle scheduler costs one
+        promote and one blocking wait per `scan_interval`. A repeatable's occurrence is
+        promoted like any delayed job, and its promotion is what fires the schedule."""
+        next_repeat = next_stall = next_purge = 0.0
         while True:
             now = time.time()
             try:
-                next_due = await self.maintain(now)
-                if now >= next_repair:
+                promoted, next_due = await self._promote(now)
+                if promoted or now >= next_repeat:
+                    next_due = _earliest(next_due, await self._fire_repeatables(now))
+                if now >= next_repeat:
                     await self._repair_repeatables(now)
-                    next_repair = now + _REPAIR_EVERY_S
+                    next_repeat = now + _REPAIR_EVERY_S
+                if now >= next_stall:
+                    await self._recover_stalled(now)
+                    next_stall = now + self._stall_check_every_s()
                 if now >= next_purge:
                     await self.backend.purge_finished(self.queue.name, now, self.queue.retention)
                     next_purge = now + _PURGE_EVERY_S
             except Exception:
                 log.exception("scheduler pass for queue %r failed; retrying", self.queue.name)
                 next_due = None
-            sleep = min(self.queue.scan_interval_s, self._stall_check_every_s())
-            if next_due is not None:
-                sleep = min(sleep, next_due - time.time())
+            wake_at = min(now + self.queue.scan_interval_s, next_stall, next_repeat, next_due or math.inf)
+            sleep = wake_at - time.time()
             if sleep > 0:
-                await self.backend.wait_for_schedule(self.queue.name, sleep)
+                await self._wait_for_schedule(sleep)
+
+    async def _wait_for_schedule(self, timeout_s: float) -> None:
+        """Sleep until a sooner job may be due. The wait is a backend call too (a blocking
+        pop on Redis): if it fails, sleep instead, or the scheduler, and with it delayed
+        jobs and stall recovery, would end for good with the first dropped connection."""
+        try:
+            await self.backend.wait_for_schedule(self.queue.name, timeout_s)
+        except Exception:
+            log.exception("waiting on the schedule of queue %r failed; retrying", self.queue.name)
+            await asyncio.sleep(timeout_s)
 
     def _stall_check_every_s(self) -> float:
         return self.queue.lease_s / 2
 
-    async def _promote(self, now: float) -> float | None:
+    async def _promote(self, now: float) -> tuple[int, float | None]:
+        total = 0
         while True:
             promoted, next_due = await self.backend.promote_due(self.queue.name, now, _PROMOTE_BATCH)
+            total += promoted
             if promoted < _PROMOTE_BATCH:
-                return next_due
+                return total, next_due
 
-    async def _fire_repeatables(self, now: float) -> None:
-        """Store the next occurrence of each schedule whose pending one is now due. The
-        compare-and-set on `next_run_at` lets exactly one scheduler store it."""
+    async def _fire_repeatables(self, now: float) -> float | None:
+        """Store the next occurrence of each schedule whose pending one is now due; return
+        the earliest stored. The compare-and-set on `next_run_at` lets exactly one
+        scheduler store it."""
+        earliest = None
         for rep in await self.backend.repeatables(self.queue.name):
             if rep.next_run_at > now:
                 continue
             following = rep.next_after(max(now, rep.next_run_at))
             if await self.backend.advance_repeatable(self.queue.name, rep.key, rep.next_run_at, following):
                 await self.queue._store([self.queue.occurrence(rep, following)])
+                earliest = _earliest(earliest, following)
+        return earliest
 
     async def _repair_repeatables(self, now: float) -> None:
         """Re-store a pending occurrence that vanished (a crash between the compare-and-set

@@ -32,9 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def redis_url() -> str:
-    """The shared Redis server; missing, the test skips locally and fails in CI."""
-    url = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    return url
+    """The shared Redis server (`make_backend` skips the test when it is down, or fails it in CI)."""
+    return os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture

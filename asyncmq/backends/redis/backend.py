@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, Retention, WorkerInfo
+from asyncmq.backends.redis.lane import ScriptLane
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import Job, JobState, decode_flat, encode_flat
 from asyncmq.logging import get_logger
@@ -142,6 +143,7 @@ class RedisBackend(BaseBackend):
         self.cluster = cluster
         self.retries = retries
         self._scripts: dict[str, AsyncScript] = {}
+        self._lane: ScriptLane | None = None
         self._known_queues: set[str] = set()
 
     def __repr__(self) -> str:
@@ -173,8 +175,13 @@ class RedisBackend(BaseBackend):
         if not self._scripts:
             for name, text in _load_scripts().items():
                 self._scripts[name] = self._client.register_script(text)
+        if self._lane is None and not self.cluster:
+            self._lane = ScriptLane(self._client.connection_pool, self.max_connections, self.retries)
 
     async def close(self) -> None:
+        if self._lane is not None:
+            await self._lane.close()
+            self._lane = None
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
@@ -193,7 +200,11 @@ class RedisBackend(BaseBackend):
         if not self._scripts:
             await self.connect()
         started = time.perf_counter()
-        reply = await self._scripts[script](keys=[self._base(queue)], args=args)
+        code = self._scripts[script]
+        if self._lane is not None and self._lane.has_room:
+            (reply,) = await self._lane.call([(code.sha, code.script, self._base(queue), args)])
+        else:
+            reply = await code(keys=[self._base(queue)], args=args)
         self.record_operation(script, started)
         return reply
 
@@ -204,7 +215,10 @@ class RedisBackend(BaseBackend):
             return [await self._run(script, queue, *calls[0])]
         keys = [self._base(queue)]
         started = time.perf_counter()
-        if self.cluster:
+        code = self._scripts[script]
+        if self._lane is not None and self._lane.has_room:
+            replies = await self._lane.call([(code.sha, code.script, keys[0], args) for args in calls])
+        elif self.cluster:
             replies = list(await asyncio.gather(*(self._scripts[script](keys, args) for args in calls)))
         else:
             async with self.client.pipeline(transaction=False) as pipe:

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
@@ -210,3 +211,15 @@ class BaseBackend(ABC):
     @abstractmethod
     async def queues(self) -> list[str]:
         """Every queue that holds jobs, schedules or workers."""
+
+    # -- cross-process events (optional) ----------------------------------------------
+    async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Make (event name, payload) pairs readable by `read_events` in other processes."""
+        raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")
+
+    async def read_events(
+        self, queue: str, after: str, block_s: float
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Events of `queue` published after position `after` ("$": from now on), waiting
+        up to `block_s` for the first; returns (position, event name, payload) triples."""
+        raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")

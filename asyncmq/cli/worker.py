@@ -24,6 +24,7 @@ from asyncmq.cli.common import (
     valid_queue_names,
 )
 from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.publisher import EventPublisher
 from asyncmq.queues import Queue
 from asyncmq.tasks import TASK_REGISTRY
 
@@ -81,8 +82,13 @@ def _announce(payload: Payload) -> None:
     )
 
 
-async def _serve(supervisor: Supervisor, backend: BaseBackend, metrics_port: int | None) -> int:
+async def _serve(
+    supervisor: Supervisor, backend: BaseBackend, metrics_port: int | None, publish_events: bool
+) -> int:
     await backend.connect()
+    publisher = EventPublisher(backend) if publish_events else None
+    if publisher is not None:
+        publisher.start()
     try:
         await start_metrics(metrics_port, backend)
         count = len(supervisor.workers)
@@ -95,6 +101,8 @@ async def _serve(supervisor: Supervisor, backend: BaseBackend, metrics_port: int
             event_emitter.off(Event.WORKER_STARTED, _announce)
             await event_emitter.drain()
     finally:
+        if publisher is not None:
+            await publisher.stop()
         await backend.close()
     return sum(worker.processed for worker in supervisor.workers)
 
@@ -110,6 +118,11 @@ async def _serve(supervisor: Supervisor, backend: BaseBackend, metrics_port: int
 )
 @click.option("--rate-limit", type=click.IntRange(min=1), help="At most N job starts per --rate-interval.")
 @click.option("--rate-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option(
+    "--publish-events",
+    is_flag=True,
+    help="Publish lifecycle events to the backend, for `asyncmq events tail` (Redis).",
+)
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def start(
     queues: tuple[str, ...],
@@ -120,6 +133,7 @@ def start(
     scan_interval: float | None,
     rate_limit: int | None,
     rate_interval: float,
+    publish_events: bool,
     log_level: str,
 ) -> None:
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
@@ -138,5 +152,5 @@ def start(
         ).worker(burst=burst, handle_signals=False)
         for name in dict.fromkeys(queues)
     ]
-    processed = run(_serve(Supervisor(workers), store, metrics_port))
+    processed = run(_serve(Supervisor(workers), store, metrics_port, publish_events))
     click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)

@@ -14,6 +14,7 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:meta          hash: paused flag, rate-limit bucket
     <prefix>:{q}:repeat(:next) hashes: schedules and their next firing time
     <prefix>:{q}:workers(:info) zset of live workers by expiry, and their descriptions
+    <prefix>:{q}:events        stream of published lifecycle events, capped near `events_maxlen`
     <prefix>:queues            set of queue names (the one key outside any queue's slot)
 """
 
@@ -130,6 +131,7 @@ class RedisBackend(BaseBackend):
         max_connections: int = 64,
         cluster: bool = False,
         retries: int = 10,
+        events_maxlen: int = 10_000,
     ) -> None:
         super().__init__()
         target = redis_url if redis_url is not None else redis_url_or_client
@@ -142,6 +144,7 @@ class RedisBackend(BaseBackend):
         self.max_connections = max_connections
         self.cluster = cluster
         self.retries = retries
+        self.events_maxlen = events_maxlen
         self._scripts: dict[str, AsyncScript] = {}
         self._lane: ScriptLane | None = None
         self._known_queues: set[str] = set()
@@ -445,6 +448,34 @@ class RedisBackend(BaseBackend):
         paused, oldest, live, infos = replies[len(states) :]
         workers = [WorkerInfo(**orjson.loads(infos[wid])) for wid in live if wid in infos]
         return QueueStats(counts, oldest[0][1] if oldest else None, bool(paused), workers)
+
+    async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        await self.connect()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, payload in events:
+                fields = {"event": name, "payload": orjson.dumps(payload, default=str)}
+                pipe.xadd(
+                    self._base(payload["queue"]) + "events",
+                    fields,
+                    maxlen=self.events_maxlen,
+                    approximate=True,
+                )
+            await self._timed("publish_events", pipe.execute())
+
+    async def read_events(
+        self, queue: str, after: str, block_s: float
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        await self.connect()
+        stream = self._base(queue) + "events"
+        block_ms = max(int(block_s * 1000), 1)
+        reply = await self._timed(
+            "read_events", self.client.xread({stream: after}, count=1000, block=block_ms)
+        )
+        return [
+            (entry_id, fields["event"], orjson.loads(fields["payload"]))
+            for _, entries in reply or []
+            for entry_id, fields in entries
+        ]
 
     async def queues(self) -> list[str]:
         await self.connect()

@@ -97,16 +97,19 @@ async def paced_latency(queue: Queue, rate: int, seconds: float) -> dict[str, fl
     return {"p50": cut[49], "p95": cut[94], "p99": cut[98], "max": latencies[-1], "jobs": jobs}
 
 
-async def idle_calls_per_s(backend: RedisBackend, seconds: float) -> float:
-    """Commands Redis served per second while only an idle worker was connected."""
-
-    async def total_calls() -> int:
-        stats = await backend.client.info("commandstats")
-        return sum(int(entry["calls"]) for entry in stats.values())
-
-    first = await total_calls()
+async def idle_calls_per_s(url: str, queue: str, seconds: float) -> float:
+    """Round trips per second of a worker with nothing to do, counted by its backend."""
+    backend = RedisBackend(url)
+    worker = Queue(queue, backend=backend).worker(handle_signals=False)
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(1.0)  # past start-up: heartbeat, first scheduler pass
+    before = sum(backend.operation_counts.values())
     await asyncio.sleep(seconds)
-    return (await total_calls() - first - 1) / seconds  # the second INFO counts itself
+    calls = sum(backend.operation_counts.values()) - before
+    worker.stop()
+    await running
+    await backend.close()
+    return calls / seconds
 
 
 async def cleanup(backend: RedisBackend, queue: str) -> None:
@@ -132,10 +135,10 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
         rate, _ = await process(queue, one_by_one, args.concurrency)
         await cleanup(backend, name)
 
+        figures["idle worker: Redis round trips/s"] = await idle_calls_per_s(args.redis, name, args.idle_seconds)
         worker = start_worker(args.redis, name, args.concurrency)
         try:
             await asyncio.sleep(1.5)  # let it start and settle into its blocking wait
-            figures["idle worker: Redis calls/s"] = await idle_calls_per_s(backend, args.idle_seconds)
             latency = await paced_latency(queue, args.rate, args.latency_seconds)
             for key in ("p50", "p95", "p99", "max"):
                 figures[f"latency {key} at {args.rate}/s (ms)"] = latency[key]
@@ -157,10 +160,14 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     rounds = [await one_round(args) for _ in range(args.repeat)]
-    print(f"Redis {args.redis}: {args.jobs} no-op jobs, concurrency {args.concurrency}, {args.repeat} rounds")
+    print(
+        f"Redis {args.redis}: {args.jobs} no-op jobs, concurrency {args.concurrency}, "
+        f"{args.repeat} rounds, {args.loop} loop"
+    )
     for name in rounds[0]:
         values = [r[name] for r in rounds]
         median, low, high = statistics.median(values), min(values), max(values)
@@ -168,4 +175,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "uvloop" in sys.argv:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

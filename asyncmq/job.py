@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any
@@ -196,12 +196,23 @@ _FLOAT_FIELDS = frozenset(
 _JSON_FIELDS = frozenset(_FIELD_NAMES) - _STR_FIELDS - _INT_FIELDS - _FLOAT_FIELDS
 
 
+_DEFAULTS = {
+    f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+    for f in fields(Job)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
+#: Written even at their defaults: stores read them without knowing the defaults.
+_ALWAYS_WRITTEN = frozenset({"id", "queue", "task", "status", "priority"})
+_SKIPPABLE = {name: value for name, value in _DEFAULTS.items() if name not in _ALWAYS_WRITTEN}
+
+
 def encode_flat(job: Job) -> dict[str, str]:
     """Every field that is set, as a string: numbers by `repr` (exact round trip), the rest
-    as JSON. `None` fields are left out, so a store can clear one by deleting it."""
+    as JSON. `None` fields and fields at their default are left out (fewer bytes to write
+    and store), so a store can clear a field by deleting it."""
     flat: dict[str, str] = {}
     for name, value in zip(_FIELD_NAMES, _all_fields(job), strict=True):
-        if value is None:
+        if value is None or (name in _SKIPPABLE and value == _SKIPPABLE[name]):
             continue
         if name in _JSON_FIELDS:
             flat[name] = orjson.dumps(value).decode()

@@ -80,8 +80,9 @@ async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
     assert 0 < at_kill["completed"] < jobs
     assert at_kill["active"] > 0, "the killed worker held no job: nothing to recover"
 
-    # The rescuer's own lease is long: only the dead worker's jobs may stall.
-    rescuer = Queue(queue_name, backend=backend, lease=10.0, scan_interval=0.1)
+    # The rescuer's lease is longer, so only the dead worker's jobs stall; it looks for
+    # stalled jobs every half lease.
+    rescuer = Queue(queue_name, backend=backend, lease=2 * LEASE_S)
     await run_worker(rescuer.worker(concurrency=10, handle_signals=False))
     await events.wait(Event.JOB_COMPLETED, count=jobs - at_kill["completed"], within_s=30)
 
@@ -164,16 +165,16 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Worker A takes the job one step at a time, with no heartbeat: once its attempt runs
-    # past the lease, it is a worker that stalled. Worker B runs normally.
-    stale_queue = Queue(queue_name, backend=backend, lease=0.3)
-    fresh_queue = Queue(queue_name, backend=backend, lease=10.0, scan_interval=0.05)
-    job_id = await stale_queue.add(first_attempt_holds.name, [queue_name])
+    # past the lease, it is a worker that stalled. Worker B runs normally, and looks for
+    # stalled jobs every half lease.
+    queue = Queue(queue_name, backend=backend, lease=LEASE_S)
+    job_id = await queue.add(first_attempt_holds.name, [queue_name])
     state = hold(queue_name)
-    stale = stale_queue.worker(handle_signals=False)
+    stale = queue.worker(handle_signals=False)
     stale_step = asyncio.create_task(stale.process())
     try:
         await asyncio.wait_for(state.started.wait(), WAIT_S)
-        await run_worker(fresh_queue.worker(concurrency=1, handle_signals=False))
+        await run_worker(queue.worker(concurrency=1, handle_signals=False))
         # B's scheduler recovers the job once A's lease ran out; B runs it to completion.
         await events.wait(Event.JOB_COMPLETED, job_id=job_id)
         with caplog.at_level(logging.WARNING, logger="asyncmq.worker"):
@@ -191,7 +192,7 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
         "job:started",  # B
         "job:completed",  # B; A's refused outcome emits nothing
     ]
-    stored = await stale_queue.get_job(job_id)
+    stored = await queue.get_job(job_id)
     assert stored.status is JobState.COMPLETED
     assert stored.result == "finished by attempt 2"
     assert (stored.attempt, stored.stalls) == (2, 1)
@@ -200,8 +201,8 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
     late = state.first_attempt
     assert late is not None
     assert (late.status, late.result) == (JobState.COMPLETED, "finished by attempt 1")
-    assert await backend.finish([late], stale_queue.retention) == [False]
-    again = await stale_queue.get_job(job_id)
+    assert await backend.finish([late], queue.retention) == [False]
+    again = await queue.get_job(job_id)
     assert (again.status, again.result, again.token) == (JobState.COMPLETED, stored.result, stored.token)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from importlib import resources
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -211,16 +211,15 @@ class RedisBackend(BaseBackend):
         self.record_operation(script, started)
         return reply
 
-    async def _run_many(self, script: str, queue: str, calls: list[list[Any]]) -> list[Any]:
-        """Several calls of one script in one round trip: a pipeline, or on a cluster (whose
-        client refuses scripts in pipelines) concurrent calls to the queue's node."""
-        if len(calls) == 1:
-            return [await self._run(script, queue, *calls[0])]
+    async def _run_many(self, script: str, queue: str, calls: Iterable[list[Any]]) -> list[Any]:
+        """Several calls of one script in one round trip: through the lane (which sends each
+        as soon as `calls` yields it), a pipeline, or on a cluster (whose client refuses
+        scripts in pipelines) concurrent calls to the queue's node."""
         keys = [self._base(queue)]
         started = time.perf_counter()
         code = self._scripts[script]
         if self._lane is not None and self._lane.has_room:
-            replies = await self._lane.call([(code.sha, code.script, keys[0], args) for args in calls])
+            replies = await self._lane.call((code.sha, code.script, keys[0], args) for args in calls)
         elif self.cluster:
             replies = list(await asyncio.gather(*(self._scripts[script](keys, args) for args in calls)))
         else:
@@ -254,7 +253,7 @@ class RedisBackend(BaseBackend):
         for queue, indexes in by_queue.items():
             await self._remember_queue(queue)
             chunks = [indexes[i : i + _ENQUEUE_CHUNK] for i in range(0, len(indexes), _ENQUEUE_CHUNK)]
-            calls = [[orjson.dumps([_enqueue_entry(jobs[index]) for index in chunk])] for chunk in chunks]
+            calls = ([orjson.dumps([_enqueue_entry(jobs[index]) for index in chunk])] for chunk in chunks)
             replies = await self._run_many("enqueue", queue, calls)
             for chunk, flags in zip(chunks, replies, strict=True):
                 for index, flag in zip(chunk, flags, strict=True):

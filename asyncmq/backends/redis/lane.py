@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection as Connection
@@ -46,16 +46,21 @@ class ScriptLane:
         """False when every lane connection is busy: callers then use the client's pool."""
         return bool(self._idle) or self._open < self.max_connections
 
-    async def call(self, calls: Sequence[Call]) -> list[Any]:
-        """Send every call, then read every reply: one round trip however many calls."""
+    async def call(self, calls: Iterable[Call]) -> list[Any]:
+        """Send every call, then read every reply: one round trip however many calls. Each
+        call is sent as soon as `calls` yields it, so a lazy iterable lets the server run the
+        first while the caller still encodes the next."""
         failures = 0
+        sent: list[Call] = []  # what a retry sends again
+        pending: Iterable[Call] = _remember(calls, sent)
         while True:
             conn = await self._checkout()
             try:
-                replies = await self._exchange(conn, calls)
+                replies = await self._exchange(conn, pending)
             except NoScriptError:
                 self._checkin(conn)
-                await self._load(calls)
+                pending = self._everything(pending, sent)
+                await self._load(pending)
                 continue
             except _DROPPED:
                 await self._discard(conn)
@@ -63,6 +68,7 @@ class ScriptLane:
                 if failures > self.retries:
                     raise
                 await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                pending = self._everything(pending, sent)
                 continue
             except ResponseError:  # the script raised: the connection itself is fine
                 self._checkin(conn)
@@ -73,17 +79,27 @@ class ScriptLane:
             self._checkin(conn)
             return replies
 
+    @staticmethod
+    def _everything(pending: Iterable[Call], sent: list[Call]) -> list[Call]:
+        """Every call, to send again: drawing the rest of `pending` records it in `sent`."""
+        for _ in pending:
+            pass
+        return list(sent)
+
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()
         self._open -= len(idle)
 
-    async def _exchange(self, conn: Connection, calls: Sequence[Call]) -> list[Any]:
-        await conn.send_packed_command(b"".join(_pack_evalsha(sha, key, args) for sha, _, key, args in calls))
+    async def _exchange(self, conn: Connection, calls: Iterable[Call]) -> list[Any]:
+        count = 0
+        for sha, _, key, args in calls:
+            await conn.send_packed_command(_pack_evalsha(sha, key, args), check_health=count == 0)
+            count += 1
         replies = []
         error: Exception | None = None
-        for _ in calls:  # read them all, so the connection stays in step
+        for _ in range(count):  # read them all, so the connection stays in step
             try:
                 replies.append(await conn.read_response())
             except ResponseError as exc:  # an error reply: keep reading, raise the first
@@ -134,3 +150,9 @@ def _pack_evalsha(sha: str, key: str, args: Sequence[Any]) -> bytes:
     cheaper than redis-py's general packer."""
     head = b"*%d\r\n$7\r\nEVALSHA\r\n%s$1\r\n1\r\n%s" % (4 + len(args), _bulk(sha), _bulk(key))
     return head + b"".join(_bulk(arg) for arg in args)
+
+
+def _remember(calls: Iterable[Call], sent: list[Call]) -> Iterator[Call]:
+    for call in calls:
+        sent.append(call)
+        yield call

@@ -113,7 +113,9 @@ async def idle_calls_per_s(url: str, queue: str, seconds: float) -> float:
 
 
 async def cleanup(backend: RedisBackend, queue: str) -> None:
-    keys = [key async for key in backend.client.scan_iter(match=f"{backend.prefix}:{{{queue}}}:*", count=1000)]
+    keys = [
+        key async for key in backend.client.scan_iter(match=f"{backend.prefix}:{{{queue}}}:*", count=1000)
+    ]
     for start in range(0, len(keys), 1000):
         await backend.client.delete(*keys[start : start + 1000])
     await backend.client.srem(f"{backend.prefix}:queues", queue)
@@ -131,11 +133,15 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
         figures["process (jobs/s)"] = rate
         figures["round trips per job"] = trips
         one_by_one = args.jobs // 10
-        figures["enqueue one by one (jobs/s)"] = await timed_rate(one_by_one, enqueue_one_by_one(queue, one_by_one))
+        figures["enqueue one by one (jobs/s)"] = await timed_rate(
+            one_by_one, enqueue_one_by_one(queue, one_by_one)
+        )
         rate, _ = await process(queue, one_by_one, args.concurrency)
         await cleanup(backend, name)
 
-        figures["idle worker: Redis round trips/s"] = await idle_calls_per_s(args.redis, name, args.idle_seconds)
+        figures["idle worker: Redis round trips/s"] = await idle_calls_per_s(
+            args.redis, name, args.idle_seconds
+        )
         worker = start_worker(args.redis, name, args.concurrency)
         try:
             await asyncio.sleep(1.5)  # let it start and settle into its blocking wait
@@ -152,8 +158,12 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis", default=os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--redis", default=os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--rate", type=int, default=1000)

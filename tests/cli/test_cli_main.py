@@ -16,7 +16,9 @@ def test_version_prints_the_package_version() -> None:
 def test_an_asyncmq_error_is_shown_as_one_line_and_exits_1() -> None:
     result = invoke("info", "--backend", "nosuch://host")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: unsupported backend URL 'nosuch://host': known schemes are memory://")
+    assert result.output.startswith(
+        "Error: unsupported backend URL 'nosuch://host': known schemes are memory://"
+    )
     assert result.output.count("\n") == 1
 
 

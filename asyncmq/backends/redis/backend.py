@@ -21,6 +21,7 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections.abc import Awaitable, Iterable, Sequence
@@ -84,6 +85,7 @@ def _decode(flat: Sequence[str]) -> Job | None:
     if not flat:
         return None
     fields = _pairs(flat)
+    fields.pop("settled_token", None)  # the backend's own bookkeeping, not a job field
     try:
         return decode_flat(fields)
     except MalformedJobError:
@@ -147,6 +149,7 @@ class RedisBackend(BaseBackend):
         self.events_maxlen = events_maxlen
         self._scripts: dict[str, AsyncScript] = {}
         self._lane: ScriptLane | None = None
+        self._claims = itertools.count()
         self._known_queues: set[str] = set()
 
     def __repr__(self) -> str:
@@ -265,7 +268,10 @@ class RedisBackend(BaseBackend):
         self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
     ) -> ClaimResult:
         rate_args = (rate.limit, rate.interval_s) if rate is not None else (0, 1)
-        reply = await self._run("claim", queue, repr(now), limit, repr(now + lease_s), worker_id, *rate_args)
+        claim_id = f"{worker_id}:{next(self._claims)}"  # the same on a resend: see claim.lua
+        reply = await self._run(
+            "claim", queue, repr(now), limit, repr(now + lease_s), worker_id, *rate_args, claim_id
+        )
         if reply[0] == -1:
             return ClaimResult([], float(reply[1]))
         return ClaimResult([job for flat in reply[1:] if (job := _decode(flat)) is not None])

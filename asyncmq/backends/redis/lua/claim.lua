@@ -1,8 +1,20 @@
--- ARGV: now, limit, lease_until, worker_id, rate_limit (0: none), rate_interval.
+-- ARGV: now, limit, lease_until, worker_id, rate_limit (0: none), rate_interval, claim_id.
 -- Returns {1, job, job, ...} (each job a flat field/value list), {0} for nothing to claim,
 -- or {-1, seconds} when the rate limit holds starts back.
+-- A claim sent again (its reply was lost with a dropped connection) returns the jobs the
+-- first one took, still owned by this worker, instead of leaving them to stall.
 local now, limit, lease_until = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local meta = base .. 'meta'
+local meta, receipt = base .. 'meta', base .. 'claim:' .. ARGV[7]
+local taken = redis.call('LRANGE', receipt, 0, -1)
+if #taken > 0 then
+  local out = {1}
+  for _, id in ipairs(taken) do
+    if redis.call('HGET', job_key(id), 'worker_id') == ARGV[4] then
+      out[#out + 1] = redis.call('HGETALL', job_key(id))
+    end
+  end
+  return out
+end
 if redis.call('HEXISTS', meta, 'paused') == 1 then return {0} end
 local ready = redis.call('ZCARD', base .. 'waiting')
 if ready == 0 then return {0} end
@@ -28,8 +40,10 @@ for k = 1, #popped, 2 do
   redis.call('HINCRBY', key, 'token', 1)
   redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
   redis.call('ZADD', base .. 'active', lease_until, id)
+  redis.call('RPUSH', receipt, id)
   out[#out + 1] = redis.call('HGETALL', key)
 end
+if #popped > 0 then redis.call('EXPIRE', receipt, 60) end
 if rate > 0 then
   redis.call('HSET', meta, 'tokens', tostring(tokens - #popped / 2), 'tokens_at', ARGV[1])
 end

@@ -1,7 +1,8 @@
 -- ARGV: now, ttl, keep, and a JSON array of outcomes, each an array of strings:
 --   {id, token, status, then the fields of MUTABLE in order ('' deletes the field)}.
 -- A job is stored only while it is active under that token: a stale worker's outcome is
--- refused. Returns one flag per job.
+-- refused. An outcome sent again (its reply was lost) finds its own `settled_token` and is
+-- reported stored, not refused. Returns one flag per job.
 local MUTABLE = {'started_at', 'finished_at', 'delay_until', 'ready_at', 'result', 'error', 'progress'}
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, woke, trimmed = {}, false, {}
@@ -10,7 +11,7 @@ for j, outcome in ipairs(cjson.decode(ARGV[4])) do
   local key = job_key(id)
   if redis.call('HGET', key, 'token') == token and redis.call('ZREM', base .. 'active', id) == 1 then
     redis.call('HINCRBY', key, 'token', 1)
-    local set, del = {'status', status}, {'lease_until', 'worker_id'}
+    local set, del = {'status', status, 'settled_token', token}, {'lease_until', 'worker_id'}
     for f = 1, #MUTABLE do
       local value = outcome[3 + f]
       if value == '' then del[#del + 1] = MUTABLE[f] else set[#set + 1] = MUTABLE[f]; set[#set + 1] = value end
@@ -26,6 +27,8 @@ for j, outcome in ipairs(cjson.decode(ARGV[4])) do
       push_finished(id, status, redis.call('HGET', key, 'finished_at'), ttl)
       trimmed[status] = true
     end
+    out[j] = 1
+  elseif redis.call('HGET', key, 'settled_token') == token then
     out[j] = 1
   else
     out[j] = 0

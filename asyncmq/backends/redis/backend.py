@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, Retention, WorkerInfo
-from asyncmq.backends.redis.lane import ScriptLane
+from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import Job, JobState, decode_flat, encode_flat
 from asyncmq.logging import get_logger
@@ -182,7 +182,10 @@ class RedisBackend(BaseBackend):
             for name, text in _load_scripts().items():
                 self._scripts[name] = self._client.register_script(text)
         if self._lane is None and not self.cluster:
-            self._lane = ScriptLane(self._client.connection_pool, self.max_connections, self.retries)
+            pool = self._client.connection_pool
+            settings = lane_settings(pool.connection_class.__name__, pool.connection_kwargs)
+            if settings is not None:
+                self._lane = ScriptLane(settings, self.max_connections, self.retries)
 
     async def close(self) -> None:
         if self._lane is not None:

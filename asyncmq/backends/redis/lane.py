@@ -1,42 +1,89 @@
 """A fast lane for the backend's Lua scripts on a single Redis server.
 
-redis-py spends more client CPU per command on its pool checkout, retry wrapper and reply
-callbacks than on the socket work itself: a script call through the client costs about 70%
-more than the same call written and read on a connection directly. Every state transition
-of a job is a script call, so the lane keeps connections of its own and speaks to them
-directly, with the same connection settings (TLS, password, database) as the client.
+Every state transition of a job is a script call, so the client's cost per call bounds a
+worker's and a producer's speed. redis-py spends more CPU per command in its pool, retry
+wrapper, stream reader and reply callbacks than the socket work itself takes. The lane
+keeps connections of its own: an asyncio protocol that writes RESP it packs itself and
+feeds what arrives straight to hiredis' parser, replies matched to callers in order.
 
 Failures keep the client's guarantees: a dropped connection is replaced and the call
-retried with exponential backoff (every script is safe to repeat: enqueue by job id, the
-rest by fencing token); a cancelled call discards its connection, whose reply would
-otherwise be read by the next caller; a server that lost its scripts gets them again.
+retried with exponential backoff (every script is safe to repeat: enqueue by job id, claim
+by its receipt, the rest by fencing token); a server that lost its scripts gets them again.
+A caller cancelled mid-call leaves its replies to be read and dropped in order, so the
+connection stays usable. TLS servers use the client's own path instead of the lane.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection as Connection
-from redis.asyncio.connection import ConnectionPool
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Call", "ScriptLane"]
+__all__ = ["Call", "ScriptLane", "lane_settings"]
 
 #: (sha, script text, key, args) of one script call.
 Call = tuple[str, Any, str, Sequence[Any]]
 
-_DROPPED = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError)
+_DROPPED = (RedisConnectionError, ConnectionError, OSError)
+
+
+def lane_settings(connection_class_name: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """What the lane needs to connect like the client does, or None where it cannot (TLS)."""
+    if connection_class_name not in ("Connection", "UnixDomainSocketConnection"):
+        return None
+    wanted = ("host", "port", "path", "db", "username", "password", "client_name")
+    return {name: kwargs[name] for name in wanted if kwargs.get(name) is not None}
+
+
+class _Protocol(asyncio.Protocol):
+    """One connection: replies are handed to waiters in the order the commands were sent."""
+
+    def __init__(self) -> None:
+        self._parser = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        while (reply := self._parser.gets()) is not False:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled caller's reply is read and dropped
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed by the server'}")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(self.lost)
+
+    def send(self, data: bytes, replies: int) -> list[asyncio.Future[Any]]:
+        if self.lost is not None or self._transport is None:
+            raise self.lost or RedisConnectionError("not connected")
+        loop = asyncio.get_running_loop()
+        waiters = [loop.create_future() for _ in range(replies)]
+        self._waiters.extend(waiters)
+        self._transport.write(data)
+        return waiters
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 class ScriptLane:
-    def __init__(self, pool: ConnectionPool, max_connections: int, retries: int) -> None:
-        self._pool = pool
-        self._idle: list[Connection] = []
+    def __init__(self, settings: dict[str, Any], max_connections: int, retries: int) -> None:
+        self._settings = settings
+        self._idle: list[_Protocol] = []
         self._open = 0
         self.max_connections = max_connections
         self.retries = retries
@@ -63,18 +110,15 @@ class ScriptLane:
                 await self._load(pending)
                 continue
             except _DROPPED:
-                await self._discard(conn)
+                self._discard(conn)
                 failures += 1
                 if failures > self.retries:
                     raise
                 await asyncio.sleep(min(0.05 * 2**failures, 2.0))
                 pending = self._everything(pending, sent)
                 continue
-            except ResponseError:  # the script raised: the connection itself is fine
-                self._checkin(conn)
-                raise
             except BaseException:
-                await self._discard(conn)  # a reply may still be on its way: never reuse it
+                self._checkin(conn)  # replies still due are read and dropped in order
                 raise
             self._checkin(conn)
             return replies
@@ -89,55 +133,78 @@ class ScriptLane:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            await conn.disconnect()
-        self._open -= len(idle)
+            self._discard(conn)
 
-    async def _exchange(self, conn: Connection, calls: Iterable[Call]) -> list[Any]:
-        count = 0
+    async def _exchange(self, conn: _Protocol, calls: Iterable[Call]) -> list[Any]:
+        waiters = []
         for sha, _, key, args in calls:
-            await conn.send_packed_command(_pack_evalsha(sha, key, args), check_health=count == 0)
-            count += 1
-        replies = []
-        error: Exception | None = None
-        for _ in range(count):  # read them all, so the connection stays in step
-            try:
-                replies.append(await conn.read_response())
-            except ResponseError as exc:  # an error reply: keep reading, raise the first
-                error = error or exc
-        if error is not None:
-            raise error
+            waiters += conn.send(_pack_evalsha(sha, key, args), 1)
+        replies = [await waiter for waiter in waiters]
+        errors = [reply for reply in replies if isinstance(reply, ResponseError)]
+        if errors:
+            first = str(errors[0])
+            raise NoScriptError(first) if first.startswith("NOSCRIPT") else errors[0]
         return replies
 
     async def _load(self, calls: Sequence[Call]) -> None:
         conn = await self._checkout()
         try:
-            for _, text, _, _ in calls:
-                await conn.send_command("SCRIPT", "LOAD", text)
-                await conn.read_response()
-        except BaseException:
-            await self._discard(conn)
-            raise
-        self._checkin(conn)
+            for reply in [
+                await w for w in conn.send(b"".join(_pack("SCRIPT", "LOAD", c[1]) for c in calls), len(calls))
+            ]:
+                if isinstance(reply, ResponseError):
+                    raise reply
+        finally:
+            self._checkin(conn)
 
-    async def _checkout(self) -> Connection:
-        if self._idle:
-            return self._idle.pop()
-        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+    async def _checkout(self) -> _Protocol:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.lost is None:
+                return conn
+            self._open -= 1
         self._open += 1
         try:
-            await conn.connect()  # type: ignore[no-untyped-call]
+            return await self._connect()
         except BaseException:
             self._open -= 1
             raise
+
+    async def _connect(self) -> _Protocol:
+        loop, settings = asyncio.get_running_loop(), self._settings
+        if "path" in settings:
+            _, conn = await loop.create_unix_connection(_Protocol, settings["path"])
+        else:
+            _, conn = await loop.create_connection(_Protocol, settings["host"], settings["port"])
+        setup = []
+        if "password" in settings:
+            setup.append(_pack("AUTH", *[v for v in (settings.get("username"), settings["password"]) if v]))
+        if settings.get("db"):
+            setup.append(_pack("SELECT", settings["db"]))
+        if "client_name" in settings:
+            setup.append(_pack("CLIENT", "SETNAME", settings["client_name"]))
+        if setup:
+            for reply in [await w for w in conn.send(b"".join(setup), len(setup))]:
+                if isinstance(reply, ResponseError):
+                    conn.close()
+                    raise reply
         return conn
 
-    def _checkin(self, conn: Connection) -> None:
-        self._idle.append(conn)
+    def _checkin(self, conn: _Protocol) -> None:
+        if conn.lost is None:
+            self._idle.append(conn)
+        else:
+            self._open -= 1
 
-    async def _discard(self, conn: Connection) -> None:
+    def _discard(self, conn: _Protocol) -> None:
         self._open -= 1
-        with contextlib.suppress(Exception):  # already broken: nothing left to close
-            await conn.disconnect()
+        conn.close()
+
+
+def _remember(calls: Iterable[Call], sent: list[Call]) -> Iterator[Call]:
+    for call in calls:
+        sent.append(call)
+        yield call
 
 
 def _bulk(value: Any) -> bytes:
@@ -145,14 +212,11 @@ def _bulk(value: Any) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
+def _pack(*parts: Any) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(_bulk(part) for part in parts)
+
+
 def _pack_evalsha(sha: str, key: str, args: Sequence[Any]) -> bytes:
-    """RESP for `EVALSHA sha 1 key args...`: a few args, so packing here is several times
-    cheaper than redis-py's general packer."""
+    """RESP for `EVALSHA sha 1 key args...`."""
     head = b"*%d\r\n$7\r\nEVALSHA\r\n%s$1\r\n1\r\n%s" % (4 + len(args), _bulk(sha), _bulk(key))
     return head + b"".join(_bulk(arg) for arg in args)
-
-
-def _remember(calls: Iterable[Call], sent: list[Call]) -> Iterator[Call]:
-    for call in calls:
-        sent.append(call)
-        yield call

@@ -76,9 +76,14 @@ class _LazySettings:
     def __getattr__(self, name: str) -> Any:
         if self._wrapped is None:
             self._wrapped = load_settings()
-        return getattr(self._wrapped, name)
+        value = getattr(self._wrapped, name)
+        if not name.startswith("_"):
+            self.__dict__[name] = value  # later reads skip this method: hot paths read settings
+        return value
 
     def configure(self, new: Settings | None) -> None:
+        for name in [name for name in self.__dict__ if not name.startswith("_")]:
+            del self.__dict__[name]
         self._wrapped = new
         self._backend = None
 

@@ -252,6 +252,10 @@ class RedisBackend(BaseBackend):
         if not jobs:
             return []
         await self.connect()
+        if len(jobs) == 1:  # the common `await queue.add(...)`: skip the batching below
+            job = jobs[0]
+            await self._remember_queue(job.queue)
+            return [bool((await self._run("enqueue", job.queue, orjson.dumps([_enqueue_entry(job)])))[0])]
         by_queue: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(index)

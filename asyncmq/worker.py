@@ -147,6 +147,7 @@ class Worker:
         return _earliest(next_due, following)
 
     async def run(self) -> None:
+        self.backend.size_for(self.concurrency)
         await self.backend.connect()
         self._stopped = asyncio.Event()
         self._ack_ready = asyncio.Event()

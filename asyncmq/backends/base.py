@@ -109,6 +109,10 @@ class BaseBackend(ABC):
     async def close(self) -> None:
         """Release connections. The backend may be connected again afterwards."""
 
+    def size_for(self, concurrency: int) -> None:
+        """A worker with `concurrency` slots is about to use this backend: a backend with a
+        connection pool grows it to fit (each running task may report progress)."""
+
     # -- producing ------------------------------------------------------------------
     @abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:

@@ -187,6 +187,16 @@ class RedisBackend(BaseBackend):
             if settings is not None:
                 self._lane = ScriptLane(settings, self.max_connections, self.retries)
 
+    def size_for(self, concurrency: int) -> None:
+        # Slots, plus the worker's own: a claim, a flush, a heartbeat and two blocking waits.
+        wanted = concurrency + 8
+        if wanted > self.max_connections:
+            self.max_connections = wanted
+            if self._client is not None and self._owns_client and not self.cluster:
+                self._client.connection_pool.max_connections = wanted
+            if self._lane is not None:
+                self._lane.max_connections = wanted
+
     async def close(self) -> None:
         if self._lane is not None:
             await self._lane.close()

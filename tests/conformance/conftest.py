@@ -9,7 +9,6 @@ tests can share one real server.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,10 +18,8 @@ from typing import Any
 import pytest
 
 from asyncmq.backends.base import BaseBackend
-from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.queues import Queue
-from asyncmq.worker import Worker
-from tests.conformance.support import GATES, WAIT_S, EventRecorder, StartWorker
+from tests.conformance.support import GATES
 
 BackendFactory = Callable[[], AbstractAsyncContextManager[BaseBackend]]
 
@@ -117,53 +114,6 @@ def make_queue(backend: BaseBackend, queue_name: str) -> Callable[..., Queue]:
 @pytest.fixture
 def queue(make_queue: Callable[..., Queue]) -> Queue:
     return make_queue()
-
-
-@pytest.fixture
-async def events(queue_name: str) -> AsyncIterator[EventRecorder]:
-    """Records the events of the test's queue; unsubscribes after the test."""
-    recorder = EventRecorder(queue_name)
-    recorder.subscribe()
-    try:
-        yield recorder
-    finally:
-        recorder.unsubscribe()
-
-
-@pytest.fixture
-async def start_worker() -> AsyncIterator[StartWorker]:
-    """`task = await start_worker(worker)`: run a worker in the background, returning once it
-    has started (so a `stop()` cannot be missed). Every worker still running is stopped and
-    awaited after the test."""
-    started: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    async def start(worker: Worker) -> asyncio.Task[None]:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_started(payload: Payload) -> None:
-            if payload["worker_id"] == worker.id and not ready.done():
-                ready.set_result(None)
-
-        event_emitter.on(Event.WORKER_STARTED, on_started)
-        try:
-            task = asyncio.create_task(worker.run(), name=f"test-worker-{worker.id}")
-            started.append((worker, task))
-            async with asyncio.timeout(WAIT_S):
-                await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            event_emitter.off(Event.WORKER_STARTED, on_started)
-        if task.done():
-            task.result()  # run() failed: raise its error here
-        return task
-
-    yield start
-    for worker, _ in started:
-        worker.stop()
-    async with asyncio.timeout(WAIT_S * 2):
-        outcomes = await asyncio.gather(*(task for _, task in started), return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome  # a worker crashed: the engine broke its promise to keep going
 
 
 @pytest.fixture(autouse=True)

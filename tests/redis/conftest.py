@@ -4,7 +4,7 @@ The tests use the backend's default key prefix, because a worker started with
 `asyncmq worker start --backend URL` cannot choose another; each test works on a queue of
 its own instead, and its keys (`asyncmq:{queue}:*`, and the queue's entry in
 `asyncmq:queues`) are deleted afterwards. Fixtures that run workers are torn down before
-the backend they use: a test asks for `backend` before `run_worker` or `spawn_worker`.
+the backend they use: a test asks for `backend` before `start_worker` or `spawn_worker`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ import pytest
 
 import tests.redis.app  # noqa: F401  (registers the tasks in-process workers run)
 from asyncmq.backends.redis import RedisBackend
-from asyncmq.core.event import Event, Payload, event_emitter
-from asyncmq.worker import Worker
 from tests.cli.helpers import asyncmq_command
-from tests.conformance.support import EventRecorder
 from tests.redis.app import HOLDS
-from tests.redis.support import WAIT_S, MakeBackend, RedisServer, RunWorker, SpawnWorker, missing
+from tests.redis.support import WAIT_S, MakeBackend, RedisServer, SpawnWorker, missing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,56 +74,6 @@ async def backend(make_backend: MakeBackend, redis_url: str, queue_name: str) ->
         if keys:
             await client.delete(*keys)
         await client.srem(f"{backend.prefix}:queues", queue_name)
-
-
-@pytest.fixture
-async def events(queue_name: str) -> AsyncIterator[EventRecorder]:
-    """Records this process's events for the test's queue."""
-    recorder = EventRecorder(queue_name)
-    recorder.subscribe()
-    try:
-        yield recorder
-    finally:
-        recorder.unsubscribe()
-
-
-@pytest.fixture
-async def run_worker() -> AsyncIterator[RunWorker]:
-    """`task = await run_worker(worker)`: run a worker in the background, returning once it
-    has started. Every worker still running is stopped (running jobs handed back) and
-    awaited after the test; a worker that crashed fails the test."""
-    started: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    async def run(worker: Worker) -> asyncio.Task[None]:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_started(payload: Payload) -> None:
-            if payload["worker_id"] == worker.id and not ready.done():
-                ready.set_result(None)
-
-        event_emitter.on(Event.WORKER_STARTED, on_started)
-        try:
-            task = asyncio.create_task(worker.run(), name=f"test-worker-{worker.id}")
-            started.append((worker, task))
-            await asyncio.wait({task, ready}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            event_emitter.off(Event.WORKER_STARTED, on_started)
-            ready.cancel()
-        if task.done():
-            task.result()  # run() failed: raise its error here
-        return task
-
-    yield run
-    for worker, _ in started:
-        worker.stop(grace=False)
-    tasks = [task for _, task in started]
-    done, pending = await asyncio.wait(tasks, timeout=WAIT_S) if tasks else (set(), set())
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    assert not pending, "a worker did not stop within its deadline"
-    for task in done:
-        task.result()  # a worker crashed: the engine broke its promise to keep going
 
 
 @pytest.fixture

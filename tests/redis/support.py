@@ -20,14 +20,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
-from asyncmq.worker import Worker
 
 __all__ = [
     "POLL_S",
     "WAIT_S",
     "MakeBackend",
     "RedisServer",
-    "RunWorker",
     "SpawnWorker",
     "kill_connections",
     "missing",
@@ -41,8 +39,7 @@ POLL_S = 0.01
 
 #: The `make_backend` fixture: `backend = await make_backend(url, **options)`.
 MakeBackend = Callable[..., Awaitable["RedisBackend"]]
-#: The `run_worker` fixture: `task = await run_worker(worker)`.
-RunWorker = Callable[[Worker], Awaitable["asyncio.Task[None]"]]
+#: The `start_worker` fixture: `task = await start_worker(worker)`.
 #: The `spawn_worker` fixture: `process = await spawn_worker(queue_name, lease_s=1.0)`.
 SpawnWorker = Callable[..., Awaitable[asyncio.subprocess.Process]]
 

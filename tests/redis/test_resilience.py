@@ -18,14 +18,13 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.core.event import Event
 from asyncmq.job import JobState
 from asyncmq.queues import Queue
-from tests.conformance.support import EventRecorder, counts
+from tests.conformance.support import EventRecorder, StartWorker, counts
 from tests.redis.app import first_attempt_holds, hold, nap
 from tests.redis.support import (
     POLL_S,
     WAIT_S,
     MakeBackend,
     RedisServer,
-    RunWorker,
     SpawnWorker,
     kill_connections,
     wait_for_counts,
@@ -59,7 +58,7 @@ async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
     backend: RedisBackend,
     queue_name: str,
     events: EventRecorder,
-    run_worker: RunWorker,
+    start_worker: StartWorker,
     spawn_worker: SpawnWorker,
 ) -> None:
     jobs = 200
@@ -83,7 +82,7 @@ async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
     # The rescuer's lease is longer, so only the dead worker's jobs stall; it looks for
     # stalled jobs every half lease.
     rescuer = Queue(queue_name, backend=backend, lease=2 * LEASE_S)
-    await run_worker(rescuer.worker(concurrency=10, handle_signals=False))
+    await start_worker(rescuer.worker(concurrency=10, handle_signals=False))
     await events.wait(Event.JOB_COMPLETED, count=jobs - at_kill["completed"], within_s=30)
 
     assert await queue.counts() == counts(completed=jobs)
@@ -103,7 +102,7 @@ async def test_a_worker_whose_connections_are_killed_mid_run_keeps_running_and_f
     make_backend: MakeBackend,
     redis_url: str,
     queue_name: str,
-    run_worker: RunWorker,
+    start_worker: StartWorker,
 ) -> None:
     jobs = 300
     name = f"asyncmq-{queue_name}"
@@ -112,7 +111,7 @@ async def test_a_worker_whose_connections_are_killed_mid_run_keeps_running_and_f
     ids = await producer.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(jobs)])
     # A claim whose reply died with its connection leaves jobs active until their lease ends.
     queue = Queue(queue_name, backend=worker_backend, lease=2.0, scan_interval=0.1)
-    running = await run_worker(queue.worker(concurrency=10, handle_signals=False))
+    running = await start_worker(queue.worker(concurrency=10, handle_signals=False))
 
     killed = []
     for threshold in (jobs // 6, jobs // 3, jobs // 2):
@@ -135,12 +134,12 @@ async def test_an_idle_worker_whose_blocking_pop_is_killed_still_picks_up_the_ne
     redis_url: str,
     queue_name: str,
     events: EventRecorder,
-    run_worker: RunWorker,
+    start_worker: StartWorker,
 ) -> None:
     name = f"asyncmq-{queue_name}"
     worker_backend = await make_backend(_named(redis_url, name))
     queue = Queue(queue_name, backend=worker_backend)
-    running = await run_worker(queue.worker(concurrency=1, handle_signals=False))
+    running = await start_worker(queue.worker(concurrency=1, handle_signals=False))
 
     async def both_blocked() -> bool:
         clients = await backend.client.client_list(_type="normal")
@@ -161,7 +160,7 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
     backend: RedisBackend,
     queue_name: str,
     events: EventRecorder,
-    run_worker: RunWorker,
+    start_worker: StartWorker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Worker A takes the job one step at a time, with no heartbeat: once its attempt runs
@@ -174,7 +173,7 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
     stale_step = asyncio.create_task(stale.process())
     try:
         await asyncio.wait_for(state.started.wait(), WAIT_S)
-        await run_worker(queue.worker(concurrency=1, handle_signals=False))
+        await start_worker(queue.worker(concurrency=1, handle_signals=False))
         # B's scheduler recovers the job once A's lease ran out; B runs it to completion.
         await events.wait(Event.JOB_COMPLETED, job_id=job_id)
         with caplog.at_level(logging.WARNING, logger="asyncmq.worker"):
@@ -214,7 +213,7 @@ async def test_a_worker_survives_a_redis_restart_and_loses_no_job_the_server_per
     make_backend: MakeBackend,
     queue_name: str,
     events: EventRecorder,
-    run_worker: RunWorker,
+    start_worker: StartWorker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # One retry only, so the worker itself (not the client's retries) rides out the outage.
@@ -222,7 +221,7 @@ async def test_a_worker_survives_a_redis_restart_and_loses_no_job_the_server_per
     producer = Queue(queue_name, backend=await make_backend(redis_server.url, retries=1))
     queue = Queue(queue_name, backend=worker_backend, lease=10.0, scan_interval=0.1)
     before = await producer.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(100)])
-    running = await run_worker(queue.worker(concurrency=2, handle_signals=False))
+    running = await start_worker(queue.worker(concurrency=2, handle_signals=False))
     await wait_for_counts(producer, lambda c: c["completed"] >= 10, "some jobs completed")
     at_shutdown = await producer.counts()
     assert at_shutdown["waiting"] > 0, "every job was claimed: the restart would test nothing"

@@ -13,6 +13,7 @@ import orjson
 from asyncmq.backoff import Backoff, seconds
 from asyncmq.conf import get_backend, settings
 from asyncmq.core.event import Event, event_emitter
+from asyncmq.core.hooks import hooks
 from asyncmq.errors import InvalidJobError, InvalidQueueNameError, JobNotFoundError
 from asyncmq.job import Job, JobState, encode_value, new_job_id
 from asyncmq.logging import get_logger
@@ -221,7 +222,11 @@ class Queue:
         return [job.id for job in built]
 
     async def _store(self, jobs: list[Job]) -> list[Job]:
-        stored = await self.backend.enqueue(jobs)
+        if hooks.around_enqueue:
+            with hooks.enqueueing(jobs):
+                stored = await self.backend.enqueue(jobs)
+        else:
+            stored = await self.backend.enqueue(jobs)
         new = [job for job, ok in zip(jobs, stored, strict=True) if ok]
         for job, ok in zip(jobs, stored, strict=True):
             if not ok:

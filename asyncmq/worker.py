@@ -30,6 +30,7 @@ from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
 from asyncmq.core.event import Event, event_emitter
+from asyncmq.core.hooks import hooks
 from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
@@ -186,7 +187,11 @@ class Worker:
         self._running[job.id] = (job, asyncio.current_task())
         ctx_token = _current.set(JobContext(job, self.backend))
         try:
-            job.result = await self._call(job)
+            if hooks.around_attempt:
+                with hooks.attempting(job):
+                    job.result = await self._call(job)
+            else:
+                job.result = await self._call(job)
             job.status = JobState.COMPLETED
         except asyncio.CancelledError as exc:
             if not self._attempt_failed_on(job, exc):

@@ -262,7 +262,7 @@ class Worker:
         if delay > 0:
             job.status, job.delay_until, job.ready_at = JobState.DELAYED, now + delay, None
         else:
-            job.status, job.ready_at = JobState.WAITING, now
+            job.status, job.ready_at, job.delay_until = JobState.WAITING, now, None
 
     # -- outcomes, stored in batches ----------------------------------------------------
     def _settle(self, job: Job) -> None:
@@ -307,7 +307,9 @@ class Worker:
         if event_emitter.has_listeners(event):
             event_emitter.emit(event, job.event_payload())
         if job.status is JobState.DELAYED and event_emitter.has_listeners(Event.JOB_DELAYED):
-            event_emitter.emit(Event.JOB_DELAYED, job.event_payload())
+            payload = job.event_payload()
+            payload["reason"] = "retry"  # stored again, not a new job: counters tell them apart
+            event_emitter.emit(Event.JOB_DELAYED, payload)
 
     # -- claiming -----------------------------------------------------------------------
     async def _slot(self) -> None:

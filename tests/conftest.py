@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -23,6 +24,8 @@ def _fresh_settings_and_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     configure(None)
     before = {event: list(event_emitter._listeners[event]) for event in Event}
     yield
+    if "asyncmq.observability" in sys.modules and sys.modules["asyncmq.observability"] is not None:
+        sys.modules["asyncmq.observability"].uninstrument()
     for event in Event:
         event_emitter._listeners[event][:] = before[event]
     configure(None)

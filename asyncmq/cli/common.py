@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import os
 import signal
 import sys
@@ -33,13 +32,13 @@ __all__ = [
     "echo_json",
     "format_time",
     "json_option",
+    "metrics_endpoint",
     "metrics_port_option",
     "open_backend",
     "print_table",
     "queue_option",
     "resolve_backend",
     "run",
-    "start_metrics",
     "stop_signals",
     "valid_queue_names",
 ]
@@ -111,11 +110,18 @@ def json_option(fn: F) -> F:
 
 
 def metrics_port_option(fn: F) -> F:
+    """`--metrics-port P` and `--metrics-host H` (default 127.0.0.1)."""
+    fn = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address to serve metrics on; 0.0.0.0 exposes them beyond this host.",
+    )(fn)
     return click.option(
         "--metrics-port",
-        type=click.IntRange(1, 65535),
+        type=click.IntRange(0, 65535),
         default=None,
-        help="Serve Prometheus metrics on this port (needs asyncmq.observability).",
+        help="Serve Prometheus metrics (/metrics) and /healthz on this port.",
     )(fn)
 
 
@@ -164,30 +170,27 @@ async def open_backend(url: str | None) -> AsyncIterator[BaseBackend]:
 
 
 # -- metrics ---------------------------------------------------------------------------
-async def start_metrics(port: int | None, backend: BaseBackend) -> None:
-    """Start the metrics server, or stop the command with a clear message when this build
-    has no `asyncmq.observability` (or its extra is not installed). Nothing is faked."""
+@asynccontextmanager
+async def metrics_endpoint(
+    port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True
+) -> AsyncIterator[None]:
+    """Serve metrics for the command's lifetime when `port` is given, printing the address.
+    Without the observability extra installed, stop with a message naming it."""
     if port is None:
+        yield
         return
     try:
-        observability = importlib.import_module("asyncmq.observability")
-    except ModuleNotFoundError as exc:
-        if exc.name == "asyncmq.observability":
-            raise click.ClickException(
-                "--metrics-port: metrics are not available in this build of asyncmq "
-                "(the asyncmq.observability module is missing)"
-            ) from None
+        from asyncmq.observability import serve_metrics
+    except ImportError as exc:
         raise click.ClickException(
             f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
         ) from None
-    serve = getattr(observability, "start_metrics_server", None)
-    if serve is None:
-        raise click.ClickException(
-            "--metrics-port: asyncmq.observability has no start_metrics_server(port, backend)"
-        )
-    started = serve(port=port, backend=backend)
-    if inspect.isawaitable(started):
-        await started
+    server = serve_metrics(backend, port=port, host=host, job_metrics=job_metrics)
+    click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
+    try:
+        yield
+    finally:
+        server.close()
 
 
 # -- signals ---------------------------------------------------------------------------

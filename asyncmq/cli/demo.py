@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from asyncmq.cli.common import metrics_port_option, run, start_metrics, stop_signals
+from asyncmq.cli.common import metrics_endpoint, metrics_port_option, run, stop_signals
 from asyncmq.job import JobState
 
 if TYPE_CHECKING:
@@ -109,33 +109,33 @@ def _quiet_engine_logs() -> Iterator[None]:
 
 
 async def _main(
-    config: DemoConfig, on_tick: Callable[[DemoStats], None], metrics_port: int | None
+    config: DemoConfig, on_tick: Callable[[DemoStats], None], metrics: tuple[int | None, str]
 ) -> DemoStats:
     from asyncmq.backends.memory import InMemoryBackend
     from asyncmq.demo import run_demo
 
     backend = InMemoryBackend()
-    await start_metrics(metrics_port, backend)
-    stop = asyncio.Event()
-    with stop_signals(lambda sig: stop.set()):
-        return await run_demo(config, on_tick, stop, backend=backend)
+    async with metrics_endpoint(*metrics, backend):
+        stop = asyncio.Event()
+        with stop_signals(lambda sig: stop.set()):
+            return await run_demo(config, on_tick, stop, backend=backend)
 
 
-def _run_live(config: DemoConfig, metrics_port: int | None) -> DemoStats:
+def _run_live(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats:
     from rich.live import Live
 
     with Live(refresh_per_second=8) as live:
-        return run(_main(config, lambda stats: live.update(render_live(stats, config)), metrics_port))
+        return run(_main(config, lambda stats: live.update(render_live(stats, config)), metrics))
 
 
-def _run_plain(config: DemoConfig, metrics_port: int | None) -> DemoStats:
+def _run_plain(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats:
     from asyncmq.demo import QUEUE
 
     click.echo(
         f"asyncmq demo: {config.jobs} jobs on queue {QUEUE!r}, concurrency {config.concurrency}, "
         f"in-memory backend; stops when all have settled, or after {config.duration_s:g} s"
     )
-    return run(_main(config, lambda stats: click.echo(plain_line(stats)), metrics_port))
+    return run(_main(config, lambda stats: click.echo(plain_line(stats)), metrics))
 
 
 @click.command("demo")
@@ -152,13 +152,21 @@ def _run_plain(config: DemoConfig, metrics_port: int | None) -> DemoStats:
     "--seed", type=int, default=None, help="Seed which jobs fail and the delays, for a repeatable run."
 )
 @metrics_port_option
-def demo(jobs: int, concurrency: int, duration: float, seed: int | None, metrics_port: int | None) -> None:
+def demo(
+    jobs: int,
+    concurrency: int,
+    duration: float,
+    seed: int | None,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Watch a worker run every kind of job, in this process, on the in-memory backend."""
     from asyncmq.demo import DemoConfig
 
     live = sys.stdout.isatty()
     config = DemoConfig(jobs, concurrency, duration, seed, tick_s=0.25 if live else 1.0)
     with _quiet_engine_logs():
-        stats = _run_live(config, metrics_port) if live else _run_plain(config, metrics_port)
+        metrics = (metrics_port, metrics_host)
+        stats = _run_live(config, metrics) if live else _run_plain(config, metrics)
     for line in summary_lines(stats):
         click.echo(line)

@@ -12,6 +12,7 @@ from asyncmq import __version__
 from asyncmq.cli.common import AsyncMQGroup
 from asyncmq.cli.demo import demo
 from asyncmq.cli.events import events_group
+from asyncmq.cli.exporter import exporter
 from asyncmq.cli.info import info
 from asyncmq.cli.job import job_group
 from asyncmq.cli.queue import queue_group
@@ -36,3 +37,4 @@ cli.add_command(job_group)
 cli.add_command(info)
 cli.add_command(demo)
 cli.add_command(events_group)
+cli.add_command(exporter)

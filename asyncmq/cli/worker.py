@@ -16,10 +16,10 @@ import click
 
 from asyncmq.cli.common import (
     backend_options,
+    metrics_endpoint,
     metrics_port_option,
     resolve_backend,
     run,
-    start_metrics,
     stop_signals,
     valid_queue_names,
 )
@@ -83,23 +83,26 @@ def _announce(payload: Payload) -> None:
 
 
 async def _serve(
-    supervisor: Supervisor, backend: BaseBackend, metrics_port: int | None, publish_events: bool
+    supervisor: Supervisor,
+    backend: BaseBackend,
+    metrics: tuple[int | None, str],
+    publish_events: bool,
 ) -> int:
     await backend.connect()
     publisher = EventPublisher(backend) if publish_events else None
     if publisher is not None:
         publisher.start()
     try:
-        await start_metrics(metrics_port, backend)
-        count = len(supervisor.workers)
-        click.echo(f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True)
-        event_emitter.on(Event.WORKER_STARTED, _announce)
-        try:
-            with stop_signals(supervisor.on_signal):
-                await supervisor.run()
-        finally:
-            event_emitter.off(Event.WORKER_STARTED, _announce)
-            await event_emitter.drain()
+        async with metrics_endpoint(*metrics, backend):
+            count = len(supervisor.workers)
+            click.echo(f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True)
+            event_emitter.on(Event.WORKER_STARTED, _announce)
+            try:
+                with stop_signals(supervisor.on_signal):
+                    await supervisor.run()
+            finally:
+                event_emitter.off(Event.WORKER_STARTED, _announce)
+                await event_emitter.drain()
     finally:
         if publisher is not None:
             await publisher.stop()
@@ -128,6 +131,7 @@ def start(
     queues: tuple[str, ...],
     concurrency: int | None,
     metrics_port: int | None,
+    metrics_host: str,
     backend: str | None,
     burst: bool,
     scan_interval: float | None,
@@ -152,5 +156,5 @@ def start(
         ).worker(burst=burst, handle_signals=False)
         for name in dict.fromkeys(queues)
     ]
-    processed = run(_serve(Supervisor(workers), store, metrics_port, publish_events))
+    processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
     click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)

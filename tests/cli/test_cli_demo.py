@@ -140,15 +140,14 @@ def test_demo_stops_at_its_duration_and_still_prints_the_summary() -> None:
     assert _summary_counts(result.stdout)["unsettled"] >= first_batch.count("delayed")
 
 
-def test_demo_metrics_port_without_the_observability_module_fails_clearly(
+def test_demo_metrics_port_without_the_observability_extra_fails_clearly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "asyncmq.observability", None)
+    monkeypatch.setitem(sys.modules, "asyncmq.observability", None)  # as if the extra were missing
     result = invoke("demo", "--metrics-port", "9464")
     assert result.exit_code == 1
-    assert result.output.endswith(
-        "Error: --metrics-port: metrics are not available in this build of asyncmq "
-        "(the asyncmq.observability module is missing)\n"
+    assert "Error: --metrics-port needs the observability extra: pip install 'asyncmq[observability]'" in (
+        result.output
     )
 
 

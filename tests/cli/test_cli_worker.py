@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -59,28 +59,26 @@ def test_worker_start_without_a_queue_is_a_usage_error() -> None:
     assert "Missing argument 'QUEUE...'." in result.output
 
 
-def test_metrics_port_without_the_observability_module_fails_clearly(
+def test_metrics_port_without_the_observability_extra_fails_clearly(
     backend: InMemoryBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "asyncmq.observability", None)  # as if it were not built
+    monkeypatch.setitem(sys.modules, "asyncmq.observability", None)  # as if the extra were missing
     result = invoke("worker", "start", "mail", "--burst", "--metrics-port", "9464")
     assert result.exit_code == 1
-    assert result.output == (
-        "Error: --metrics-port: metrics are not available in this build of asyncmq "
-        "(the asyncmq.observability module is missing)\n"
+    assert "Error: --metrics-port needs the observability extra: pip install 'asyncmq[observability]'" in (
+        result.output
     )
 
 
-def test_metrics_port_starts_the_observability_server_on_that_port(
-    backend: InMemoryBackend, monkeypatch: pytest.MonkeyPatch
+def test_metrics_port_serves_metrics_while_the_worker_runs_and_prints_the_address(
+    backend: InMemoryBackend,
 ) -> None:
-    calls: list[tuple[int, object]] = []
-    module = types.ModuleType("asyncmq.observability")
-    module.start_metrics_server = lambda port, backend: calls.append((port, backend))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "asyncmq.observability", module)
-    result = invoke("worker", "start", "mail", "--burst", "--metrics-port", "9464")
+    result = invoke("worker", "start", "mail", "--burst", "--metrics-port", "0")
     assert result.exit_code == 0, result.output
-    assert calls == [(9464, backend)]
+    assert re.search(
+        r"Metrics on http://127\.0\.0\.1:\d+/metrics \(health: http://127\.0\.0\.1:\d+/healthz\)",
+        result.output,
+    )
 
 
 def _started_workers(count: int) -> tuple[asyncio.Event, list[Payload]]:

@@ -1,0 +1,114 @@
+"""Queue-state gauges read from the backend when Prometheus scrapes, not from events, so they
+are right with no worker running, and a scrape costs one backend read per queue (O(queues),
+never O(jobs)).
+
+Prometheus scrapes from the metrics server's thread while the backend lives on an event
+loop: the read runs on that loop and the scrape waits for it at most `timeout_s`. A slow or
+failing backend shows as `asyncmq_backend_up 0` and the queue gauges are left out; the scrape
+itself never hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from asyncmq.job import JobState
+from asyncmq.logging import get_logger
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from asyncmq.backends.base import BaseBackend, QueueStats
+
+__all__ = ["QueueStateCollector"]
+
+log = get_logger(__name__)
+
+
+class QueueStateCollector(Collector):
+    """Build it on the thread running `loop`; Prometheus then scrapes from any other."""
+
+    def __init__(
+        self,
+        backend: BaseBackend,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        queues: Sequence[str] | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.queues = queues
+        self.timeout_s = timeout_s
+        self._loop_thread = threading.get_ident()  # built on the loop's thread, by contract
+
+    def describe(self) -> Iterator[Metric]:
+        """The names, without reading the backend (the registry asks when registering)."""
+        yield _up_family()
+        yield from _families({}, 0.0)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read()
+        up = _up_family()
+        up.add_metric([self.backend.name], 0.0 if stats is None else 1.0)
+        yield up
+        if stats is not None:
+            yield from _families(stats, time.time())
+
+    def _read(self) -> dict[str, QueueStats] | None:
+        if self.loop.is_closed():
+            return None
+        if threading.get_ident() == self._loop_thread:
+            log.error(
+                "queue state cannot be read on the backend's own event loop thread; scrape from another"
+            )
+            return None
+        future = asyncio.run_coroutine_threadsafe(self._stats(), self.loop)
+        try:
+            return future.result(self.timeout_s)
+        except Exception:
+            future.cancel()
+            log.exception("reading queue state from the %s backend failed or timed out", self.backend.name)
+            return None
+
+    async def _stats(self) -> dict[str, QueueStats]:
+        names = list(self.queues) if self.queues is not None else await self.backend.queues()
+        now = time.time()
+        results = await asyncio.gather(*(self.backend.stats(name, now) for name in names))
+        return dict(zip(names, results, strict=True))
+
+
+def _up_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "asyncmq_backend_up",
+        "1 when the last scrape read the queue state from the backend.",
+        labels=["backend"],
+    )
+
+
+def _families(stats: dict[str, QueueStats], now: float) -> Iterator[Metric]:
+    jobs = GaugeMetricFamily(
+        "asyncmq_queue_jobs", "Jobs per state, read from the backend.", labels=["queue", "state"]
+    )
+    oldest = GaugeMetricFamily(
+        "asyncmq_queue_oldest_job_age_seconds", "Age of the oldest runnable waiting job.", labels=["queue"]
+    )
+    workers = GaugeMetricFamily(
+        "asyncmq_workers", "Live workers seen through backend heartbeats.", labels=["queue"]
+    )
+    paused = GaugeMetricFamily("asyncmq_queue_paused", "1 while the queue is paused.", labels=["queue"])
+    for queue, queue_stats in sorted(stats.items()):
+        for state in JobState:
+            jobs.add_metric([queue, state.value], float(queue_stats.counts.get(state.value, 0)))
+        since = queue_stats.oldest_waiting_at
+        oldest.add_metric([queue], 0.0 if since is None else max(now - since, 0.0))
+        workers.add_metric([queue], float(len(queue_stats.workers)))
+        paused.add_metric([queue], 1.0 if queue_stats.paused else 0.0)
+    yield from (jobs, oldest, workers, paused)

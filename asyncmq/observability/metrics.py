@@ -1,0 +1,320 @@
+"""Prometheus metrics of the observability contract, fed by lifecycle events, backend
+operation hooks and, at scrape time, the backend's queue state.
+
+Cheap by construction: label children are bound once per (queue, task) and cached; an
+event costs a dict lookup and an increment or observation. Labels stay bounded: task names
+and error types past a cap become `other`; no job id, host or pid is ever a label. Every
+counter of a queue is created at 0 when the queue is first seen, so ratios (failure rate,
+retry rate) exist before the first failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from asyncmq import __version__
+from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.tasks import TASK_REGISTRY
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import MetricWrapperBase
+    from prometheus_client.metrics_core import Metric
+
+    from asyncmq.backends.base import BaseBackend
+
+__all__ = ["BUCKETS", "JobMetrics", "ListenerErrorCollector", "build_info", "sampled_trace_id"]
+
+#: Jobs are not RPCs: from a millisecond to an hour.
+BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+OTHER = "other"
+
+
+def sampled_trace_id(payload: Payload) -> str | None:
+    """The trace id of a job whose stored W3C traceparent is sampled, for exemplars."""
+    meta = payload.get("meta")
+    parent = meta.get("traceparent") if isinstance(meta, dict) else None
+    if not isinstance(parent, str) or len(parent) != 55:
+        return None
+    return parent[3:35] if int(parent[53:55], 16) & 1 else None
+
+
+class _Capped:
+    """Maps a label value to itself until `limit` distinct values were seen, then to `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self.limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+class JobMetrics:
+    """The event-fed metrics of one registry. `start()` subscribes, `stop()` unsubscribes."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, max_tasks: int = 200, max_error_types: int = 50
+    ) -> None:
+        self.registry = registry
+        self._task_label = _Capped(max_tasks)
+        self._error_label = _Capped(max_error_types)
+        qt, q = ["queue", "task"], ["queue"]
+        self.enqueued = Counter(
+            "asyncmq_jobs_enqueued", "Jobs stored, now or delayed.", qt, registry=registry
+        )
+        self.started = Counter("asyncmq_jobs_started", "Attempts begun.", qt, registry=registry)
+        self.completed = Counter("asyncmq_jobs_completed", "Attempts that succeeded.", qt, registry=registry)
+        self.retried = Counter(
+            "asyncmq_jobs_retried", "Attempts that failed with another scheduled.", qt, registry=registry
+        )
+        self.failed = Counter(
+            "asyncmq_jobs_failed", "Jobs dead-lettered.", [*qt, "error_type"], registry=registry
+        )
+        self.expired = Counter(
+            "asyncmq_jobs_expired", "Jobs whose TTL passed before start.", qt, registry=registry
+        )
+        self.cancelled = Counter("asyncmq_jobs_cancelled", "Jobs cancelled.", qt, registry=registry)
+        self.stalled = Counter(
+            "asyncmq_jobs_stalled", "Jobs recovered from a dead worker.", q, registry=registry
+        )
+        self.rate_limited = Counter(
+            "asyncmq_rate_limited", "Starts held back by the rate limit.", q, registry=registry
+        )
+        self.wait = Histogram(
+            "asyncmq_job_wait_seconds", "Ready to started.", q, buckets=BUCKETS, registry=registry
+        )
+        self.duration = Histogram(
+            "asyncmq_job_duration_seconds",
+            "Attempt started to finished.",
+            qt,
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "asyncmq_job_latency_seconds", "Created to finished.", q, buckets=BUCKETS, registry=registry
+        )
+        self.lateness = Histogram(
+            "asyncmq_schedule_lateness_seconds",
+            "Due (delay_until) to started, for delayed and repeatable jobs.",
+            q,
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "asyncmq_jobs_in_progress", "Attempts running in this process.", q, registry=registry
+        )
+        self.concurrency = Gauge(
+            "asyncmq_worker_concurrency", "Slots this process offers.", q, registry=registry
+        )
+        self.backend_operations = Counter(
+            "asyncmq_backend_operations",
+            "Calls (round trips) to the backend.",
+            ["backend", "operation"],
+            registry=registry,
+        )
+        self.backend_seconds = Histogram(
+            "asyncmq_backend_operation_seconds",
+            "Latency of backend calls.",
+            ["backend", "operation"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=registry,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
+        self._known_queues: set[str] = set()
+        self._handlers: dict[Event, Callable[[Payload], None]] = {
+            Event.JOB_ENQUEUED: self._on_stored,
+            Event.JOB_DELAYED: self._on_stored,
+            Event.JOB_STARTED: self._on_started,
+            Event.JOB_COMPLETED: self._on_completed,
+            Event.JOB_RETRIED: self._on_retried,
+            Event.JOB_FAILED: self._on_failed,
+            Event.JOB_EXPIRED: self._on_expired,
+            Event.JOB_CANCELLED: self._on_cancelled,
+            Event.JOB_STALLED: self._on_stalled,
+            Event.QUEUE_RATE_LIMITED: self._on_rate_limited,
+            Event.WORKER_STARTED: self._on_worker_started,
+            Event.WORKER_STOPPED: self._on_worker_stopped,
+        }
+        self._backends: list[BaseBackend] = []
+
+    def all_metrics(self) -> list[MetricWrapperBase]:
+        return [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
+
+    # -- wiring -----------------------------------------------------------------------
+    def start(self) -> None:
+        for event, handler in self._handlers.items():
+            event_emitter.on(event, handler)
+
+    def stop(self) -> None:
+        for event, handler in self._handlers.items():
+            event_emitter.off(event, handler)
+        for backend in self._backends:
+            if self._on_operation in backend.operation_hooks:
+                backend.operation_hooks.remove(self._on_operation)
+        self._backends.clear()
+
+    def watch_backend(self, backend: BaseBackend) -> None:
+        """Count and time the backend's round trips."""
+        if self._on_operation not in backend.operation_hooks:
+            backend.operation_hooks.append(self._on_operation)
+            self._backends.append(backend)
+
+    def queue_seen(self, queue: str) -> None:
+        """Create every per-queue series at 0, so rates and ratios exist from the start."""
+        if queue in self._known_queues:
+            return
+        self._known_queues.add(queue)
+        for metric in (self.stalled, self.rate_limited, self.in_progress, self.concurrency):
+            self._child(metric, queue)
+
+    # -- children ---------------------------------------------------------------------
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def _task_child(self, metric: MetricWrapperBase, payload: Payload) -> Any:
+        key = (id(metric), payload["queue"], payload["task"])
+        child = self._children.get(key)
+        if child is None:  # first sight of this task here: every counter of it starts at 0
+            self.seed_task(payload["queue"], payload["task"])
+            child = self._children[key] = self._child(
+                metric, payload["queue"], self._task_label(payload["task"])
+            )
+        return child
+
+    # -- handlers ---------------------------------------------------------------------
+    def _on_stored(self, payload: Payload) -> None:
+        if payload.get("reason") != "retry":
+            self._task_child(self.enqueued, payload).inc()
+
+    def _on_started(self, payload: Payload) -> None:
+        queue, stamps = payload["queue"], payload["timestamps"]
+        self._task_child(self.started, payload).inc()
+        self._running[payload["id"]] = queue
+        self._child(self.in_progress, queue).inc()
+        started = stamps["started_at"]
+        if "ready_at" in stamps:
+            self._child(self.wait, queue).observe(max(started - stamps["ready_at"], 0.0))
+        if "delay_until" in stamps:
+            self._child(self.lateness, queue).observe(max(started - stamps["delay_until"], 0.0))
+
+    def _attempt_ended(self, payload: Payload) -> None:
+        queue = self._running.pop(payload["id"], None)
+        if queue is None:
+            return  # not begun in this process (recovered, expired)
+        self._child(self.in_progress, queue).dec()
+        stamps = payload["timestamps"]
+        if "started_at" in stamps and "finished_at" in stamps:
+            exemplar = _exemplar(payload)
+            seconds = max(stamps["finished_at"] - stamps["started_at"], 0.0)
+            self._task_child(self.duration, payload).observe(seconds, exemplar)
+
+    def _on_completed(self, payload: Payload) -> None:
+        self._task_child(self.completed, payload).inc()
+        self._attempt_ended(payload)
+        stamps = payload["timestamps"]
+        latency = max(stamps["finished_at"] - stamps["created_at"], 0.0)
+        self._child(self.latency, payload["queue"]).observe(latency, _exemplar(payload))
+
+    def _on_retried(self, payload: Payload) -> None:
+        self._task_child(self.retried, payload).inc()
+        self._attempt_ended(payload)
+
+    def _on_failed(self, payload: Payload) -> None:
+        error = payload.get("error") or {}
+        error_type = self._error_label(str(error.get("type", "unknown")))
+        queue = payload["queue"]
+        self.queue_seen(queue)
+        self._child(self.failed, queue, self._task_label(payload["task"]), error_type).inc()
+        self._attempt_ended(payload)
+
+    def _on_expired(self, payload: Payload) -> None:
+        self._task_child(self.expired, payload).inc()
+        self._running.pop(payload["id"], None)
+
+    def _on_cancelled(self, payload: Payload) -> None:
+        self._task_child(self.cancelled, payload).inc()
+
+    def _on_stalled(self, payload: Payload) -> None:
+        self.queue_seen(payload["queue"])
+        self._child(self.stalled, payload["queue"]).inc()
+
+    def _on_rate_limited(self, payload: Payload) -> None:
+        self.queue_seen(payload["queue"])
+        self._child(self.rate_limited, payload["queue"]).inc(payload.get("held_back", 1))
+
+    def _on_worker_started(self, payload: Payload) -> None:
+        queue = payload["queue"]
+        self.queue_seen(queue)
+        for task in list(TASK_REGISTRY.values()):
+            if task.queue == queue:
+                self.seed_task(queue, task.name)
+        self._child(self.concurrency, queue).inc(payload["concurrency"])
+
+    def _on_worker_stopped(self, payload: Payload) -> None:
+        self._child(self.concurrency, payload["queue"]).dec(payload["concurrency"])
+
+    def _on_operation(self, backend: str, operation: str, seconds: float) -> None:
+        self._child(self.backend_operations, backend, operation).inc()
+        self._child(self.backend_seconds, backend, operation).observe(seconds)
+
+    def seed_task(self, queue: str, task: str) -> None:
+        """Create a task's counters at 0 (the worker does it for every registered task)."""
+        self.queue_seen(queue)
+        label = self._task_label(task)
+        for metric in (
+            self.enqueued,
+            self.started,
+            self.completed,
+            self.retried,
+            self.expired,
+            self.cancelled,
+        ):
+            self._child(metric, queue, label)
+
+
+def _exemplar(payload: Payload) -> dict[str, str] | None:
+    trace_id = sampled_trace_id(payload)
+    return None if trace_id is None else {"trace_id": trace_id}
+
+
+class ListenerErrorCollector(Collector):
+    """`asyncmq_event_listener_errors_total{event}`, read from the emitter at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "asyncmq_event_listener_errors", "Event listeners that raised.", labels=["event"]
+        )
+        errors = event_emitter.listener_errors
+        for event in Event:
+            family.add_metric([event.value], float(errors.get(event.value, 0)))
+        yield family
+
+
+def build_info(registry: CollectorRegistry, backends: Iterable[str]) -> Gauge:
+    gauge = Gauge(
+        "asyncmq_build_info",
+        "Always 1: the running version and backend.",
+        ["version", "backend"],
+        registry=registry,
+    )
+    for backend in backends:
+        gauge.labels(__version__, backend).set(1)
+    return gauge

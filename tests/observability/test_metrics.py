@@ -1,0 +1,153 @@
+"""Job metrics fed by synthetic events, read straight from the registry: every contract
+metric, its labels, and the caps that keep labels bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from asyncmq.core.event import Event, event_emitter
+from asyncmq.observability.metrics import JobMetrics, ListenerErrorCollector, sampled_trace_id
+
+T0 = 1_000.0
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry, max_tasks=2, max_error_types=1)
+    metrics.start()
+    yield registry
+    metrics.stop()
+
+
+def payload(job_id: str = "j1", task: str = "app.send", **stamps: float) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "queue": "emails",
+        "task": task,
+        "status": "x",
+        "attempt": 1,
+        "max_retries": 0,
+        "priority": 5,
+        "timestamps": {"created_at": T0, **stamps},
+    }
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_a_completed_job_counts_once_and_observes_wait_duration_and_latency(
+    registry: CollectorRegistry,
+) -> None:
+    event_emitter.emit(Event.JOB_ENQUEUED, payload(ready_at=T0))
+    event_emitter.emit(Event.JOB_STARTED, payload(ready_at=T0, started_at=T0 + 0.5))
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 1
+    event_emitter.emit(Event.JOB_COMPLETED, payload(ready_at=T0, started_at=T0 + 0.5, finished_at=T0 + 2.5))
+
+    labels = {"queue": "emails", "task": "app.send"}
+    assert value(registry, "asyncmq_jobs_enqueued_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_started_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_completed_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_failed_total", **labels, error_type="x") is None
+    assert value(registry, "asyncmq_jobs_retried_total", **labels) == 0
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
+    assert value(registry, "asyncmq_job_wait_seconds_sum", queue="emails") == 0.5
+    assert value(registry, "asyncmq_job_duration_seconds_sum", **labels) == 2.0
+    assert value(registry, "asyncmq_job_duration_seconds_bucket", **labels, le="2.5") == 1
+    assert value(registry, "asyncmq_job_duration_seconds_bucket", **labels, le="1.0") == 0
+    assert value(registry, "asyncmq_job_latency_seconds_sum", queue="emails") == 2.5
+    assert value(registry, "asyncmq_job_latency_seconds_bucket", queue="emails", le="3600.0") == 1
+
+
+def test_a_retry_counts_a_retry_not_a_new_job_and_lateness_is_measured(registry: CollectorRegistry) -> None:
+    event_emitter.emit(Event.JOB_DELAYED, payload(delay_until=T0 + 10))
+    event_emitter.emit(
+        Event.JOB_STARTED, payload(delay_until=T0 + 10, ready_at=T0 + 10, started_at=T0 + 10.25)
+    )
+    failed_attempt = payload(started_at=T0 + 10.25, finished_at=T0 + 11, delay_until=T0 + 20)
+    event_emitter.emit(Event.JOB_RETRIED, failed_attempt)
+    event_emitter.emit(Event.JOB_DELAYED, {**failed_attempt, "reason": "retry"})
+
+    labels = {"queue": "emails", "task": "app.send"}
+    assert value(registry, "asyncmq_jobs_enqueued_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_retried_total", **labels) == 1
+    assert value(registry, "asyncmq_schedule_lateness_seconds_sum", queue="emails") == 0.25
+    assert value(registry, "asyncmq_job_duration_seconds_count", **labels) == 1
+    assert value(registry, "asyncmq_job_latency_seconds_count", queue="emails") is None
+
+
+def test_failures_count_by_error_type_capped_and_tasks_past_the_cap_become_other(
+    registry: CollectorRegistry,
+) -> None:
+    for job_id, task, error in [("a", "t1", "KeyError"), ("b", "t2", "ValueError"), ("c", "t3", "KeyError")]:
+        failed = payload(job_id, task, started_at=T0, finished_at=T0 + 1)
+        event_emitter.emit(Event.JOB_STARTED, failed)
+        event_emitter.emit(Event.JOB_FAILED, {**failed, "error": {"type": error, "message": "m"}})
+
+    assert value(registry, "asyncmq_jobs_failed_total", queue="emails", task="t1", error_type="KeyError") == 1
+    assert value(registry, "asyncmq_jobs_failed_total", queue="emails", task="t2", error_type="other") == 1
+    assert (
+        value(registry, "asyncmq_jobs_failed_total", queue="emails", task="other", error_type="KeyError") == 1
+    )
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
+
+
+def test_expired_cancelled_stalled_and_rate_limited_jobs_are_counted(registry: CollectorRegistry) -> None:
+    event_emitter.emit(Event.JOB_EXPIRED, payload("e"))
+    event_emitter.emit(Event.JOB_CANCELLED, payload("c"))
+    event_emitter.emit(Event.JOB_STALLED, payload("s"))
+    event_emitter.emit(Event.QUEUE_RATE_LIMITED, {"queue": "emails", "held_back": 3, "wait_s": 0.2})
+    labels = {"queue": "emails", "task": "app.send"}
+    assert value(registry, "asyncmq_jobs_expired_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_cancelled_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_stalled_total", queue="emails") == 1
+    assert value(registry, "asyncmq_rate_limited_total", queue="emails") == 3
+
+
+def test_a_job_failed_by_stall_recovery_here_does_not_touch_in_progress(registry: CollectorRegistry) -> None:
+    event_emitter.emit(
+        Event.JOB_FAILED, {**payload("z"), "error": {"type": "StalledJobError", "message": "m"}}
+    )
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
+
+
+def test_worker_concurrency_follows_workers_starting_and_stopping(registry: CollectorRegistry) -> None:
+    worker = {"worker_id": "w", "queue": "emails", "concurrency": 20}
+    event_emitter.emit(Event.WORKER_STARTED, worker)
+    event_emitter.emit(Event.WORKER_STARTED, {**worker, "worker_id": "w2"})
+    assert value(registry, "asyncmq_worker_concurrency", queue="emails") == 40
+    event_emitter.emit(Event.WORKER_STOPPED, worker)
+    assert value(registry, "asyncmq_worker_concurrency", queue="emails") == 20
+
+
+def test_listener_errors_are_read_from_the_emitter_at_scrape_time() -> None:
+    registry = CollectorRegistry()
+    registry.register(ListenerErrorCollector())
+    before = value(registry, "asyncmq_event_listener_errors_total", event="job:progress") or 0
+
+    def broken(payload: dict[str, Any]) -> None:
+        raise RuntimeError("bug")
+
+    event_emitter.on(Event.JOB_PROGRESS, broken)
+    event_emitter.emit(Event.JOB_PROGRESS, payload())
+    assert value(registry, "asyncmq_event_listener_errors_total", event="job:progress") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "expected"),
+    [
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "0af7651916cd43dd8448eb211c80319c"),
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", None),
+        ("garbage", None),
+    ],
+)
+def test_only_a_sampled_traceparent_gives_an_exemplar_trace_id(
+    traceparent: str, expected: str | None
+) -> None:
+    assert sampled_trace_id({"meta": {"traceparent": traceparent}}) == expected
+    assert sampled_trace_id({}) is None

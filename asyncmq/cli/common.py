@@ -172,10 +172,11 @@ async def open_backend(url: str | None) -> AsyncIterator[BaseBackend]:
 # -- metrics ---------------------------------------------------------------------------
 @asynccontextmanager
 async def metrics_endpoint(
-    port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True
+    port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True, any_port: bool = False
 ) -> AsyncIterator[None]:
     """Serve metrics for the command's lifetime when `port` is given, printing the address.
-    Without the observability extra installed, stop with a message naming it."""
+    Without the observability extra installed, stop with a message naming it. A port in use
+    stops the command too, unless `any_port` lets it take a free one (the demo)."""
     if port is None:
         yield
         return
@@ -185,7 +186,14 @@ async def metrics_endpoint(
         raise click.ClickException(
             f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
         ) from None
-    server = serve_metrics(backend, port=port, host=host, job_metrics=job_metrics)
+    try:
+        server = serve_metrics(backend, port=port, host=host, job_metrics=job_metrics)
+    except OSError as exc:
+        if not any_port:
+            raise click.ClickException(
+                f"--metrics-port {port}: cannot listen on {host}:{port}: {exc}"
+            ) from None
+        server = serve_metrics(backend, port=0, host=host, job_metrics=job_metrics)
     click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
     try:
         yield

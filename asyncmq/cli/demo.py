@@ -115,7 +115,7 @@ async def _main(
     from asyncmq.demo import run_demo
 
     backend = InMemoryBackend()
-    async with metrics_endpoint(*metrics, backend):
+    async with metrics_endpoint(*metrics, backend, any_port=True):
         stop = asyncio.Event()
         with stop_signals(lambda sig: stop.set()):
             return await run_demo(config, on_tick, stop, backend=backend)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -126,6 +128,12 @@ async def _serve(
     is_flag=True,
     help="Publish lifecycle events to the backend, for `asyncmq events tail` (Redis).",
 )
+@click.option(
+    "--otlp-endpoint",
+    metavar="URL",
+    help="Export traces over OTLP/HTTP to this collector (http://host:4318); OTEL_* variables "
+    "configure the rest (sampler, service name, headers).",
+)
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def start(
     queues: tuple[str, ...],
@@ -138,6 +146,7 @@ def start(
     rate_limit: int | None,
     rate_interval: float,
     publish_events: bool,
+    otlp_endpoint: str | None,
     log_level: str,
 ) -> None:
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
@@ -156,5 +165,23 @@ def start(
         ).worker(burst=burst, handle_signals=False)
         for name in dict.fromkeys(queues)
     ]
-    processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
+    with _traced(otlp_endpoint):
+        processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
     click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)
+
+
+@contextmanager
+def _traced(otlp_endpoint: str | None) -> Iterator[None]:
+    """Trace jobs while inside when `--otlp-endpoint` is given; the spans still buffered are
+    sent on the way out. opentelemetry is imported only then."""
+    if otlp_endpoint is None:
+        yield
+        return
+    try:
+        from asyncmq.observability.tracing import exporting_traces
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--otlp-endpoint needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        ) from None
+    with exporting_traces(otlp_endpoint):
+        yield

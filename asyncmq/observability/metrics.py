@@ -43,7 +43,11 @@ def sampled_trace_id(payload: Payload) -> str | None:
     parent = meta.get("traceparent") if isinstance(meta, dict) else None
     if not isinstance(parent, str) or len(parent) != 55:
         return None
-    return parent[3:35] if int(parent[53:55], 16) & 1 else None
+    try:
+        sampled = int(parent[53:55], 16) & 1
+    except ValueError:  # a malformed traceparent gives no exemplar, never an error
+        return None
+    return parent[3:35] if sampled else None
 
 
 class _Capped:

@@ -144,6 +144,7 @@ def test_listener_errors_are_read_from_the_emitter_at_scrape_time() -> None:
         ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "0af7651916cd43dd8448eb211c80319c"),
         ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", None),
         ("garbage", None),
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz", None),
     ],
 )
 def test_only_a_sampled_traceparent_gives_an_exemplar_trace_id(

@@ -1,0 +1,54 @@
+"""Exemplars: a sampled job's trace id rides on its duration and latency observations, so a
+dashboard jumps from a slow bucket to the trace that landed there."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from asyncmq.backends.redis import RedisBackend
+from asyncmq.observability.tracing import start_tracing, stop_tracing
+from asyncmq.queues import Queue
+from tests.observability.app import ok
+from tests.observability.test_endpoint import free_port, scrape, scrape_until, start_worker
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("cleanup")
+async def test_a_sampled_jobs_trace_id_appears_as_an_exemplar_in_the_openmetrics_scrape(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    start_tracing(provider)
+    try:
+        await Queue(queue_name, backend=backend).add(ok.name)
+    finally:
+        stop_tracing()
+    (send,) = spans.get_finished_spans()
+    trace_id = f"{send.context.trace_id:032x}"
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    worker = start_worker(queue_name, port)
+    try:
+        await scrape_until(url, {f'asyncmq_job_latency_seconds_count{{queue="{queue_name}"}}': 1})
+        text = await asyncio.to_thread(scrape, url, OPENMETRICS)
+    finally:
+        worker.terminate()
+        await asyncio.to_thread(worker.communicate, timeout=30)
+
+    for metric in ("asyncmq_job_duration_seconds_bucket", "asyncmq_job_latency_seconds_bucket"):
+        pattern = rf'^{metric}\{{[^}}]*queue="{queue_name}"[^}}]*\}} 1\.0 # \{{trace_id="([0-9a-f]{{32}})"\}}'
+        found = re.findall(pattern, text, re.MULTILINE)
+        assert found, f"no exemplar on {metric}"
+        assert set(found) == {trace_id}
+    provider.shutdown()

@@ -53,6 +53,8 @@ class EventEmitter:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
+        #: Called with the event name each time a listener raises (metrics count them).
+        self.error_hooks: list[Callable[[str], None]] = []
 
     def on(self, name: Event | str, callback: Listener) -> Listener:
         """Subscribe `callback` to `name`; returns it, so `on` works as a decorator argument."""
@@ -99,6 +101,8 @@ class EventEmitter:
     def _record_error(self, event: Event, callback: Listener) -> None:
         self.listener_errors[event.value] += 1
         log.exception("listener %r for %s raised; the job goes on", callback, event.value)
+        for hook in self.error_hooks:
+            hook(event.value)
 
 
 event_emitter = EventEmitter()

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError("observability needs its extra: pip install 'asyncmq[observability]'") from exc
 
 from asyncmq.observability.collector import QueueStateCollector
-from asyncmq.observability.metrics import JobMetrics, ListenerErrorCollector, build_info
+from asyncmq.observability.metrics import JobMetrics, build_info
 from asyncmq.observability.server import MetricsServer
 
 if TYPE_CHECKING:
@@ -60,9 +60,6 @@ def instrument(
         if metrics:
             active.metrics = JobMetrics(active.registry)
             active.metrics.start()
-            errors = ListenerErrorCollector()
-            active.registry.register(errors)
-            active._collectors.append(errors)
             active._collectors.append(
                 build_info(active.registry, sorted({b.name for b in backends}) or ["unknown"])
             )

@@ -10,12 +10,10 @@ retry rate) exist before the first failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from asyncmq import __version__
 from asyncmq.core.event import Event, Payload, event_emitter
@@ -23,11 +21,10 @@ from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import MetricWrapperBase
-    from prometheus_client.metrics_core import Metric
 
     from asyncmq.backends.base import BaseBackend
 
-__all__ = ["BUCKETS", "JobMetrics", "ListenerErrorCollector", "build_info", "sampled_trace_id"]
+__all__ = ["BUCKETS", "JobMetrics", "build_info", "sampled_trace_id"]
 
 #: Jobs are not RPCs: from a millisecond to an hour.
 BUCKETS = (
@@ -117,11 +114,20 @@ class JobMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # Summed over live processes when workers run as several (multiprocess mode).
         self.in_progress = Gauge(
-            "asyncmq_jobs_in_progress", "Attempts running in this process.", q, registry=registry
+            "asyncmq_jobs_in_progress",
+            "Attempts running in this process.",
+            q,
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.concurrency = Gauge(
-            "asyncmq_worker_concurrency", "Slots this process offers.", q, registry=registry
+            "asyncmq_worker_concurrency",
+            "Slots this process offers.",
+            q,
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.backend_operations = Counter(
             "asyncmq_backend_operations",
@@ -136,6 +142,11 @@ class JobMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=registry,
         )
+        self.listener_errors = Counter(
+            "asyncmq_event_listener_errors", "Event listeners that raised.", ["event"], registry=registry
+        )
+        for event in Event:  # every event at 0, and what raised before metrics were on
+            self.listener_errors.labels(event.value).inc(event_emitter.listener_errors.get(event.value, 0))
         self._children: dict[tuple[Any, ...], Any] = {}
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
@@ -162,10 +173,13 @@ class JobMetrics:
     def start(self) -> None:
         for event, handler in self._handlers.items():
             event_emitter.on(event, handler)
+        event_emitter.error_hooks.append(self._on_listener_error)
 
     def stop(self) -> None:
         for event, handler in self._handlers.items():
             event_emitter.off(event, handler)
+        if self._on_listener_error in event_emitter.error_hooks:
+            event_emitter.error_hooks.remove(self._on_listener_error)
         for backend in self._backends:
             if self._on_operation in backend.operation_hooks:
                 backend.operation_hooks.remove(self._on_operation)
@@ -275,6 +289,9 @@ class JobMetrics:
     def _on_worker_stopped(self, payload: Payload) -> None:
         self._child(self.concurrency, payload["queue"]).dec(payload["concurrency"])
 
+    def _on_listener_error(self, event: str) -> None:
+        self.listener_errors.labels(event).inc()
+
     def _on_operation(self, backend: str, operation: str, seconds: float) -> None:
         self._child(self.backend_operations, backend, operation).inc()
         self._child(self.backend_seconds, backend, operation).observe(seconds)
@@ -297,19 +314,6 @@ class JobMetrics:
 def _exemplar(payload: Payload) -> dict[str, str] | None:
     trace_id = sampled_trace_id(payload)
     return None if trace_id is None else {"trace_id": trace_id}
-
-
-class ListenerErrorCollector(Collector):
-    """`asyncmq_event_listener_errors_total{event}`, read from the emitter at scrape time."""
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "asyncmq_event_listener_errors", "Event listeners that raised.", labels=["event"]
-        )
-        errors = event_emitter.listener_errors
-        for event in Event:
-            family.add_metric([event.value], float(errors.get(event.value, 0)))
-        yield family
 
 
 def build_info(registry: CollectorRegistry, backends: Iterable[str]) -> Gauge:

@@ -34,6 +34,7 @@ __all__ = [
     "json_option",
     "metrics_endpoint",
     "metrics_port_option",
+    "multiprocess_metrics_endpoint",
     "open_backend",
     "print_table",
     "queue_option",
@@ -194,6 +195,28 @@ async def metrics_endpoint(
                 f"--metrics-port {port}: cannot listen on {host}:{port}: {exc}"
             ) from None
         server = serve_metrics(backend, port=0, host=host, job_metrics=job_metrics)
+    click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+@asynccontextmanager
+async def multiprocess_metrics_endpoint(
+    port: int | None, host: str, backend: BaseBackend, directory: str | None
+) -> AsyncIterator[None]:
+    """The parent of `--processes`: serve the children's summed metrics and the queue state."""
+    if port is None or directory is None:
+        yield
+        return
+    try:
+        from asyncmq.observability import serve_multiprocess_metrics
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        ) from None
+    server = serve_multiprocess_metrics(backend, directory, port=port, host=host)
     click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
     try:
         yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -20,11 +21,13 @@ from asyncmq.cli.common import (
     backend_options,
     metrics_endpoint,
     metrics_port_option,
+    multiprocess_metrics_endpoint,
     resolve_backend,
     run,
     stop_signals,
     valid_queue_names,
 )
+from asyncmq.cli.processes import ProcessSupervisor, metrics_directory, remove_directory
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.core.publisher import EventPublisher
 from asyncmq.queues import Queue
@@ -134,6 +137,14 @@ async def _serve(
     help="Export traces over OTLP/HTTP to this collector (http://host:4318); OTEL_* variables "
     "configure the rest (sampler, service name, headers).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run this many worker processes (one per core), their metrics summed on --metrics-port.",
+)
+@click.option("--report-metrics", is_flag=True, hidden=True, help="Record metrics for a parent to serve.")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def start(
     queues: tuple[str, ...],
@@ -147,11 +158,18 @@ def start(
     rate_interval: float,
     publish_events: bool,
     otlp_endpoint: str | None,
+    processes: int,
+    report_metrics: bool,
     log_level: str,
 ) -> None:
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = resolve_backend(backend)
+    if processes > 1:
+        run(_supervise(processes, store, (metrics_port, metrics_host)))
+        return
+    if report_metrics:
+        _report_metrics(store)
     if not TASK_REGISTRY:
         click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
     workers = [
@@ -185,3 +203,26 @@ def _traced(otlp_endpoint: str | None) -> Iterator[None]:
         ) from None
     with exporting_traces(otlp_endpoint):
         yield
+
+
+def _report_metrics(backend: BaseBackend) -> None:
+    """A child of `--processes`: record job metrics (into the shared directory the parent
+    named in PROMETHEUS_MULTIPROC_DIR) for the parent to serve."""
+    from asyncmq.observability import instrument
+
+    instrument(backends=[backend], tracing=False)
+
+
+async def _supervise(processes: int, backend: BaseBackend, metrics: tuple[int | None, str]) -> None:
+    port, host = metrics
+    directory = metrics_directory() if port is not None else None
+    supervisor = ProcessSupervisor(sys.argv[1:], processes, directory)
+    try:
+        await backend.connect()
+        async with multiprocess_metrics_endpoint(port, host, backend, directory):
+            with stop_signals(lambda sig: supervisor.stop()):
+                await supervisor.run(grace_s=60.0)
+    finally:
+        await backend.close()
+        remove_directory(directory)
+    click.echo(f"Stopped {processes} worker processes ({supervisor.restarts} restarted).", err=True)

@@ -29,7 +29,14 @@ from asyncmq.observability.server import MetricsServer
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
 
-__all__ = ["Instrumentation", "instrument", "instrumentation", "serve_metrics", "uninstrument"]
+__all__ = [
+    "Instrumentation",
+    "instrument",
+    "instrumentation",
+    "serve_metrics",
+    "serve_multiprocess_metrics",
+    "uninstrument",
+]
 
 
 @dataclass
@@ -129,5 +136,21 @@ def serve_metrics(
     elif registry is None:
         registry = CollectorRegistry()
         build_info(registry, [backend.name])
+    collector = QueueStateCollector(backend, asyncio.get_running_loop())
+    return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()
+
+
+def serve_multiprocess_metrics(
+    backend: BaseBackend, directory: str, *, port: int = 9100, host: str = "127.0.0.1"
+) -> MetricsServer:
+    """Serve the sum of the metrics that worker processes write to `directory`
+    (PROMETHEUS_MULTIPROC_DIR in their environment), and the backend's queue state.
+    Exemplars are not available this way: prometheus_client's multiprocess files keep none."""
+    import asyncio
+
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     collector = QueueStateCollector(backend, asyncio.get_running_loop())
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()

@@ -322,6 +322,7 @@ def build_info(registry: CollectorRegistry, backends: Iterable[str]) -> Gauge:
         "Always 1: the running version and backend.",
         ["version", "backend"],
         registry=registry,
+        multiprocess_mode="max",  # one series, not one per worker process
     )
     for backend in backends:
         gauge.labels(__version__, backend).set(1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncmq.logging import get_logger
 
@@ -48,12 +48,46 @@ class Hooks:
                 _enter(stack, hook, jobs)
             yield
 
+    def attempting(self, job: Job) -> AbstractContextManager[None]:
+        if len(self.around_attempt) == 1:  # the usual case (tracing), without an exit stack
+            return _Guarded(self.around_attempt[0], job)
+        return self._attempting_all(job)
+
     @contextlib.contextmanager
-    def attempting(self, job: Job) -> Iterator[None]:
+    def _attempting_all(self, job: Job) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             for hook in self.around_attempt:
                 _enter(stack, hook, job)
             yield
+
+
+class _Guarded:
+    """One hook's context manager, with its failures logged and skipped."""
+
+    __slots__ = ("_hook", "_manager")
+
+    def __init__(self, hook: Callable[[T], AbstractContextManager[None]], arg: T) -> None:
+        self._hook = hook
+        try:
+            self._manager: AbstractContextManager[None] | None = hook(arg)
+        except Exception:
+            log.exception("hook %r failed on entry; skipped", hook)
+            self._manager = None
+
+    def __enter__(self) -> None:
+        if self._manager is not None:
+            try:
+                self._manager.__enter__()
+            except Exception:
+                log.exception("hook %r failed on entry; skipped", self._hook)
+                self._manager = None
+
+    def __exit__(self, *exc_info: Any) -> None:  # never swallows the job's own exception
+        if self._manager is not None:
+            try:
+                self._manager.__exit__(*exc_info)
+            except Exception:
+                log.exception("hook %r failed on exit; skipped", self._hook)
 
 
 def _enter(stack: contextlib.ExitStack, hook: Callable[[T], AbstractContextManager[None]], arg: T) -> None:

@@ -24,10 +24,8 @@ class JobContext:
     async def report_progress(self, progress: Any) -> None:
         """Store `progress` (any JSON value) on the job and emit `job:progress`."""
         self.job.progress = progress
-        if await self.backend.save_progress(self.job) and event_emitter.has_listeners(Event.JOB_PROGRESS):
-            payload = self.job.event_payload()
-            payload["timestamps"]["progress_at"] = time.time()
-            event_emitter.emit(Event.JOB_PROGRESS, payload)
+        if await self.backend.save_progress(self.job):
+            event_emitter.emit_job(Event.JOB_PROGRESS, self.job, moments={"progress_at": time.time()})
 
 
 _current: ContextVar[JobContext | None] = ContextVar("asyncmq_current_job", default=None)

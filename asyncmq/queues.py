@@ -45,8 +45,7 @@ def validate_queue_name(name: object) -> str:
 def _emit_stored(jobs: Iterable[Job]) -> None:
     for job in jobs:
         event = Event.JOB_DELAYED if job.status is JobState.DELAYED else Event.JOB_ENQUEUED
-        if event_emitter.has_listeners(event):
-            event_emitter.emit(event, job.event_payload())
+        event_emitter.emit_job(event, job)
 
 
 class Queue:
@@ -308,7 +307,7 @@ class Queue:
         job = await self.backend.cancel(self.name, job_id, time.time())
         if job is None:
             return False
-        event_emitter.emit(Event.JOB_CANCELLED, job.event_payload())
+        event_emitter.emit_job(Event.JOB_CANCELLED, job)
         return True
 
     async def retry_job(self, job_id: str) -> bool:

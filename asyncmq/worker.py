@@ -182,8 +182,7 @@ class Worker:
             self._settle(job)
             return
         job.started_at, job.finished_at = now, None
-        if event_emitter.has_listeners(Event.JOB_STARTED):
-            event_emitter.emit(Event.JOB_STARTED, job.event_payload())
+        event_emitter.emit_job(Event.JOB_STARTED, job)
         self._running[job.id] = (job, asyncio.current_task())
         ctx_token = _current.set(JobContext(job, self.backend))
         try:
@@ -303,13 +302,9 @@ class Worker:
                     log.warning("discarded the outcome of job %s: another owner has it now", job.id)
 
     def _emit_settled(self, job: Job) -> None:
-        event = _SETTLED_EVENTS[job.status]
-        if event_emitter.has_listeners(event):
-            event_emitter.emit(event, job.event_payload())
-        if job.status is JobState.DELAYED and event_emitter.has_listeners(Event.JOB_DELAYED):
-            payload = job.event_payload()
-            payload["reason"] = "retry"  # stored again, not a new job: counters tell them apart
-            event_emitter.emit(Event.JOB_DELAYED, payload)
+        event_emitter.emit_job(_SETTLED_EVENTS[job.status], job)
+        if job.status is JobState.DELAYED:  # stored again, not a new job: counters tell them apart
+            event_emitter.emit_job(Event.JOB_DELAYED, job, reason="retry")
 
     # -- claiming -----------------------------------------------------------------------
     async def _slot(self) -> None:
@@ -460,9 +455,9 @@ class Worker:
     async def _recover_stalled(self, now: float) -> None:
         for job in await self.backend.recover_stalled(self.queue.name, now, self.queue.max_stalls):
             log.warning("job %s of %s stalled (its worker vanished); recovered", job.id, job.queue)
-            event_emitter.emit(Event.JOB_STALLED, job.event_payload())
+            event_emitter.emit_job(Event.JOB_STALLED, job)
             if job.status is JobState.FAILED:
-                event_emitter.emit(Event.JOB_FAILED, job.event_payload())
+                event_emitter.emit_job(Event.JOB_FAILED, job)
 
     # -- liveness -----------------------------------------------------------------------
     def _info(self, now: float) -> WorkerInfo:

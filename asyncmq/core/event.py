@@ -13,16 +13,22 @@ import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncmq.logging import get_logger
 
-__all__ = ["Event", "EventEmitter", "Listener", "Payload", "event_emitter"]
+if TYPE_CHECKING:
+    from asyncmq.job import Job
+
+__all__ = ["Event", "EventEmitter", "JobListener", "Listener", "Payload", "event_emitter"]
 
 log = get_logger(__name__)
 
 Payload = dict[str, Any]
 Listener = Callable[[Payload], Awaitable[None] | None]
+#: Receives the job itself, not a payload: for subscribers on the hot path (metrics), which
+#: read a few attributes and must not pay for a dict per event. It must not change the job.
+JobListener = Callable[["Event", "Job"], None]
 
 
 class Event(StrEnum):
@@ -51,6 +57,7 @@ class EventEmitter:
 
     def __init__(self) -> None:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
+        self._job_listeners: list[JobListener] = []
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
         #: Called with the event name each time a listener raises (metrics count them).
@@ -70,6 +77,31 @@ class EventEmitter:
     def has_listeners(self, name: Event) -> bool:
         """Lets hot paths skip building a payload nobody reads."""
         return bool(self._listeners[name])
+
+    def on_jobs(self, callback: JobListener) -> None:
+        """Subscribe `callback(event, job)` to every `job:*` event (see `JobListener`)."""
+        self._job_listeners.append(callback)
+
+    def off_jobs(self, callback: JobListener) -> None:
+        if callback in self._job_listeners:
+            self._job_listeners.remove(callback)
+
+    def emit_job(
+        self, event: Event, job: Job, *, moments: dict[str, float] | None = None, **extra: Any
+    ) -> None:
+        """Emit a `job:*` event: job listeners get the job, payload listeners a payload built
+        once, and only when someone listens (`moments` join its timestamps, `extra` its keys)."""
+        for callback in self._job_listeners:
+            try:
+                callback(event, job)
+            except Exception:
+                self._record_error(event, callback)
+        if self._listeners[event]:
+            payload = job.event_payload()
+            if moments:
+                payload["timestamps"].update(moments)
+            payload.update(extra)
+            self.emit(event, payload)
 
     def emit(self, name: Event | str, payload: Payload) -> None:
         event = Event(name)
@@ -98,7 +130,7 @@ class EventEmitter:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _record_error(self, event: Event, callback: Listener) -> None:
+    def _record_error(self, event: Event, callback: object) -> None:
         self.listener_errors[event.value] += 1
         log.exception("listener %r for %s raised; the job goes on", callback, event.value)
         for hook in self.error_hooks:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import MetricWrapperBase
 
     from asyncmq.backends.base import BaseBackend
+    from asyncmq.job import Job
 
 __all__ = ["BUCKETS", "JobMetrics", "build_info", "sampled_trace_id"]
 
@@ -34,10 +35,9 @@ BUCKETS = (
 OTHER = "other"
 
 
-def sampled_trace_id(payload: Payload) -> str | None:
+def sampled_trace_id(meta: dict[str, Any]) -> str | None:
     """The trace id of a job whose stored W3C traceparent is sampled, for exemplars."""
-    meta = payload.get("meta")
-    parent = meta.get("traceparent") if isinstance(meta, dict) else None
+    parent = meta.get("traceparent")
     if not isinstance(parent, str) or len(parent) != 55:
         return None
     try:
@@ -150,7 +150,9 @@ class JobMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
-        self._handlers: dict[Event, Callable[[Payload], None]] = {
+        # Job events arrive as the job itself (`event_emitter.on_jobs`): no payload is built
+        # for metrics, which run on every job.
+        self._job_handlers: dict[Event, Callable[[Job], None]] = {
             Event.JOB_ENQUEUED: self._on_stored,
             Event.JOB_DELAYED: self._on_stored,
             Event.JOB_STARTED: self._on_started,
@@ -160,6 +162,8 @@ class JobMetrics:
             Event.JOB_EXPIRED: self._on_expired,
             Event.JOB_CANCELLED: self._on_cancelled,
             Event.JOB_STALLED: self._on_stalled,
+        }
+        self._handlers: dict[Event, Callable[[Payload], None]] = {
             Event.QUEUE_RATE_LIMITED: self._on_rate_limited,
             Event.WORKER_STARTED: self._on_worker_started,
             Event.WORKER_STOPPED: self._on_worker_stopped,
@@ -171,11 +175,13 @@ class JobMetrics:
 
     # -- wiring -----------------------------------------------------------------------
     def start(self) -> None:
+        event_emitter.on_jobs(self._on_job)
         for event, handler in self._handlers.items():
             event_emitter.on(event, handler)
         event_emitter.error_hooks.append(self._on_listener_error)
 
     def stop(self) -> None:
+        event_emitter.off_jobs(self._on_job)
         for event, handler in self._handlers.items():
             event_emitter.off(event, handler)
         if self._on_listener_error in event_emitter.error_hooks:
@@ -207,72 +213,69 @@ class JobMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def _task_child(self, metric: MetricWrapperBase, payload: Payload) -> Any:
-        key = (id(metric), payload["queue"], payload["task"])
+    def _task_child(self, metric: MetricWrapperBase, job: Job) -> Any:
+        key = (id(metric), job.queue, job.task)
         child = self._children.get(key)
         if child is None:  # first sight of this task here: every counter of it starts at 0
-            self.seed_task(payload["queue"], payload["task"])
-            child = self._children[key] = self._child(
-                metric, payload["queue"], self._task_label(payload["task"])
-            )
+            self.seed_task(job.queue, job.task)
+            child = self._children[key] = self._child(metric, job.queue, self._task_label(job.task))
         return child
 
     # -- handlers ---------------------------------------------------------------------
-    def _on_stored(self, payload: Payload) -> None:
-        if payload.get("reason") != "retry":
-            self._task_child(self.enqueued, payload).inc()
+    def _on_job(self, event: Event, job: Job) -> None:
+        handler = self._job_handlers.get(event)
+        if handler is not None:
+            handler(job)
 
-    def _on_started(self, payload: Payload) -> None:
-        queue, stamps = payload["queue"], payload["timestamps"]
-        self._task_child(self.started, payload).inc()
-        self._running[payload["id"]] = queue
+    def _on_stored(self, job: Job) -> None:
+        if job.attempt == 0:  # a retry's backoff stores the job again: not a new job
+            self._task_child(self.enqueued, job).inc()
+
+    def _on_started(self, job: Job) -> None:
+        queue, started = job.queue, job.started_at or 0.0
+        self._task_child(self.started, job).inc()
+        self._running[job.id] = queue
         self._child(self.in_progress, queue).inc()
-        started = stamps["started_at"]
-        if "ready_at" in stamps:
-            self._child(self.wait, queue).observe(max(started - stamps["ready_at"], 0.0))
-        if "delay_until" in stamps:
-            self._child(self.lateness, queue).observe(max(started - stamps["delay_until"], 0.0))
+        if job.ready_at is not None:
+            self._child(self.wait, queue).observe(max(started - job.ready_at, 0.0))
+        if job.delay_until is not None:
+            self._child(self.lateness, queue).observe(max(started - job.delay_until, 0.0))
 
-    def _attempt_ended(self, payload: Payload) -> None:
-        queue = self._running.pop(payload["id"], None)
+    def _attempt_ended(self, job: Job) -> None:
+        queue = self._running.pop(job.id, None)
         if queue is None:
             return  # not begun in this process (recovered, expired)
         self._child(self.in_progress, queue).dec()
-        stamps = payload["timestamps"]
-        if "started_at" in stamps and "finished_at" in stamps:
-            exemplar = _exemplar(payload)
-            seconds = max(stamps["finished_at"] - stamps["started_at"], 0.0)
-            self._task_child(self.duration, payload).observe(seconds, exemplar)
+        if job.started_at is not None and job.finished_at is not None:
+            seconds = max(job.finished_at - job.started_at, 0.0)
+            self._task_child(self.duration, job).observe(seconds, _exemplar(job))
 
-    def _on_completed(self, payload: Payload) -> None:
-        self._task_child(self.completed, payload).inc()
-        self._attempt_ended(payload)
-        stamps = payload["timestamps"]
-        latency = max(stamps["finished_at"] - stamps["created_at"], 0.0)
-        self._child(self.latency, payload["queue"]).observe(latency, _exemplar(payload))
+    def _on_completed(self, job: Job) -> None:
+        self._task_child(self.completed, job).inc()
+        self._attempt_ended(job)
+        latency = max((job.finished_at or job.created_at) - job.created_at, 0.0)
+        self._child(self.latency, job.queue).observe(latency, _exemplar(job))
 
-    def _on_retried(self, payload: Payload) -> None:
-        self._task_child(self.retried, payload).inc()
-        self._attempt_ended(payload)
+    def _on_retried(self, job: Job) -> None:
+        self._task_child(self.retried, job).inc()
+        self._attempt_ended(job)
 
-    def _on_failed(self, payload: Payload) -> None:
-        error = payload.get("error") or {}
-        error_type = self._error_label(str(error.get("type", "unknown")))
-        queue = payload["queue"]
-        self.queue_seen(queue)
-        self._child(self.failed, queue, self._task_label(payload["task"]), error_type).inc()
-        self._attempt_ended(payload)
+    def _on_failed(self, job: Job) -> None:
+        error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
+        self.queue_seen(job.queue)
+        self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
+        self._attempt_ended(job)
 
-    def _on_expired(self, payload: Payload) -> None:
-        self._task_child(self.expired, payload).inc()
-        self._running.pop(payload["id"], None)
+    def _on_expired(self, job: Job) -> None:
+        self._task_child(self.expired, job).inc()
+        self._running.pop(job.id, None)
 
-    def _on_cancelled(self, payload: Payload) -> None:
-        self._task_child(self.cancelled, payload).inc()
+    def _on_cancelled(self, job: Job) -> None:
+        self._task_child(self.cancelled, job).inc()
 
-    def _on_stalled(self, payload: Payload) -> None:
-        self.queue_seen(payload["queue"])
-        self._child(self.stalled, payload["queue"]).inc()
+    def _on_stalled(self, job: Job) -> None:
+        self.queue_seen(job.queue)
+        self._child(self.stalled, job.queue).inc()
 
     def _on_rate_limited(self, payload: Payload) -> None:
         self.queue_seen(payload["queue"])
@@ -311,8 +314,10 @@ class JobMetrics:
             self._child(metric, queue, label)
 
 
-def _exemplar(payload: Payload) -> dict[str, str] | None:
-    trace_id = sampled_trace_id(payload)
+def _exemplar(job: Job) -> dict[str, str] | None:
+    if not job.meta:
+        return None
+    trace_id = sampled_trace_id(job.meta)
     return None if trace_id is None else {"trace_id": trace_id}
 
 

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from asyncmq.core.event import Event, event_emitter
+from asyncmq.job import Job
 from asyncmq.observability.metrics import JobMetrics, sampled_trace_id
 
 T0 = 1_000.0
@@ -24,17 +25,12 @@ def registry() -> Iterator[CollectorRegistry]:
     metrics.stop()
 
 
-def payload(job_id: str = "j1", task: str = "app.send", **stamps: float) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "queue": "emails",
-        "task": task,
-        "status": "x",
-        "attempt": 1,
-        "max_retries": 0,
-        "priority": 5,
-        "timestamps": {"created_at": T0, **stamps},
-    }
+def job(job_id: str = "j1", task: str = "app.send", **fields: Any) -> Job:
+    return Job(id=job_id, queue="emails", task=task, created_at=T0, **fields)
+
+
+def payload() -> dict[str, Any]:
+    return {"id": "p", "queue": "emails", "task": "app.send", "timestamps": {"created_at": T0}}
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -44,10 +40,11 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
 def test_a_completed_job_counts_once_and_observes_wait_duration_and_latency(
     registry: CollectorRegistry,
 ) -> None:
-    event_emitter.emit(Event.JOB_ENQUEUED, payload(ready_at=T0))
-    event_emitter.emit(Event.JOB_STARTED, payload(ready_at=T0, started_at=T0 + 0.5))
+    event_emitter.emit_job(Event.JOB_ENQUEUED, job(ready_at=T0))
+    event_emitter.emit_job(Event.JOB_STARTED, job(attempt=1, ready_at=T0, started_at=T0 + 0.5))
     assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 1
-    event_emitter.emit(Event.JOB_COMPLETED, payload(ready_at=T0, started_at=T0 + 0.5, finished_at=T0 + 2.5))
+    done = job(attempt=1, ready_at=T0, started_at=T0 + 0.5, finished_at=T0 + 2.5)
+    event_emitter.emit_job(Event.JOB_COMPLETED, done)
 
     labels = {"queue": "emails", "task": "app.send"}
     assert value(registry, "asyncmq_jobs_enqueued_total", **labels) == 1
@@ -65,13 +62,12 @@ def test_a_completed_job_counts_once_and_observes_wait_duration_and_latency(
 
 
 def test_a_retry_counts_a_retry_not_a_new_job_and_lateness_is_measured(registry: CollectorRegistry) -> None:
-    event_emitter.emit(Event.JOB_DELAYED, payload(delay_until=T0 + 10))
-    event_emitter.emit(
-        Event.JOB_STARTED, payload(delay_until=T0 + 10, ready_at=T0 + 10, started_at=T0 + 10.25)
-    )
-    failed_attempt = payload(started_at=T0 + 10.25, finished_at=T0 + 11, delay_until=T0 + 20)
-    event_emitter.emit(Event.JOB_RETRIED, failed_attempt)
-    event_emitter.emit(Event.JOB_DELAYED, {**failed_attempt, "reason": "retry"})
+    event_emitter.emit_job(Event.JOB_DELAYED, job(delay_until=T0 + 10))
+    started = job(attempt=1, delay_until=T0 + 10, ready_at=T0 + 10, started_at=T0 + 10.25)
+    event_emitter.emit_job(Event.JOB_STARTED, started)
+    failed_attempt = job(attempt=1, started_at=T0 + 10.25, finished_at=T0 + 11, delay_until=T0 + 20)
+    event_emitter.emit_job(Event.JOB_RETRIED, failed_attempt)
+    event_emitter.emit_job(Event.JOB_DELAYED, failed_attempt, reason="retry")
 
     labels = {"queue": "emails", "task": "app.send"}
     assert value(registry, "asyncmq_jobs_enqueued_total", **labels) == 1
@@ -85,9 +81,10 @@ def test_failures_count_by_error_type_capped_and_tasks_past_the_cap_become_other
     registry: CollectorRegistry,
 ) -> None:
     for job_id, task, error in [("a", "t1", "KeyError"), ("b", "t2", "ValueError"), ("c", "t3", "KeyError")]:
-        failed = payload(job_id, task, started_at=T0, finished_at=T0 + 1)
-        event_emitter.emit(Event.JOB_STARTED, failed)
-        event_emitter.emit(Event.JOB_FAILED, {**failed, "error": {"type": error, "message": "m"}})
+        failed = job(job_id, task, attempt=1, started_at=T0, finished_at=T0 + 1)
+        event_emitter.emit_job(Event.JOB_STARTED, failed)
+        failed.error = {"type": error, "message": "m"}
+        event_emitter.emit_job(Event.JOB_FAILED, failed)
 
     assert value(registry, "asyncmq_jobs_failed_total", queue="emails", task="t1", error_type="KeyError") == 1
     assert value(registry, "asyncmq_jobs_failed_total", queue="emails", task="t2", error_type="other") == 1
@@ -98,9 +95,9 @@ def test_failures_count_by_error_type_capped_and_tasks_past_the_cap_become_other
 
 
 def test_expired_cancelled_stalled_and_rate_limited_jobs_are_counted(registry: CollectorRegistry) -> None:
-    event_emitter.emit(Event.JOB_EXPIRED, payload("e"))
-    event_emitter.emit(Event.JOB_CANCELLED, payload("c"))
-    event_emitter.emit(Event.JOB_STALLED, payload("s"))
+    event_emitter.emit_job(Event.JOB_EXPIRED, job("e"))
+    event_emitter.emit_job(Event.JOB_CANCELLED, job("c"))
+    event_emitter.emit_job(Event.JOB_STALLED, job("s"))
     event_emitter.emit(Event.QUEUE_RATE_LIMITED, {"queue": "emails", "held_back": 3, "wait_s": 0.2})
     labels = {"queue": "emails", "task": "app.send"}
     assert value(registry, "asyncmq_jobs_expired_total", **labels) == 1
@@ -110,9 +107,7 @@ def test_expired_cancelled_stalled_and_rate_limited_jobs_are_counted(registry: C
 
 
 def test_a_job_failed_by_stall_recovery_here_does_not_touch_in_progress(registry: CollectorRegistry) -> None:
-    event_emitter.emit(
-        Event.JOB_FAILED, {**payload("z"), "error": {"type": "StalledJobError", "message": "m"}}
-    )
+    event_emitter.emit_job(Event.JOB_FAILED, job("z", error={"type": "StalledJobError", "message": "m"}))
     assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
 
 
@@ -149,5 +144,5 @@ def test_listener_errors_are_counted_per_event(registry: CollectorRegistry) -> N
 def test_only_a_sampled_traceparent_gives_an_exemplar_trace_id(
     traceparent: str, expected: str | None
 ) -> None:
-    assert sampled_trace_id({"meta": {"traceparent": traceparent}}) == expected
+    assert sampled_trace_id({"traceparent": traceparent}) == expected
     assert sampled_trace_id({}) is None

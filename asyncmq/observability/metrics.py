@@ -10,6 +10,7 @@ retry rate) exist before the first failure.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from asyncmq import __version__
 from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.observability.fast import FastCounter, FastGauge, FastHistogram
 from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
@@ -63,6 +65,14 @@ class _Capped:
         return value
 
 
+def _metric_classes() -> tuple[Any, Any, Any]:
+    """prometheus_client's classes where values must live in files (worker processes under
+    `--processes`, PROMETHEUS_MULTIPROC_DIR set); the fast ones everywhere else."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return Counter, Gauge, Histogram
+    return FastCounter, FastGauge, FastHistogram
+
+
 class JobMetrics:
     """The event-fed metrics of one registry. `start()` subscribes, `stop()` unsubscribes."""
 
@@ -73,6 +83,7 @@ class JobMetrics:
         self._task_label = _Capped(max_tasks)
         self._error_label = _Capped(max_error_types)
         qt, q = ["queue", "task"], ["queue"]
+        Counter, Gauge, Histogram = _metric_classes()
         self.enqueued = Counter(
             "asyncmq_jobs_enqueued", "Jobs stored, now or delayed.", qt, registry=registry
         )
@@ -170,8 +181,10 @@ class JobMetrics:
         }
         self._backends: list[BaseBackend] = []
 
-    def all_metrics(self) -> list[MetricWrapperBase]:
-        return [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
+    def all_metrics(self) -> list[Any]:
+        """Every metric this object registered, for `uninstrument()` to unregister."""
+        kinds = (Counter, Gauge, Histogram, FastCounter, FastGauge, FastHistogram)
+        return [value for value in vars(self).values() if isinstance(value, kinds)]
 
     # -- wiring -----------------------------------------------------------------------
     def start(self) -> None:

@@ -146,3 +146,22 @@ def test_only_a_sampled_traceparent_gives_an_exemplar_trace_id(
 ) -> None:
     assert sampled_trace_id({"traceparent": traceparent}) == expected
     assert sampled_trace_id({}) is None
+
+
+def test_a_fast_histogram_counts_a_value_on_a_bound_in_that_bucket_and_keeps_its_exemplar() -> None:
+    from asyncmq.observability.fast import FastHistogram
+
+    registry = CollectorRegistry()
+    histogram = FastHistogram("h_seconds", "h", ["queue"], buckets=(0.5, 1.0), registry=registry)
+    child = histogram.labels("q")
+    child.observe(1.0, {"trace_id": "ab" * 16})
+    child.observe(0.2)
+    child.observe(7.0)
+    assert value(registry, "h_seconds_bucket", queue="q", le="0.5") == 1
+    assert value(registry, "h_seconds_bucket", queue="q", le="1.0") == 2
+    assert value(registry, "h_seconds_bucket", queue="q", le="+Inf") == 3
+    assert value(registry, "h_seconds_count", queue="q") == 3
+    assert value(registry, "h_seconds_sum", queue="q") == 8.2
+    (family,) = registry.collect()
+    (exemplar,) = [sample.exemplar for sample in family.samples if sample.exemplar is not None]
+    assert (exemplar.labels, exemplar.value) == ({"trace_id": "ab" * 16}, 1.0)

@@ -65,6 +65,33 @@ class _Capped:
         return value
 
 
+class _Children:
+    """Every child a job event touches, for one (queue, task): one dict lookup per event."""
+
+    __slots__ = (
+        "cancelled", "completed", "duration", "enqueued", "expired", "in_progress",
+        "latency", "lateness", "retried", "started", "wait",
+    )  # fmt: skip
+    cancelled: Any
+    completed: Any
+    duration: Any
+    enqueued: Any
+    expired: Any
+    in_progress: Any
+    latency: Any
+    lateness: Any
+    retried: Any
+    started: Any
+    wait: Any
+
+    def __init__(self, metrics: JobMetrics, queue: str, task: str) -> None:
+        label = metrics._task_label(task)
+        for name in ("enqueued", "started", "completed", "retried", "expired", "cancelled", "duration"):
+            setattr(self, name, metrics._child(getattr(metrics, name), queue, label))
+        for name in ("in_progress", "wait", "latency", "lateness"):
+            setattr(self, name, metrics._child(getattr(metrics, name), queue))
+
+
 def _metric_classes() -> tuple[Any, Any, Any]:
     """prometheus_client's classes where values must live in files (worker processes under
     `--processes`, PROMETHEUS_MULTIPROC_DIR set); the fast ones everywhere else."""
@@ -159,6 +186,7 @@ class JobMetrics:
         for event in Event:  # every event at 0, and what raised before metrics were on
             self.listener_errors.labels(event.value).inc(event_emitter.listener_errors.get(event.value, 0))
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._by_task: dict[tuple[str, str], _Children] = {}
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
         # Job events arrive as the job itself (`event_emitter.on_jobs`): no payload is built
@@ -226,13 +254,12 @@ class JobMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def _task_child(self, metric: MetricWrapperBase, job: Job) -> Any:
-        key = (id(metric), job.queue, job.task)
-        child = self._children.get(key)
-        if child is None:  # first sight of this task here: every counter of it starts at 0
-            self.seed_task(job.queue, job.task)
-            child = self._children[key] = self._child(metric, job.queue, self._task_label(job.task))
-        return child
+    def _for(self, job: Job) -> _Children:
+        children = self._by_task.get((job.queue, job.task))
+        if children is None:  # first sight of this task here: every counter of it starts at 0
+            self.queue_seen(job.queue)
+            children = self._by_task[(job.queue, job.task)] = _Children(self, job.queue, job.task)
+        return children
 
     # -- handlers ---------------------------------------------------------------------
     def _on_job(self, event: Event, job: Job) -> None:
@@ -242,49 +269,49 @@ class JobMetrics:
 
     def _on_stored(self, job: Job) -> None:
         if job.attempt == 0:  # a retry's backoff stores the job again: not a new job
-            self._task_child(self.enqueued, job).inc()
+            self._for(job).enqueued.inc()
 
     def _on_started(self, job: Job) -> None:
-        queue, started = job.queue, job.started_at or 0.0
-        self._task_child(self.started, job).inc()
-        self._running[job.id] = queue
-        self._child(self.in_progress, queue).inc()
+        children, started = self._for(job), job.started_at or 0.0
+        children.started.inc()
+        children.in_progress.inc()
+        self._running[job.id] = job.queue
         if job.ready_at is not None:
-            self._child(self.wait, queue).observe(max(started - job.ready_at, 0.0))
+            children.wait.observe(max(started - job.ready_at, 0.0))
         if job.delay_until is not None:
-            self._child(self.lateness, queue).observe(max(started - job.delay_until, 0.0))
+            children.lateness.observe(max(started - job.delay_until, 0.0))
 
-    def _attempt_ended(self, job: Job) -> None:
-        queue = self._running.pop(job.id, None)
-        if queue is None:
+    def _attempt_ended(self, job: Job, children: _Children) -> None:
+        if self._running.pop(job.id, None) is None:
             return  # not begun in this process (recovered, expired)
-        self._child(self.in_progress, queue).dec()
+        children.in_progress.dec()
         if job.started_at is not None and job.finished_at is not None:
-            seconds = max(job.finished_at - job.started_at, 0.0)
-            self._task_child(self.duration, job).observe(seconds, _exemplar(job))
+            children.duration.observe(max(job.finished_at - job.started_at, 0.0), _exemplar(job))
 
     def _on_completed(self, job: Job) -> None:
-        self._task_child(self.completed, job).inc()
-        self._attempt_ended(job)
+        children = self._for(job)
+        children.completed.inc()
+        self._attempt_ended(job, children)
         latency = max((job.finished_at or job.created_at) - job.created_at, 0.0)
-        self._child(self.latency, job.queue).observe(latency, _exemplar(job))
+        children.latency.observe(latency, _exemplar(job))
 
     def _on_retried(self, job: Job) -> None:
-        self._task_child(self.retried, job).inc()
-        self._attempt_ended(job)
+        children = self._for(job)
+        children.retried.inc()
+        self._attempt_ended(job, children)
 
     def _on_failed(self, job: Job) -> None:
         error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
         self.queue_seen(job.queue)
         self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
-        self._attempt_ended(job)
+        self._attempt_ended(job, self._for(job))
 
     def _on_expired(self, job: Job) -> None:
-        self._task_child(self.expired, job).inc()
+        self._for(job).expired.inc()
         self._running.pop(job.id, None)
 
     def _on_cancelled(self, job: Job) -> None:
-        self._task_child(self.cancelled, job).inc()
+        self._for(job).cancelled.inc()
 
     def _on_stalled(self, job: Job) -> None:
         self.queue_seen(job.queue)
@@ -314,17 +341,9 @@ class JobMetrics:
 
     def seed_task(self, queue: str, task: str) -> None:
         """Create a task's counters at 0 (the worker does it for every registered task)."""
-        self.queue_seen(queue)
-        label = self._task_label(task)
-        for metric in (
-            self.enqueued,
-            self.started,
-            self.completed,
-            self.retried,
-            self.expired,
-            self.cancelled,
-        ):
-            self._child(metric, queue, label)
+        if (queue, task) not in self._by_task:
+            self.queue_seen(queue)
+            self._by_task[(queue, task)] = _Children(self, queue, task)
 
 
 def _exemplar(job: Job) -> dict[str, str] | None:

@@ -74,7 +74,7 @@ def test_a_retry_counts_a_retry_not_a_new_job_and_lateness_is_measured(registry:
     assert value(registry, "asyncmq_jobs_retried_total", **labels) == 1
     assert value(registry, "asyncmq_schedule_lateness_seconds_sum", queue="emails") == 0.25
     assert value(registry, "asyncmq_job_duration_seconds_count", **labels) == 1
-    assert value(registry, "asyncmq_job_latency_seconds_count", queue="emails") is None
+    assert value(registry, "asyncmq_job_latency_seconds_count", queue="emails") == 0
 
 
 def test_failures_count_by_error_type_capped_and_tasks_past_the_cap_become_other(

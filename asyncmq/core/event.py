@@ -28,7 +28,7 @@ Payload = dict[str, Any]
 Listener = Callable[[Payload], Awaitable[None] | None]
 #: Receives the job itself, not a payload: for subscribers on the hot path (metrics), which
 #: read a few attributes and must not pay for a dict per event. It must not change the job.
-JobListener = Callable[["Event", "Job"], None]
+JobListener = Callable[["Job"], None]
 
 
 class Event(StrEnum):
@@ -57,7 +57,7 @@ class EventEmitter:
 
     def __init__(self) -> None:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
-        self._job_listeners: list[JobListener] = []
+        self._job_listeners: dict[Event, list[JobListener]] = {event: [] for event in Event}
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
         #: Called with the event name each time a listener raises (metrics count them).
@@ -78,22 +78,23 @@ class EventEmitter:
         """Lets hot paths skip building a payload nobody reads."""
         return bool(self._listeners[name])
 
-    def on_jobs(self, callback: JobListener) -> None:
-        """Subscribe `callback(event, job)` to every `job:*` event (see `JobListener`)."""
-        self._job_listeners.append(callback)
+    def on_job(self, name: Event | str, callback: JobListener) -> None:
+        """Subscribe `callback(job)` to a `job:*` event (see `JobListener`)."""
+        self._job_listeners[Event(name)].append(callback)
 
-    def off_jobs(self, callback: JobListener) -> None:
-        if callback in self._job_listeners:
-            self._job_listeners.remove(callback)
+    def off_job(self, name: Event | str, callback: JobListener) -> None:
+        listeners = self._job_listeners[Event(name)]
+        if callback in listeners:
+            listeners.remove(callback)
 
     def emit_job(
         self, event: Event, job: Job, *, moments: dict[str, float] | None = None, **extra: Any
     ) -> None:
         """Emit a `job:*` event: job listeners get the job, payload listeners a payload built
         once, and only when someone listens (`moments` join its timestamps, `extra` its keys)."""
-        for callback in self._job_listeners:
+        for callback in self._job_listeners[event]:
             try:
-                callback(event, job)
+                callback(job)
             except Exception:
                 self._record_error(event, callback)
         if self._listeners[event]:

@@ -189,7 +189,7 @@ class JobMetrics:
         self._by_task: dict[tuple[str, str], _Children] = {}
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
-        # Job events arrive as the job itself (`event_emitter.on_jobs`): no payload is built
+        # Job events arrive as the job itself (`event_emitter.on_job`): no payload is built
         # for metrics, which run on every job.
         self._job_handlers: dict[Event, Callable[[Job], None]] = {
             Event.JOB_ENQUEUED: self._on_stored,
@@ -216,13 +216,15 @@ class JobMetrics:
 
     # -- wiring -----------------------------------------------------------------------
     def start(self) -> None:
-        event_emitter.on_jobs(self._on_job)
+        for event, job_handler in self._job_handlers.items():
+            event_emitter.on_job(event, job_handler)
         for event, handler in self._handlers.items():
             event_emitter.on(event, handler)
         event_emitter.error_hooks.append(self._on_listener_error)
 
     def stop(self) -> None:
-        event_emitter.off_jobs(self._on_job)
+        for event, job_handler in self._job_handlers.items():
+            event_emitter.off_job(event, job_handler)
         for event, handler in self._handlers.items():
             event_emitter.off(event, handler)
         if self._on_listener_error in event_emitter.error_hooks:
@@ -262,11 +264,6 @@ class JobMetrics:
         return children
 
     # -- handlers ---------------------------------------------------------------------
-    def _on_job(self, event: Event, job: Job) -> None:
-        handler = self._job_handlers.get(event)
-        if handler is not None:
-            handler(job)
-
     def _on_stored(self, job: Job) -> None:
         if job.attempt == 0:  # a retry's backoff stores the job again: not a new job
             self._for(job).enqueued.inc()
@@ -281,30 +278,31 @@ class JobMetrics:
         if job.delay_until is not None:
             children.lateness.observe(max(started - job.delay_until, 0.0))
 
-    def _attempt_ended(self, job: Job, children: _Children) -> None:
+    def _attempt_ended(self, job: Job, children: _Children, exemplar: dict[str, str] | None = None) -> None:
         if self._running.pop(job.id, None) is None:
             return  # not begun in this process (recovered, expired)
         children.in_progress.dec()
         if job.started_at is not None and job.finished_at is not None:
-            children.duration.observe(max(job.finished_at - job.started_at, 0.0), _exemplar(job))
+            children.duration.observe(max(job.finished_at - job.started_at, 0.0), exemplar)
 
     def _on_completed(self, job: Job) -> None:
         children = self._for(job)
         children.completed.inc()
-        self._attempt_ended(job, children)
+        exemplar = _exemplar(job) if job.meta else None
+        self._attempt_ended(job, children, exemplar)
         latency = max((job.finished_at or job.created_at) - job.created_at, 0.0)
-        children.latency.observe(latency, _exemplar(job))
+        children.latency.observe(latency, exemplar)
 
     def _on_retried(self, job: Job) -> None:
         children = self._for(job)
         children.retried.inc()
-        self._attempt_ended(job, children)
+        self._attempt_ended(job, children, _exemplar(job) if job.meta else None)
 
     def _on_failed(self, job: Job) -> None:
         error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
         self.queue_seen(job.queue)
         self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
-        self._attempt_ended(job, self._for(job))
+        self._attempt_ended(job, self._for(job), _exemplar(job) if job.meta else None)
 
     def _on_expired(self, job: Job) -> None:
         self._for(job).expired.inc()

@@ -28,6 +28,7 @@ semantic conventions (OBSERVABILITY.md, section 3):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -196,6 +197,12 @@ def _unsampled_context(meta: Mapping[str, Any]) -> Context | None:
     parent = meta.get("traceparent")
     if not isinstance(parent, str) or len(parent) != 55 or "tracestate" in meta or "baggage" in meta:
         return None
+    return _unsampled_parent(parent)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unsampled_parent(parent: str) -> Context | None:
+    """Cached: the jobs of one bulk add share their producer's traceparent."""
     try:
         version, trace_id, span_id, flags = (
             parent[:2],

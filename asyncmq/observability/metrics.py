@@ -10,6 +10,7 @@ retry rate) exist before the first failure.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,13 @@ OTHER = "other"
 def sampled_trace_id(meta: dict[str, Any]) -> str | None:
     """The trace id of a job whose stored W3C traceparent is sampled, for exemplars."""
     parent = meta.get("traceparent")
-    if not isinstance(parent, str) or len(parent) != 55:
+    return _sampled_trace_id(parent) if isinstance(parent, str) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _sampled_trace_id(parent: str) -> str | None:
+    """Cached: the jobs of one bulk add share their producer's traceparent."""
+    if len(parent) != 55:
         return None
     try:
         sampled = int(parent[53:55], 16) & 1

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -171,6 +172,25 @@ async def open_backend(url: str | None) -> AsyncIterator[BaseBackend]:
 
 
 # -- metrics ---------------------------------------------------------------------------
+def _observability() -> ModuleType:
+    try:
+        import asyncmq.observability as observability
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        ) from None
+    return observability
+
+
+@asynccontextmanager
+async def _serving(server: Any) -> AsyncIterator[None]:
+    click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
+    try:
+        yield
+    finally:
+        server.close()
+
+
 @asynccontextmanager
 async def metrics_endpoint(
     port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True, any_port: bool = False
@@ -181,25 +201,17 @@ async def metrics_endpoint(
     if port is None:
         yield
         return
+    serve = _observability().serve_metrics
     try:
-        from asyncmq.observability import serve_metrics
-    except ImportError as exc:
-        raise click.ClickException(
-            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
-        ) from None
-    try:
-        server = serve_metrics(backend, port=port, host=host, job_metrics=job_metrics)
+        server = serve(backend, port=port, host=host, job_metrics=job_metrics)
     except OSError as exc:
         if not any_port:
             raise click.ClickException(
                 f"--metrics-port {port}: cannot listen on {host}:{port}: {exc}"
             ) from None
-        server = serve_metrics(backend, port=0, host=host, job_metrics=job_metrics)
-    click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
-    try:
+        server = serve(backend, port=0, host=host, job_metrics=job_metrics)
+    async with _serving(server):
         yield
-    finally:
-        server.close()
 
 
 @asynccontextmanager
@@ -210,18 +222,9 @@ async def multiprocess_metrics_endpoint(
     if port is None or directory is None:
         yield
         return
-    try:
-        from asyncmq.observability import serve_multiprocess_metrics
-    except ImportError as exc:
-        raise click.ClickException(
-            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
-        ) from None
-    server = serve_multiprocess_metrics(backend, directory, port=port, host=host)
-    click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
-    try:
+    server = _observability().serve_multiprocess_metrics(backend, directory, port=port, host=host)
+    async with _serving(server):
         yield
-    finally:
-        server.close()
 
 
 # -- signals ---------------------------------------------------------------------------

@@ -67,21 +67,25 @@ class _Value:
         self.value = value
 
 
-class FastCounter(_Family):
+class _ScalarFamily(_Family):
+    """A family whose children each hold one value (counters, gauges)."""
+
     def _new_child(self) -> _Value:
         return _Value()
 
-    def _family(self) -> CounterMetricFamily:
-        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[Any]:
         family = self._family()
         for key, child in list(self._children.items()):
             family.add_metric(list(key), child.value)
         yield family
 
 
-class FastGauge(_Family):
+class FastCounter(_ScalarFamily):
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class FastGauge(_ScalarFamily):
     def __init__(
         self,
         name: str,
@@ -93,17 +97,8 @@ class FastGauge(_Family):
     ) -> None:
         super().__init__(name, documentation, labelnames, registry=registry)
 
-    def _new_child(self) -> _Value:
-        return _Value()
-
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
-        for key, child in list(self._children.items()):
-            family.add_metric(list(key), child.value)
-        yield family
 
 
 class _Buckets:

@@ -4,9 +4,6 @@ queue-depth or no-worker alert fires when every worker is gone."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,15 +11,8 @@ import pytest
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
 from tests.observability.app import ok
-from tests.observability.test_endpoint import REDIS_URL, ROOT, free_port, scrape_until
-
-
-def start_exporter(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "asyncmq", "exporter", "--backend", REDIS_URL, "--port", str(port)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+from tests.observability.conftest import REDIS_URL
+from tests.observability.support import asyncmq_process, free_port, scrape_until
 
 
 @pytest.mark.slow
@@ -36,7 +26,7 @@ async def test_the_exporter_shows_waiting_jobs_and_their_age_with_no_worker_runn
         await queue.add(ok.name)
     await queue.add(ok.name, delay=300)
     port = free_port()
-    exporter = start_exporter(port)
+    exporter = asyncmq_process("exporter", "--backend", REDIS_URL, "--port", str(port))
     q = f'queue="{queue_name}"'
     expected = {
         f'asyncmq_queue_jobs{{{q},state="waiting"}}': 4,

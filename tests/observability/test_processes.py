@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,18 +15,9 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.cli.processes import child_argv
 from asyncmq.queues import Queue
 from tests.observability.app import ok
-from tests.observability.test_endpoint import REDIS_URL, ROOT, free_port, samples, scrape, scrape_until
+from tests.observability.support import free_port, samples, scrape, scrape_until, start_worker
 
 JOBS = 60
-
-
-def start_workers(queue: str, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "asyncmq", "worker", "start", queue, "--processes", "2",
-         "--backend", REDIS_URL, "--app", "tests.observability.app", "--metrics-port", str(port)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
 
 
 def children_of(pid: int) -> set[int]:
@@ -68,7 +58,7 @@ async def test_two_worker_processes_report_summed_counters_and_a_killed_one_is_r
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    parent = start_workers(queue_name, port)
+    parent = start_worker(queue_name, port, "--processes", "2")
     q = f'queue="{queue_name}"'
     try:
         first = await wait_for_children(parent.pid, 2)

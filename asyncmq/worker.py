@@ -211,6 +211,7 @@ class Worker:
         if current is None or not current.cancelling():
             self._retry_or_fail(job, exc)
             return True
+        event_emitter.emit_job(Event.JOB_ABANDONED, job)
         if job.id in self._lost:
             self._lost.discard(job.id)
             current.uncancel()

@@ -23,11 +23,15 @@ def _fresh_settings_and_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         monkeypatch.delenv(name, raising=False)
     configure(None)
     before = {event: list(event_emitter._listeners[event]) for event in Event}
+    before_jobs = {event: list(event_emitter._job_listeners[event]) for event in Event}
+    before_hooks = list(event_emitter.error_hooks)
     yield
     if "asyncmq.observability" in sys.modules and sys.modules["asyncmq.observability"] is not None:
         sys.modules["asyncmq.observability"].uninstrument()
     for event in Event:
         event_emitter._listeners[event][:] = before[event]
+        event_emitter._job_listeners[event][:] = before_jobs[event]
+    event_emitter.error_hooks[:] = before_hooks
     configure(None)
 
 

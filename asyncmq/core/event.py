@@ -44,6 +44,9 @@ class Event(StrEnum):
     JOB_EXPIRED = "job:expired"
     JOB_CANCELLED = "job:cancelled"
     JOB_STALLED = "job:stalled"
+    #: This worker stopped an attempt without an outcome: the job was taken from it
+    #: (cancelled, or recovered after its lease ran out) or handed back at shutdown.
+    JOB_ABANDONED = "job:abandoned"
     WORKER_STARTED = "worker:started"
     WORKER_HEARTBEAT = "worker:heartbeat"
     WORKER_STOPPED = "worker:stopped"

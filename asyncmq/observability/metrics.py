@@ -208,6 +208,7 @@ class JobMetrics:
             Event.JOB_EXPIRED: self._on_expired,
             Event.JOB_CANCELLED: self._on_cancelled,
             Event.JOB_STALLED: self._on_stalled,
+            Event.JOB_ABANDONED: self._on_abandoned,
         }
         self._handlers: dict[Event, Callable[[Payload], None]] = {
             Event.QUEUE_RATE_LIMITED: self._on_rate_limited,
@@ -317,6 +318,10 @@ class JobMetrics:
 
     def _on_cancelled(self, job: Job) -> None:
         self._for(job).cancelled.inc()
+
+    def _on_abandoned(self, job: Job) -> None:
+        if self._running.pop(job.id, None) is not None:
+            self._for(job).in_progress.dec()
 
     def _on_stalled(self, job: Job) -> None:
         self.queue_seen(job.queue)

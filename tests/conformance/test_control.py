@@ -86,7 +86,7 @@ async def test_cancelling_a_running_job_interrupts_it_at_the_workers_next_heartb
     next_id = await queue.add(NOOP)
     await events.wait("job:completed", job_id=next_id)  # the worker goes on
     assert (await queue.get_job(job_id)).status is JobState.CANCELLED
-    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled"]
+    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled", "job:abandoned"]
     assert await queue.counts() == counts(cancelled=1, completed=1)
 
 

@@ -160,7 +160,7 @@ async def test_a_worker_stopped_without_grace_hands_its_unfinished_job_back_to_w
     job = await queue.get_job(job_id)
     assert (job.status, job.attempt, job.worker_id) == (JobState.WAITING, 0, None)
     assert await queue.counts() == counts(waiting=1)
-    assert events.names(job_id) == ["job:enqueued", "job:started"]
+    assert events.names(job_id) == ["job:enqueued", "job:started", "job:abandoned"]
 
     gate(queue.name).opened.set()
     assert await queue.worker().process() is True

@@ -7,7 +7,7 @@ import asyncio
 from asyncmq.context import current_job
 from asyncmq.tasks import task
 
-__all__ = ["always_fails", "fails_once", "ok"]
+__all__ = ["always_fails", "fails_once", "ok", "sleeps"]
 
 
 @task(queue="observed", name="observed.ok")
@@ -26,3 +26,8 @@ async def fails_once() -> str:
 @task(queue="observed", name="observed.always_fails")
 async def always_fails() -> None:
     raise ValueError("always")
+
+
+@task(queue="observed", name="observed.sleeps")
+async def sleeps(seconds: float) -> None:
+    await asyncio.sleep(seconds)

@@ -165,3 +165,29 @@ def test_a_fast_histogram_counts_a_value_on_a_bound_in_that_bucket_and_keeps_its
     (family,) = registry.collect()
     (exemplar,) = [sample.exemplar for sample in family.samples if sample.exemplar is not None]
     assert (exemplar.labels, exemplar.value) == ({"trace_id": "ab" * 16}, 1.0)
+
+
+async def test_an_attempt_taken_from_its_worker_leaves_nothing_in_progress(
+    registry: CollectorRegistry,
+) -> None:
+    import asyncio
+
+    from asyncmq.backends.memory import InMemoryBackend
+    from asyncmq.queues import Queue
+    from tests.observability.app import sleeps
+
+    queue = Queue("emails", backend=InMemoryBackend(), lease=0.3)
+    job_id = await queue.add(sleeps.name, args=[30])
+    started = asyncio.Event()
+    event_emitter.on_job(Event.JOB_STARTED, lambda job: started.set())
+    worker = queue.worker(handle_signals=False)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 5)
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 1
+    abandoned = asyncio.Event()
+    event_emitter.on_job(Event.JOB_ABANDONED, lambda job: abandoned.set())
+    assert await queue.cancel(job_id)
+    await asyncio.wait_for(abandoned.wait(), 5)  # at the worker's next heartbeat
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
+    worker.stop()
+    await asyncio.wait_for(running, 5)

@@ -20,6 +20,7 @@ import time
 import traceback
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -199,7 +200,8 @@ class Worker:
             self._retry_or_fail(job, exc)
         finally:
             _current.reset(ctx_token)
-            del self._running[job.id]
+            if self._running.get(job.id, (None, None))[0] is job:  # a later claim may run it now
+                del self._running[job.id]
         job.finished_at = time.time()
         self._settle(job)
 
@@ -301,6 +303,7 @@ class Worker:
                     self._emit_settled(job)
                 else:
                     log.warning("discarded the outcome of job %s: another owner has it now", job.id)
+                    event_emitter.emit_job(Event.JOB_ABANDONED, job)
 
     def _emit_settled(self, job: Job) -> None:
         event_emitter.emit_job(_SETTLED_EVENTS[job.status], job)
@@ -315,7 +318,7 @@ class Worker:
                 async with self._claim_lock:
                     if not self._buffer and not self._stopping:
                         await self._refill()
-            if self._buffer:
+            if self._buffer and not self._stopping:
                 await self._execute(self._buffer.popleft())
 
     async def _claim(self, limit: int) -> int:
@@ -382,30 +385,40 @@ class Worker:
     async def _schedule_loop(self) -> None:
         """Promote on every pass; the rest only when due, so an idle scheduler costs one
         promote and one blocking wait per `scan_interval`. A repeatable's occurrence is
-        promoted like any delayed job, and its promotion is what fires the schedule."""
-        next_repeat = next_stall = next_purge = 0.0
+        promoted like any delayed job, and its promotion is what fires the schedule. Each
+        duty fails on its own and its clock moves on anyway, so one broken duty (a malformed
+        schedule) neither stops the others nor spins the loop."""
+        due = {"repeat": 0.0, "stall": 0.0, "purge": 0.0}
+        duties = {
+            "repeat": (_REPAIR_EVERY_S, self._repair_repeatables),
+            "stall": (self._stall_check_every_s(), self._recover_stalled),
+            "purge": (_PURGE_EVERY_S, self._purge),
+        }
         while True:
             now = time.time()
-            try:
-                promoted, next_due = await self._promote(now)
-                if promoted or now >= next_repeat:
-                    next_due = _earliest(next_due, await self._fire_repeatables(now))
-                if now >= next_repeat:
-                    await self._repair_repeatables(now)
-                    next_repeat = now + _REPAIR_EVERY_S
-                if now >= next_stall:
-                    await self._recover_stalled(now)
-                    next_stall = now + self._stall_check_every_s()
-                if now >= next_purge:
-                    await self.backend.purge_finished(self.queue.name, now, self.queue.retention)
-                    next_purge = now + _PURGE_EVERY_S
-            except Exception:
-                log.exception("scheduler pass for queue %r failed; retrying", self.queue.name)
-                next_due = None
-            wake_at = min(now + self.queue.scan_interval_s, next_stall, next_repeat, next_due or math.inf)
-            sleep = wake_at - time.time()
-            if sleep > 0:
-                await self._wait_for_schedule(sleep)
+            next_due = await self._duty("promotion", self._promote_and_fire(now, now >= due["repeat"]))
+            for name, (every_s, duty) in duties.items():
+                if now >= due[name]:
+                    due[name] = now + every_s
+                    await self._duty(name, duty(now))
+            wake_at = min(now + self.queue.scan_interval_s, *due.values(), next_due or math.inf)
+            await self._wait_for_schedule(max(wake_at - time.time(), 0.001))
+
+    async def _duty(self, name: str, work: Awaitable[float | None]) -> float | None:
+        try:
+            return await work
+        except Exception:
+            log.exception("scheduler %s for queue %r failed; retrying later", name, self.queue.name)
+            return None
+
+    async def _promote_and_fire(self, now: float, check_repeatables: bool) -> float | None:
+        promoted, next_due = await self._promote(now)
+        if promoted or check_repeatables:
+            next_due = _earliest(next_due, await self._fire_repeatables(now))
+        return next_due
+
+    async def _purge(self, now: float) -> None:
+        await self.backend.purge_finished(self.queue.name, now, self.queue.retention)
 
     async def _wait_for_schedule(self, timeout_s: float) -> None:
         """Sleep until a sooner job may be due. The wait is a backend call too (a blocking
@@ -566,6 +579,9 @@ class Worker:
             for slot in pending:
                 slot.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._buffer:  # a claim in flight at stop() may have filled it since
+            await self.backend.release(list(self._buffer))
+            self._buffer.clear()
         if self._interrupted:
             log.warning(
                 "handing %d unfinished jobs back to queue %r", len(self._interrupted), self.queue.name

@@ -222,7 +222,7 @@ class InMemoryBackend(BaseBackend):
                 continue
             store, stored = owned
             stored.attempt -= 1
-            stored.worker_id = stored.lease_until = None
+            stored.worker_id = stored.lease_until = stored.delay_until = None
             self._move(store, stored, JobState.WAITING)
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
@@ -271,7 +271,7 @@ class InMemoryBackend(BaseBackend):
         recovered = []
         for job in [job for job in store.active.values() if (job.lease_until or 0) < now]:
             job.stalls += 1
-            job.worker_id = job.lease_until = None
+            job.worker_id = job.lease_until = job.delay_until = None  # it is due now, not late
             if job.stalls > max_stalls:
                 job.finished_at = now
                 job.error = {

@@ -63,7 +63,9 @@ class ProcessSupervisor:
         env = dict(os.environ)
         if self.metrics_dir is not None:
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
-        return subprocess.Popen(self.command, env=env)
+        # A session of its own: a Ctrl-C in the terminal reaches the parent only, which passes
+        # one SIGTERM on; otherwise each child would get both and take the second as "now".
+        return subprocess.Popen(self.command, env=env, start_new_session=True)
 
     def stop(self) -> None:
         self._stopping = True
@@ -77,8 +79,9 @@ class ProcessSupervisor:
         while not self._stopping:
             await asyncio.sleep(_POLL_S)
             for index, child in enumerate(self.children):
-                if child.poll() is not None and not self._stopping:
-                    self._replace(index, child)
+                code = child.poll()
+                if code is not None and code != 0 and not self._stopping:
+                    self._replace(index, child)  # a clean exit (--burst, done) is not replaced
             if all(child.poll() is not None for child in self.children):
                 break  # every child ended by itself (--burst)
         await asyncio.to_thread(self._reap, grace_s)

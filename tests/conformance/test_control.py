@@ -101,7 +101,7 @@ async def test_a_cancelled_running_jobs_late_result_is_rejected(queue: Queue, ev
     assert await asyncio.wait_for(running, WAIT_S) is True
     job = await queue.get_job(job_id)
     assert (job.status, job.result) == (JobState.CANCELLED, None)
-    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled"]
+    assert events.names(job_id) == ["job:enqueued", "job:started", "job:cancelled", "job:abandoned"]
     assert await queue.counts() == counts(cancelled=1)
 
 

@@ -189,7 +189,8 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_result
         "job:started",  # A
         "job:stalled",
         "job:started",  # B
-        "job:completed",  # B; A's refused outcome emits nothing
+        "job:completed",  # B
+        "job:abandoned",  # A's outcome refused: A's attempt ended here without one
     ]
     stored = await queue.get_job(job_id)
     assert stored.status is JobState.COMPLETED

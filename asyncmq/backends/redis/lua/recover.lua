@@ -7,7 +7,7 @@ for _, id in ipairs(ids) do
   local key = job_key(id)
   local stalls = redis.call('HINCRBY', key, 'stalls', 1)
   redis.call('HINCRBY', key, 'token', 1)
-  redis.call('HDEL', key, 'lease_until', 'worker_id')
+  redis.call('HDEL', key, 'lease_until', 'worker_id', 'delay_until') -- due now, not late
   if stalls > tonumber(ARGV[2]) then
     local message = 'the job\'s worker vanished ' .. stalls .. ' times (max_stalls=' .. ARGV[2] .. ')'
     redis.call('HSET', key, 'status', 'failed', 'finished_at', ARGV[1],

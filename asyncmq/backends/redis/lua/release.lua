@@ -5,7 +5,7 @@ for i = 2, #ARGV, 2 do
     redis.call('HINCRBY', key, 'attempt', -1)
     redis.call('HINCRBY', key, 'token', 1)
     redis.call('HSET', key, 'status', 'waiting')
-    redis.call('HDEL', key, 'lease_until', 'worker_id', 'started_at')
+    redis.call('HDEL', key, 'lease_until', 'worker_id', 'started_at', 'delay_until')
     push_waiting(id, redis.call('HGET', key, 'priority'), redis.call('HGET', key, 'ready_at') or ARGV[1])
   end
 end

@@ -36,12 +36,14 @@ for k = 1, #popped, 2 do
   local id = popped[k]
   local key = job_key(id)
   redis.call('ZREM', base .. 'since', id)
-  redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HINCRBY', key, 'token', 1)
-  redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
-  redis.call('ZADD', base .. 'active', lease_until, id)
-  redis.call('RPUSH', receipt, id)
-  out[#out + 1] = redis.call('HGETALL', key)
+  if redis.call('EXISTS', key) == 1 then -- else an index entry that lost its record: dropped
+    redis.call('HINCRBY', key, 'attempt', 1)
+    redis.call('HINCRBY', key, 'token', 1)
+    redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
+    redis.call('ZADD', base .. 'active', lease_until, id)
+    redis.call('RPUSH', receipt, id)
+    out[#out + 1] = redis.call('HGETALL', key)
+  end
 end
 if #popped > 0 then redis.call('EXPIRE', receipt, 60) end
 if rate > 0 then

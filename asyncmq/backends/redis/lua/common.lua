@@ -44,19 +44,22 @@ local function unindex(id, status)
   end
 end
 
-local function delete_jobs(ids)
-  for i = 1, #ids, 1000 do
-    local keys = {}
-    for j = i, math.min(i + 999, #ids) do keys[#keys + 1] = job_key(ids[j]) end
-    redis.call('DEL', unpack(keys))
+-- Deletes the records of `ids` still in `status`: an id can outlive its record in an index
+-- (a finished record expires before the purge), and a new job may have taken the id since.
+local function delete_jobs(ids, status)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', job_key(id), 'status') == status then keys[#keys + 1] = job_key(id) end
+    if #keys == 1000 then redis.call('DEL', unpack(keys)); keys = {} end
   end
+  if #keys > 0 then redis.call('DEL', unpack(keys)) end
 end
 
 -- Keeps the newest `keep` jobs of a finished status; deletes the rest.
 local function trim_finished(status, keep)
   local extra = redis.call('ZCARD', base .. status) - keep
   if extra > 0 then
-    delete_jobs(redis.call('ZRANGE', base .. status, 0, extra - 1))
+    delete_jobs(redis.call('ZRANGE', base .. status, 0, extra - 1), status)
     redis.call('ZREMRANGEBYRANK', base .. status, 0, extra - 1)
   end
 end

@@ -2,7 +2,7 @@
 local removed = 0
 for _, status in ipairs({'waiting', 'delayed'}) do
   local ids = redis.call('ZRANGE', base .. status, 0, -1)
-  delete_jobs(ids)
+  delete_jobs(ids, status)
   removed = removed + #ids
 end
 redis.call('DEL', base .. 'waiting', base .. 'since', base .. 'delayed')

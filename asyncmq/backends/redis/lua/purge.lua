@@ -4,7 +4,7 @@ local removed = 0
 for _, status in ipairs({'completed', 'failed', 'expired', 'cancelled'}) do
   local old = redis.call('ZRANGEBYSCORE', base .. status, '-inf', cutoff)
   if #old > 0 then
-    delete_jobs(old)
+    delete_jobs(old, status)
     redis.call('ZREMRANGEBYSCORE', base .. status, '-inf', cutoff)
     removed = removed + #old
   end

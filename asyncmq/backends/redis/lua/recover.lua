@@ -5,19 +5,21 @@ local out = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', base .. 'active', id)
   local key = job_key(id)
-  local stalls = redis.call('HINCRBY', key, 'stalls', 1)
-  redis.call('HINCRBY', key, 'token', 1)
-  redis.call('HDEL', key, 'lease_until', 'worker_id', 'delay_until') -- due now, not late
-  if stalls > tonumber(ARGV[2]) then
-    local message = 'the job\'s worker vanished ' .. stalls .. ' times (max_stalls=' .. ARGV[2] .. ')'
-    redis.call('HSET', key, 'status', 'failed', 'finished_at', ARGV[1],
-      'error', cjson.encode({type = 'StalledJobError', message = message}))
-    push_finished(id, 'failed', ARGV[1], tonumber(ARGV[4]))
-  else
-    redis.call('HSET', key, 'status', 'waiting', 'ready_at', ARGV[1])
-    push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[1])
+  if redis.call('EXISTS', key) == 1 then -- else an index entry that lost its record: dropped
+    local stalls = redis.call('HINCRBY', key, 'stalls', 1)
+    redis.call('HINCRBY', key, 'token', 1)
+    redis.call('HDEL', key, 'lease_until', 'worker_id', 'delay_until') -- due now, not late
+    if stalls > tonumber(ARGV[2]) then
+      local message = 'the job\'s worker vanished ' .. stalls .. ' times (max_stalls=' .. ARGV[2] .. ')'
+      redis.call('HSET', key, 'status', 'failed', 'finished_at', ARGV[1],
+        'error', cjson.encode({type = 'StalledJobError', message = message}))
+      push_finished(id, 'failed', ARGV[1], tonumber(ARGV[4]))
+    else
+      redis.call('HSET', key, 'status', 'waiting', 'ready_at', ARGV[1])
+      push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[1])
+    end
+    out[#out + 1] = redis.call('HGETALL', key)
   end
-  out[#out + 1] = redis.call('HGETALL', key)
 end
 if #out > 0 then wake_workers() end
 return out

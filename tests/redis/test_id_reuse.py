@@ -1,0 +1,42 @@
+"""A job id whose finished record expired can be used again, and the new job is never
+deleted by the purge of the old one's index entry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from asyncmq.backends.base import Retention
+from asyncmq.backends.redis import RedisBackend
+from asyncmq.queues import Queue
+from tests.redis.app import nap
+
+
+async def test_reusing_the_id_of_an_expired_finished_job_keeps_the_new_job(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    await queue.add(nap.name, args=[1, 0], job_id="report-1")
+    await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), 10)
+    base = f"{backend.prefix}:{{{queue_name}}}:"
+    await backend.client.delete(base + "job:report-1")  # its TTL ran out; the index entry is left
+
+    assert await queue.add(nap.name, args=[2, 0], job_id="report-1") == "report-1"
+    assert await backend.purge_finished(queue_name, time.time() + 10**6, Retention(ttl_s=1, keep=0)) == 1
+    await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), 10)
+    job = await queue.get_job("report-1")
+    assert (job.status, job.result) == ("completed", 4)
+
+
+async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recovery(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    base = f"{backend.prefix}:{{{queue_name}}}:"
+    await backend.client.zadd(base + "waiting", {"ghost": 1})
+    await backend.client.zadd(base + "active", {"phantom": 1})
+    real = await queue.add(nap.name, args=[3, 0])
+    claimed = await backend.claim(queue_name, "w", 10, 30, time.time(), None)
+    assert [job.id for job in claimed.jobs] == [real]
+    assert await backend.recover_stalled(queue_name, time.time(), 1) == []
+    assert await backend.client.exists(base + "job:ghost", base + "job:phantom") == 0

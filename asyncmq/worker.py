@@ -10,6 +10,7 @@ and recovers stalled jobs; a heartbeat keeps leases alive and learns of jobs tak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import math
@@ -568,35 +569,40 @@ class Worker:
         """Order matters: stop claiming, hand back what never started, let running attempts
         finish while heartbeats keep their leases, hand back the rest, store outcomes last.
         The flusher is asked to finish, never cancelled: a batch cut off mid-store would
-        only come back after its leases ran out."""
+        only come back after its leases ran out. A backend failing on the way out costs at
+        most those leases; it never leaves this worker's tasks running."""
         self.stop()
-        if self._buffer:
-            await self.backend.release(list(self._buffer))
-            self._buffer.clear()
-        busy = {slot for slot in slots if not slot.done()}
-        if busy:
-            pending = await self._wait_for_slots(busy)
-            for slot in pending:
-                slot.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._buffer:  # a claim in flight at stop() may have filled it since
-            await self.backend.release(list(self._buffer))
-            self._buffer.clear()
-        if self._interrupted:
-            log.warning(
-                "handing %d unfinished jobs back to queue %r", len(self._interrupted), self.queue.name
-            )
-            await self.backend.release(self._interrupted)
-            self._interrupted.clear()
-        self._closing = True
-        assert self._ack_ready is not None
-        self._ack_ready.set()
-        await flusher
-        await self._flush()
-        for task in helpers:
-            task.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
-        await self.backend.remove_worker(self._info(time.time()))
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        self._emit_worker(Event.WORKER_STOPPED)
+        try:
+            await self._hand_back(self._buffer)
+            busy = {slot for slot in slots if not slot.done()}
+            if busy:
+                pending = await self._wait_for_slots(busy)
+                for slot in pending:
+                    slot.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            await self._hand_back(self._buffer)  # a claim in flight at stop() may have filled it
+            await self._hand_back(self._interrupted)
+            self._closing = True
+            assert self._ack_ready is not None
+            self._ack_ready.set()
+            # Bounded: a backend that stays down must not hold the exit; those outcomes'
+            # jobs are recovered after their leases (at least once, never lost).
+            await asyncio.wait({flusher}, timeout=max(self.shutdown_grace_s, 5.0))
+        finally:
+            for task in [*slots, flusher, *helpers]:
+                task.cancel()
+            await asyncio.gather(*slots, flusher, *helpers, return_exceptions=True)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                await self.backend.remove_worker(self._info(time.time()))
+            self._emit_worker(Event.WORKER_STOPPED)
+
+    async def _hand_back(self, jobs: deque[Job] | list[Job]) -> None:
+        if not jobs:
+            return
+        try:
+            await self.backend.release(list(jobs))
+        except Exception:  # their leases run out and they are recovered: late, not lost
+            log.exception("handing %d jobs back to queue %r failed", len(jobs), self.queue.name)
+        jobs.clear()

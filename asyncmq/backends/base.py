@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
@@ -88,19 +88,20 @@ class BaseBackend(ABC):
 
     #: Short name used in logs and metric labels (`memory`, `redis`, ...).
     name: str = "base"
+    #: Called as hook(backend_name, operation, seconds) after each round trip of any backend
+    #: in this process: how metrics see every backend without being handed each one.
+    operation_hooks: ClassVar[list[OperationHook]] = []
 
     def __init__(self) -> None:
         #: Round trips to the server by operation, counted by backends that make them.
         self.operation_counts: Counter[str] = Counter()
-        #: Called as hook(backend_name, operation, seconds) after each round trip.
-        self.operation_hooks: list[OperationHook] = []
 
     def record_operation(self, operation: str, started: float) -> None:
         """Count one round trip begun at `started` (`time.perf_counter()`) and tell the hooks."""
         self.operation_counts[operation] += 1
-        if self.operation_hooks:
+        if BaseBackend.operation_hooks:
             elapsed = time.perf_counter() - started
-            for hook in self.operation_hooks:
+            for hook in BaseBackend.operation_hooks:
                 hook(self.name, operation, elapsed)
 
     async def connect(self) -> None:

@@ -12,7 +12,7 @@ and backend operation hooks); the engine never imports it. Needs the extra:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asyncmq.errors import ConfigurationError
@@ -44,8 +44,6 @@ class Instrumentation:
     registry: CollectorRegistry
     metrics: JobMetrics | None = None
     tracing: bool = False
-    backends: list[BaseBackend] = field(default_factory=list)
-    _collectors: list[Any] = field(default_factory=list)
 
 
 _active: Instrumentation | None = None
@@ -60,16 +58,14 @@ def instrument(
 ) -> Instrumentation:
     """Turn on metrics (into `registry`, default the global one) and tracing (with
     `tracer_provider`, default the global one if an SDK provider is set there). Calling it
-    again returns the same instrumentation, watching any new `backends` too."""
+    again returns the same instrumentation. Every backend's round trips are counted; those in
+    `backends` are named in `asyncmq_build_info` before their first one."""
     global _active
     if _active is None:
         active = Instrumentation(registry=registry or REGISTRY)
         if metrics:
             active.metrics = JobMetrics(active.registry)
             active.metrics.start()
-            active._collectors.append(
-                build_info(active.registry, sorted({b.name for b in backends}) or ["unknown"])
-            )
         if tracing and _tracing_wanted(tracer_provider):
             from asyncmq.observability.tracing import start_tracing
 
@@ -77,10 +73,8 @@ def instrument(
             active.tracing = True
         _active = active
     for backend in backends:
-        if backend not in _active.backends:
-            _active.backends.append(backend)
-            if _active.metrics is not None:
-                _active.metrics.watch_backend(backend)
+        if _active.metrics is not None:
+            _active.metrics.backend_seen(backend.name)
     return _active
 
 
@@ -95,7 +89,7 @@ def uninstrument() -> None:
         return
     if _active.metrics is not None:
         _active.metrics.stop()
-        for metric in [*_active.metrics.all_metrics(), *_active._collectors]:
+        for metric in _active.metrics.all_metrics():
             _active.registry.unregister(metric)
     if _active.tracing:
         from asyncmq.observability.tracing import stop_tracing

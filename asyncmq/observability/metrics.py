@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from asyncmq import __version__
+from asyncmq.backends.base import BaseBackend
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.observability.fast import FastCounter, FastGauge, FastHistogram
 from asyncmq.tasks import TASK_REGISTRY
@@ -187,6 +188,7 @@ class JobMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=registry,
         )
+        self.build_info = build_info(registry, [], Gauge)
         self.listener_errors = Counter(
             "asyncmq_event_listener_errors", "Event listeners that raised.", ["event"], registry=registry
         )
@@ -215,7 +217,7 @@ class JobMetrics:
             Event.WORKER_STARTED: self._on_worker_started,
             Event.WORKER_STOPPED: self._on_worker_stopped,
         }
-        self._backends: list[BaseBackend] = []
+        self._backend_names: set[str] = set()
 
     def all_metrics(self) -> list[Any]:
         """Every metric this object registered, for `uninstrument()` to unregister."""
@@ -229,6 +231,7 @@ class JobMetrics:
         for event, handler in self._handlers.items():
             event_emitter.on(event, handler)
         event_emitter.error_hooks.append(self._on_listener_error)
+        BaseBackend.operation_hooks.append(self._on_operation)
 
     def stop(self) -> None:
         for event, job_handler in self._job_handlers.items():
@@ -237,16 +240,14 @@ class JobMetrics:
             event_emitter.off(event, handler)
         if self._on_listener_error in event_emitter.error_hooks:
             event_emitter.error_hooks.remove(self._on_listener_error)
-        for backend in self._backends:
-            if self._on_operation in backend.operation_hooks:
-                backend.operation_hooks.remove(self._on_operation)
-        self._backends.clear()
+        if self._on_operation in BaseBackend.operation_hooks:
+            BaseBackend.operation_hooks.remove(self._on_operation)
 
-    def watch_backend(self, backend: BaseBackend) -> None:
-        """Count and time the backend's round trips."""
-        if self._on_operation not in backend.operation_hooks:
-            backend.operation_hooks.append(self._on_operation)
-            self._backends.append(backend)
+    def backend_seen(self, backend: str) -> None:
+        """Name a backend in `asyncmq_build_info` before its first round trip."""
+        if backend not in self._backend_names:
+            self._backend_names.add(backend)
+            self.build_info.labels(__version__, backend).set(1)
 
     def queue_seen(self, queue: str) -> None:
         """Create every per-queue series at 0, so rates and ratios exist from the start."""
@@ -346,6 +347,7 @@ class JobMetrics:
         self.listener_errors.labels(event).inc()
 
     def _on_operation(self, backend: str, operation: str, seconds: float) -> None:
+        self.backend_seen(backend)  # build_info names every backend in use
         self._child(self.backend_operations, backend, operation).inc()
         self._child(self.backend_seconds, backend, operation).observe(seconds)
 
@@ -363,8 +365,9 @@ def _exemplar(job: Job) -> dict[str, str] | None:
     return None if trace_id is None else {"trace_id": trace_id}
 
 
-def build_info(registry: CollectorRegistry, backends: Iterable[str]) -> Gauge:
-    gauge = Gauge(
+def build_info(registry: CollectorRegistry, backends: Iterable[str], kind: Any = Gauge) -> Any:
+    """`asyncmq_build_info{version,backend}`, 1 for each of `backends`."""
+    gauge = kind(
         "asyncmq_build_info",
         "Always 1: the running version and backend.",
         ["version", "backend"],

@@ -178,7 +178,8 @@ class BaseBackend(ABC):
 
     @abstractmethod
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
-        """Compare-and-set a schedule's next firing time; `False` if someone else moved it."""
+        """Compare-and-set a schedule's next firing time; `False` if someone moved it elsewhere.
+        Already at `next_at` counts as success: the same call sent again after a lost reply."""
 
     # -- control and inspection -----------------------------------------------------
     @abstractmethod

@@ -300,6 +300,8 @@ class InMemoryBackend(BaseBackend):
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
         rep = self._store(queue).repeatables.get(key)
+        if rep is not None and rep.next_run_at == next_at:
+            return True  # already there: the occurrence's id makes storing it twice store it once
         if rep is None or rep.next_run_at != expected_at:
             return False
         rep.next_run_at = next_at

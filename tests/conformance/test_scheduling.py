@@ -141,7 +141,9 @@ async def test_only_one_scheduler_can_advance_a_repeatable_from_a_given_time(que
     due, following = rep.next_run_at, rep.next_run_at + 30
 
     assert await queue.backend.advance_repeatable(queue.name, key, due, following) is True
-    assert await queue.backend.advance_repeatable(queue.name, key, due, following) is False  # lost the race
+    assert await queue.backend.advance_repeatable(queue.name, key, due, following + 1) is False  # lost
+    # The same advance again (a resend after a lost reply) succeeds and changes nothing.
+    assert await queue.backend.advance_repeatable(queue.name, key, due, following) is True
 
     assert [r.next_run_at for r in await queue.repeatables()] == [following]
 

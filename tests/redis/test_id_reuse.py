@@ -40,3 +40,15 @@ async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recover
     assert [job.id for job in claimed.jobs] == [real]
     assert await backend.recover_stalled(queue_name, time.time(), 1) == []
     assert await backend.client.exists(base + "job:ghost", base + "job:phantom") == 0
+
+
+async def test_an_enqueue_sent_again_after_a_lost_reply_reports_its_own_store(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    job = queue.build_job(nap.name, [1, 0], job_id="once")
+    assert await backend.enqueue([job]) == [True]
+    assert await backend.enqueue([job]) == [True]  # the same store again: not a duplicate
+    other = queue.build_job(nap.name, [2, 0], job_id="once", now=job.created_at + 1)
+    assert await backend.enqueue([other]) == [False]  # another job with that id: refused
+    assert (await queue.counts())["waiting"] == 1

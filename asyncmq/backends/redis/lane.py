@@ -101,7 +101,11 @@ class ScriptLane:
         sent: list[Call] = []  # what a retry sends again
         pending: Iterable[Call] = _remember(calls, sent)
         while True:
-            conn = await self._checkout()
+            try:
+                conn = await self._checkout()
+            except _DROPPED:  # the server is down or restarting: wait, as for a dropped call
+                failures = await self._backoff(failures)
+                continue
             try:
                 replies = await self._exchange(conn, pending)
             except NoScriptError:
@@ -111,10 +115,14 @@ class ScriptLane:
                 continue
             except _DROPPED:
                 self._discard(conn)
-                failures += 1
-                if failures > self.retries:
+                failures = await self._backoff(failures)
+                pending = self._everything(pending, sent)
+                continue
+            except ResponseError as exc:
+                self._checkin(conn)
+                if not str(exc).startswith("LOADING"):
                     raise
-                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                failures = await self._backoff(failures)  # a restarted server reading its data
                 pending = self._everything(pending, sent)
                 continue
             except BaseException:
@@ -122,6 +130,14 @@ class ScriptLane:
                 raise
             self._checkin(conn)
             return replies
+
+    async def _backoff(self, failures: int) -> int:
+        """Sleep before the next try, or re-raise once the tries are spent."""
+        failures += 1
+        if failures > self.retries:
+            raise
+        await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+        return failures
 
     @staticmethod
     def _everything(pending: Iterable[Call], sent: list[Call]) -> list[Call]:

@@ -7,6 +7,10 @@ if ARGV[1] == 'add' then
   redis.call('HSET', next_at, ARGV[2], ARGV[4])
   return 1
 end
-if redis.call('HGET', next_at, ARGV[2]) ~= ARGV[3] then return 0 end
+local current = redis.call('HGET', next_at, ARGV[2])
+if current == ARGV[4] then return 1 end -- already advanced there: this call sent again, or a
+                                         -- scheduler that chose the same time (the occurrence's
+                                         -- id makes storing it twice store it once)
+if current ~= ARGV[3] then return 0 end
 redis.call('HSET', next_at, ARGV[2], ARGV[4])
 return 1

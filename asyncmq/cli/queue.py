@@ -134,12 +134,7 @@ def queue_info(name: str, backend: str | None, as_json: bool) -> None:
 @backend_options
 def pause(name: str, backend: str | None) -> None:
     """Stop workers claiming from NAME; running jobs finish, producers may still add."""
-
-    async def main() -> None:
-        async with open_backend(backend) as store:
-            await Queue(name, backend=store).pause()
-
-    run(main())
+    run(_set_paused(name, backend, paused=True))
     click.echo(f"Paused queue {name!r}.")
 
 
@@ -148,13 +143,14 @@ def pause(name: str, backend: str | None) -> None:
 @backend_options
 def resume(name: str, backend: str | None) -> None:
     """Let workers claim from NAME again."""
-
-    async def main() -> None:
-        async with open_backend(backend) as store:
-            await Queue(name, backend=store).resume()
-
-    run(main())
+    run(_set_paused(name, backend, paused=False))
     click.echo(f"Resumed queue {name!r}.")
+
+
+async def _set_paused(name: str, backend: str | None, *, paused: bool) -> None:
+    async with open_backend(backend) as store:
+        queue = Queue(name, backend=store)
+        await (queue.pause() if paused else queue.resume())
 
 
 @queue_group.command("drain")

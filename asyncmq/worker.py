@@ -144,10 +144,9 @@ class Worker:
         """One full scheduler pass: promote due delayed jobs, fire due repeatables, recover
         stalled jobs. Returns when the next delayed job is due."""
         now = time.time() if now is None else now
-        _, next_due = await self._promote(now)
-        following = await self._fire_repeatables(now)
+        next_due = await self._promote_and_fire(now, check_repeatables=True)
         await self._recover_stalled(now)
-        return _earliest(next_due, following)
+        return next_due
 
     async def run(self) -> None:
         self.backend.size_for(self.concurrency)

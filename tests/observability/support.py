@@ -16,6 +16,7 @@ from tests.observability.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)")
 
 

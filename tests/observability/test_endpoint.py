@@ -11,7 +11,7 @@ import pytest
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
 from tests.observability.app import always_fails, fails_once, ok
-from tests.observability.support import free_port, scrape, scrape_until, start_worker
+from tests.observability.support import OPENMETRICS, free_port, scrape, scrape_until, start_worker
 
 
 async def store_the_mix(queue: Queue) -> None:
@@ -75,7 +75,7 @@ async def test_a_worker_serves_every_contract_metric_with_exact_values(
     try:
         found = await scrape_until(url, expected)
         text = await asyncio.to_thread(scrape, url)
-        openmetrics = await asyncio.to_thread(scrape, url, "application/openmetrics-text; version=1.0.0")
+        openmetrics = await asyncio.to_thread(scrape, url, OPENMETRICS)
         health = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/healthz")
     finally:
         worker.terminate()

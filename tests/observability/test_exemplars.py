@@ -15,9 +15,7 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.observability.tracing import start_tracing, stop_tracing
 from asyncmq.queues import Queue
 from tests.observability.app import ok
-from tests.observability.support import free_port, scrape, scrape_until, start_worker
-
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+from tests.observability.support import OPENMETRICS, free_port, scrape, scrape_until, start_worker
 
 
 @pytest.mark.slow

@@ -93,6 +93,11 @@ def _decode(flat: Sequence[str]) -> Job | None:
         return None
 
 
+def _whole_seconds(ttl_s: float) -> int:
+    """EXPIRE takes whole seconds, at least one."""
+    return max(math.ceil(ttl_s), 1)
+
+
 def _enqueue_entry(job: Job) -> list[str]:
     when = job.delay_until if job.status is JobState.DELAYED else job.ready_at
     entry = [job.id, job.status.value, str(job.priority), repr(when)]
@@ -309,7 +314,7 @@ class RedisBackend(BaseBackend):
         for index, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(index)
         accepted = [False] * len(jobs)
-        ttl = max(math.ceil(retention.ttl_s), 1)
+        ttl = _whole_seconds(retention.ttl_s)
         for queue, indexes in by_queue.items():
             outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
             flags = await self._run("finish", queue, repr(time.time()), ttl, retention.keep, outcomes)
@@ -365,7 +370,7 @@ class RedisBackend(BaseBackend):
     async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
         from asyncmq.conf import settings
 
-        ttl = max(math.ceil(settings.result_ttl_seconds), 1)
+        ttl = _whole_seconds(settings.result_ttl_seconds)
         replies = await self._run("recover", queue, repr(now), max_stalls, 1000, ttl)
         return [job for flat in replies if (job := _decode(flat)) is not None]
 
@@ -419,7 +424,7 @@ class RedisBackend(BaseBackend):
     async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
         from asyncmq.conf import settings
 
-        ttl = max(math.ceil(settings.result_ttl_seconds), 1)
+        ttl = _whole_seconds(settings.result_ttl_seconds)
         return _decode(await self._run("cancel", queue, job_id, repr(now), ttl))
 
     async def retry(self, queue: str, job_id: str, now: float) -> Job | None:

@@ -28,6 +28,7 @@ from asyncmq.cli.common import (
     valid_queue_names,
 )
 from asyncmq.cli.processes import ProcessSupervisor, metrics_directory, remove_directory
+from asyncmq.conf import settings
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.core.publisher import EventPublisher
 from asyncmq.queues import Queue
@@ -201,7 +202,7 @@ def _traced(otlp_endpoint: str | None) -> Iterator[None]:
         raise click.ClickException(
             f"--otlp-endpoint needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
         ) from None
-    with exporting_traces(otlp_endpoint):
+    with exporting_traces(otlp_endpoint, link=settings.tracing_link):
         yield
 
 

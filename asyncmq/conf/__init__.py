@@ -67,6 +67,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return loaded
 
 
+def _instrument(loaded: Settings) -> None:
+    """Settings that ask for observability turn the plugin on as soon as they are loaded.
+    The plugin is imported only then: the engine itself never depends on it."""
+    if loaded.metrics or loaded.tracing:
+        from asyncmq.observability import instrument_from_settings
+
+        instrument_from_settings(loaded)
+
+
 class _LazySettings:
     """Reads settings on first attribute access, so importing asyncmq reads no environment."""
 
@@ -76,6 +85,7 @@ class _LazySettings:
     def __getattr__(self, name: str) -> Any:
         if self._wrapped is None:
             self._wrapped = load_settings()
+            _instrument(self._wrapped)
         value = getattr(self._wrapped, name)
         if not name.startswith("_"):
             self.__dict__[name] = value  # later reads skip this method: hot paths read settings

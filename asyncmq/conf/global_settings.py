@@ -41,6 +41,19 @@ class Settings:
     result_ttl_seconds: float = 86_400.0
     #: ...and at most this many per queue and state, newest kept.
     keep_finished_jobs: int = 10_000
+    #: Observability, in any process that loads these settings (workers, and producers such
+    #: as a web server), from the first use of a queue or worker on; needs
+    #: `pip install 'asyncmq[observability]'`. `metrics`: the job metrics, in the default
+    #: Prometheus registry (serve it as your app does, or with the worker's --metrics-port).
+    metrics: bool = False
+    #: `tracing`: a `send` span per enqueue and a `process` span per attempt, through the global
+    #: OpenTelemetry tracer provider or, when none is set, one configured from the standard
+    #: `OTEL_*` variables (exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    tracing: bool = False
+    #: Each attempt's `process` span starts a trace of its own, linked to the producer's `send`
+    #: span, instead of continuing the producer's trace: keeps a large fan-out from making one
+    #: huge trace.
+    tracing_link: bool = False
 
     def __init__(self, **overrides: object) -> None:
         for name, value in overrides.items():

@@ -12,10 +12,14 @@ and backend operation hooks); the engine never imports it. Needs the extra:
 
 from __future__ import annotations
 
+import atexit
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asyncmq.conf import Settings, settings
 from asyncmq.errors import ConfigurationError
+from asyncmq.logging import get_logger
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Instrumentation",
     "instrument",
+    "instrument_from_settings",
     "instrumentation",
     "serve_metrics",
     "serve_multiprocess_metrics",
@@ -46,6 +51,8 @@ class Instrumentation:
     tracing: bool = False
 
 
+log = get_logger(__name__)
+
 _active: Instrumentation | None = None
 
 
@@ -55,12 +62,16 @@ def instrument(
     registry: CollectorRegistry | None = None,
     tracer_provider: Any = None,
     backends: tuple[BaseBackend, ...] | list[BaseBackend] = (),
+    link: bool | None = None,
 ) -> Instrumentation:
     """Turn on metrics (into `registry`, default the global one) and tracing (with
-    `tracer_provider`, default the global one if an SDK provider is set there). Calling it
-    again returns the same instrumentation. Every backend's round trips are counted; those in
-    `backends` are named in `asyncmq_build_info` before their first one."""
+    `tracer_provider`, default the global one if an SDK provider is set there; `link`, default
+    the `tracing_link` setting, makes attempts link to the producer's span rather than continue
+    its trace). Calling it again returns the same instrumentation. Every backend's round trips
+    are counted; those in `backends` are named in `asyncmq_build_info` before their first one."""
     global _active
+    if link is None:  # read first: loading settings may instrument the process itself
+        link = settings.tracing_link
     if _active is None:
         active = Instrumentation(registry=registry or REGISTRY)
         if metrics:
@@ -69,13 +80,40 @@ def instrument(
         if tracing and _tracing_wanted(tracer_provider):
             from asyncmq.observability.tracing import start_tracing
 
-            start_tracing(tracer_provider)
+            start_tracing(tracer_provider, link=link)
             active.tracing = True
         _active = active
     for backend in backends:
         if _active.metrics is not None:
             _active.metrics.backend_seen(backend.name)
     return _active
+
+
+def instrument_from_settings(loaded: Settings) -> Instrumentation:
+    """What the `metrics`, `tracing` and `tracing_link` settings ask for; `asyncmq.conf` calls
+    it when it loads settings that turn either on. Tracing uses the global SDK tracer provider;
+    with none set but `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` set, one is configured from the
+    `OTEL_*` variables, made global (so the tasks' own spans go to the same collector) and shut
+    down at exit, sending its last spans. With neither, spans would go nowhere: tracing stays
+    off, and a warning says why."""
+    provider = None
+    if loaded.tracing and not _sdk_provider_installed():
+        from asyncmq.observability.tracing import ENDPOINT_VARIABLES, configure_from_env
+
+        if any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+            from opentelemetry import trace
+
+            provider = configure_from_env()
+            trace.set_tracer_provider(provider)
+            atexit.register(provider.shutdown)
+        else:
+            log.warning(
+                "the tracing setting is on, but no OpenTelemetry SDK tracer provider is set and "
+                "OTEL_EXPORTER_OTLP_ENDPOINT is not: jobs are not traced"
+            )
+    return instrument(
+        metrics=loaded.metrics, tracing=loaded.tracing, tracer_provider=provider, link=loaded.tracing_link
+    )
 
 
 def instrumentation() -> Instrumentation | None:
@@ -101,8 +139,10 @@ def uninstrument() -> None:
 def _tracing_wanted(tracer_provider: Any) -> bool:
     """Tracing costs microseconds per job even when nothing records: skip it unless a real
     (SDK) provider was given or installed globally."""
-    if tracer_provider is not None:
-        return True
+    return tracer_provider is not None or _sdk_provider_installed()
+
+
+def _sdk_provider_installed() -> bool:
     try:
         from opentelemetry import trace
     except ImportError:

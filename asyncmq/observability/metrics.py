@@ -21,6 +21,7 @@ from asyncmq import __version__
 from asyncmq.backends.base import BaseBackend
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.observability.fast import FastCounter, FastGauge, FastHistogram
+from asyncmq.observability.traceparent import parse_traceparent
 from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
     from asyncmq.job import Job
 
-__all__ = ["BUCKETS", "JobMetrics", "build_info", "sampled_trace_id"]
+__all__ = ["BUCKETS", "JobMetrics", "build_info"]
 
 #: Jobs are not RPCs: from a millisecond to an hour.
 BUCKETS = (
@@ -37,24 +38,6 @@ BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 )  # fmt: skip
 OTHER = "other"
-
-
-def sampled_trace_id(meta: dict[str, Any]) -> str | None:
-    """The trace id of a job whose stored W3C traceparent is sampled, for exemplars."""
-    parent = meta.get("traceparent")
-    return _sampled_trace_id(parent) if isinstance(parent, str) else None
-
-
-@functools.lru_cache(maxsize=1024)
-def _sampled_trace_id(parent: str) -> str | None:
-    """Cached: the jobs of one bulk add share their producer's traceparent."""
-    if len(parent) != 55:
-        return None
-    try:
-        sampled = int(parent[53:55], 16) & 1
-    except ValueError:  # a malformed traceparent gives no exemplar, never an error
-        return None
-    return parent[3:35] if sampled else None
 
 
 class _Capped:
@@ -359,10 +342,15 @@ class JobMetrics:
 
 
 def _exemplar(job: Job) -> dict[str, str] | None:
-    if not job.meta:
-        return None
-    trace_id = sampled_trace_id(job.meta)
-    return None if trace_id is None else {"trace_id": trace_id}
+    value = job.meta.get("traceparent")
+    return _exemplar_of(value) if type(value) is str else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _exemplar_of(traceparent: str) -> dict[str, str] | None:
+    """Cached (one shared dict, never changed): the jobs of one bulk add share a traceparent."""
+    parent = parse_traceparent(traceparent)
+    return {"trace_id": parent.trace_id} if parent is not None and parent.sampled else None
 
 
 def build_info(registry: CollectorRegistry, backends: Iterable[str], kind: Any = Gauge) -> Any:

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import attach, detach
 from opentelemetry.trace import (
     INVALID_SPAN,
     Link,
@@ -52,10 +51,9 @@ from opentelemetry.trace import (
 
 from asyncmq import __version__
 from asyncmq.core.hooks import hooks
+from asyncmq.observability.traceparent import parse_traceparent
 
 if TYPE_CHECKING:
-    from contextvars import Token
-
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
     from opentelemetry.trace import Tracer, TracerProvider
@@ -63,13 +61,12 @@ if TYPE_CHECKING:
 
     from asyncmq.job import Job
 
-__all__ = ["configure_from_env", "exporting_traces", "start_tracing", "stop_tracing", "trace_id_of"]
+__all__ = ["ENDPOINT_VARIABLES", "configure_from_env", "exporting_traces", "start_tracing", "stop_tracing"]
 
 _SYSTEM = "asyncmq"
 _TRACES_PATH = "/v1/traces"
-_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-#: A W3C traceparent: version, trace id, parent span id, flags (and more, in later versions).
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})(?:-|$)")
+#: Either one set means spans should be exported over OTLP.
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 class _SendSpan:
@@ -114,26 +111,39 @@ class _SendSpan:
             _end(self._span, exc)
 
 
+class _Current:
+    """Around an unsampled attempt: its producer's context, current while the task runs."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def __enter__(self) -> None:
+        self._token = attach(self._context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        detach(self._token)
+
+
 class _ProcessSpan:
-    """Around one attempt: the `process` span, current from entry until the outcome is known."""
+    """Around a sampled attempt: the `process` span, current from entry until the outcome is
+    known."""
 
     __slots__ = ("_context", "_span", "_token")
 
-    def __init__(self, span: Span | None, context: Context) -> None:
+    def __init__(self, span: Span, context: Context) -> None:
         self._span = span
         self._context = context
-        self._token: Token[Context] | None = None
 
     def __enter__(self) -> None:
-        self._token = otel_context.attach(self._context)
+        self._token = attach(self._context)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)
-        if self._span is not None:
-            _end(self._span, exc)
+        detach(self._token)
+        _end(self._span, exc)
 
 
 def _attributes(operation: str, queue: str) -> dict[str, AttributeValue]:
@@ -166,14 +176,17 @@ class _Tracing:
     def enqueueing(self, jobs: Sequence[Job]) -> _SendSpan:
         return _SendSpan(self.tracer, jobs)
 
-    def attempting(self, job: Job) -> _ProcessSpan:
-        unsampled = None if self.link else _unsampled_context(job.meta)
-        if unsampled is not None:
-            return _ProcessSpan(None, unsampled)  # not sampled: no span work, the context still flows
+    def attempting(self, job: Job) -> _ProcessSpan | _Current:
+        meta = job.meta
+        value = meta.get("traceparent")
+        if type(value) is str and not self.link and "tracestate" not in meta and "baggage" not in meta:
+            unsampled = _unsampled_parent(value)  # the common case, without the propagator's parsing
+            if unsampled is not None:
+                return _Current(unsampled)  # not sampled: no span work, the context still flows
         carried = propagate.extract(job.meta)
         producer = trace.get_current_span(carried).get_span_context()
         if producer.is_valid and not producer.trace_flags.sampled and not self.link:
-            return _ProcessSpan(None, carried)  # not sampled: no span work, the context still flows
+            return _Current(carried)  # not sampled: no span work, the context still flows
         links = None
         parent = carried
         if self.link and producer.is_valid:
@@ -189,32 +202,16 @@ class _Tracing:
         return _ProcessSpan(span, trace.set_span_in_context(span, carried))
 
 
-def _unsampled_context(meta: Mapping[str, Any]) -> Context | None:
-    """The common unsampled case without the propagator's general parsing (half the cost of
-    an attempt's tracing): a plain, well-formed, unsampled W3C traceparent and nothing else
-    to carry. Anything else (sampled, tracestate, baggage, another format) returns None and
-    takes the full path."""
-    parent = meta.get("traceparent")
-    if not isinstance(parent, str) or len(parent) != 55 or "tracestate" in meta or "baggage" in meta:
-        return None
-    return _unsampled_parent(parent)
-
-
 @functools.lru_cache(maxsize=1024)
-def _unsampled_parent(parent: str) -> Context | None:
-    """Cached: the jobs of one bulk add share their producer's traceparent."""
-    try:
-        version, trace_id, span_id, flags = (
-            parent[:2],
-            int(parent[3:35], 16),
-            int(parent[36:52], 16),
-            int(parent[53:], 16),
-        )
-    except ValueError:
+def _unsampled_parent(value: str) -> Context | None:
+    """The context of a valid, unsampled traceparent, or None (sampled, malformed). Cached:
+    the jobs of one bulk add share their producer's traceparent."""
+    parent = parse_traceparent(value)
+    if parent is None or parent.sampled:
         return None
-    if version != "00" or flags & 1 or not trace_id or not span_id or parent[2] != "-":
-        return None
-    remote = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    remote = SpanContext(
+        int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True, trace_flags=TraceFlags(0)
+    )
     return trace.set_span_in_context(NonRecordingSpan(remote))
 
 
@@ -248,20 +245,6 @@ def stop_tracing() -> None:
     _installed = None
 
 
-def trace_id_of(meta: Mapping[str, Any]) -> str | None:
-    """The trace id (32 hex digits) in a job's stored `traceparent`, only when that trace is
-    sampled: an exemplar must point to a trace a backend has. In link mode this is the
-    producer's trace, which holds the `send` span that each attempt's trace links to."""
-    value = meta.get("traceparent")
-    if not isinstance(value, str):
-        return None
-    match = _TRACEPARENT.match(value)
-    if match is None or match[1] == "ff" or not int(match[3], 16) & 1:
-        return None
-    trace_id = match[2]
-    return None if trace_id == "0" * 32 else trace_id
-
-
 def configure_from_env(otlp_endpoint: str | None = None) -> SDKTracerProvider:
     """An SDK `TracerProvider` configured the standard way, from `OTEL_*` variables: the
     sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), the resource
@@ -282,7 +265,7 @@ def configure_from_env(otlp_endpoint: str | None = None) -> SDKTracerProvider:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: _SYSTEM}))
     provider = TracerProvider(resource=resource)
-    if otlp_endpoint or any(os.environ.get(name) for name in _ENDPOINT_VARIABLES):
+    if otlp_endpoint or any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
         _add_otlp_exporter(provider, otlp_endpoint)
     return provider
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from asyncmq.backends.redis import RedisBackend
+from tests.observability.otlp import OTLPReceiver, running_receiver
 
 REDIS_URL = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -40,3 +41,10 @@ async def cleanup(backend: RedisBackend, queue_name: str) -> AsyncIterator[None]
     if keys:
         await backend.client.delete(*keys)
     await backend.client.srem("asyncmq:queues", queue_name)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    """An OTLP/HTTP trace receiver on loopback."""
+    with running_receiver() as server:
+        yield server

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from asyncmq.core.event import Event, event_emitter
 from asyncmq.job import Job
-from asyncmq.observability.metrics import JobMetrics, sampled_trace_id
+from asyncmq.observability.metrics import JobMetrics
 
 T0 = 1_000.0
 
@@ -130,22 +130,6 @@ def test_listener_errors_are_counted_per_event(registry: CollectorRegistry) -> N
     event_emitter.emit(Event.JOB_PROGRESS, payload())
     event_emitter.emit(Event.JOB_PROGRESS, payload())
     assert value(registry, "asyncmq_event_listener_errors_total", event="job:progress") == before + 2
-
-
-@pytest.mark.parametrize(
-    ("traceparent", "expected"),
-    [
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "0af7651916cd43dd8448eb211c80319c"),
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", None),
-        ("garbage", None),
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz", None),
-    ],
-)
-def test_only_a_sampled_traceparent_gives_an_exemplar_trace_id(
-    traceparent: str, expected: str | None
-) -> None:
-    assert sampled_trace_id({"traceparent": traceparent}) == expected
-    assert sampled_trace_id({}) is None
 
 
 def test_a_fast_histogram_counts_a_value_on_a_bound_in_that_bucket_and_keeps_its_exemplar() -> None:

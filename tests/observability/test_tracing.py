@@ -6,22 +6,15 @@ receiver."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,15 +26,12 @@ from asyncmq.backends.base import BaseBackend
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
 from asyncmq.core.hooks import hooks
-from asyncmq.observability.tracing import (
-    configure_from_env,
-    start_tracing,
-    stop_tracing,
-    trace_id_of,
-)
+from asyncmq.observability.traceparent import sampled_trace_id
+from asyncmq.observability.tracing import configure_from_env, start_tracing, stop_tracing
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
 from tests.cli.helpers import asyncmq_command
+from tests.observability.otlp import OTLPReceiver, received_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,7 +208,7 @@ async def test_the_producers_trace_context_is_stored_in_the_jobs_meta(exporter: 
     flags = send.context.trace_flags  # sampled, and "random" (W3C level 2) on recent SDKs
     assert flags.sampled
     assert meta["traceparent"] == f"00-{trace_of(send):032x}-{span_id(send):016x}-{flags:02x}"
-    assert trace_id_of(meta) == f"{trace_of(send):032x}"
+    assert sampled_trace_id(meta) == f"{trace_of(send):032x}"
 
 
 async def test_in_link_mode_each_attempt_is_a_root_span_linked_to_the_send_span(
@@ -282,7 +272,7 @@ async def test_a_job_whose_producer_was_not_sampled_runs_without_any_process_spa
     job_id = await queue.add(flaky.name, [SECRET], {"pin": PIN}, retries=1)
     meta = (await queue.get_job(job_id)).meta
     assert not int(meta["traceparent"][-2:], 16) & TraceFlags.SAMPLED
-    assert trace_id_of(meta) is None
+    assert sampled_trace_id(meta) is None
     await run_all(queue, steps=2)
     assert (await queue.get_job(job_id)).status == "completed"
     assert exporter.get_finished_spans() == ()
@@ -374,25 +364,6 @@ def test_starting_twice_installs_the_hooks_once_and_stopping_removes_them() -> N
     assert (len(hooks.around_enqueue), len(hooks.around_attempt)) == before
 
 
-@pytest.mark.parametrize(
-    ("traceparent", "expected"),
-    [
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "0af7651916cd43dd8448eb211c80319c"),
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", None),
-        ("00-00000000000000000000000000000000-b7ad6b7169203331-01", None),
-        ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None),
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz", None),
-        ("garbage", None),
-        (None, None),
-    ],
-)
-def test_trace_id_of_returns_the_trace_id_only_of_a_valid_sampled_traceparent(
-    traceparent: str | None, expected: str | None
-) -> None:
-    meta = {} if traceparent is None else {"traceparent": traceparent}
-    assert trace_id_of(meta) == expected
-
-
 # -- through Redis ---------------------------------------------------------------------------
 @pytest.fixture
 async def redis_backend() -> AsyncIterator[BaseBackend]:
@@ -434,65 +405,6 @@ async def test_the_trace_context_survives_the_redis_store_round_trip(
 
 
 # -- over OTLP/HTTP ---------------------------------------------------------------------------
-class OTLPReceiver(HTTPServer):
-    """The trace half of an OTLP/HTTP collector: keeps each export request it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ExportHandler)
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-
-class _ExportHandler(BaseHTTPRequestHandler):
-    server: OTLPReceiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        self.server.paths.append(self.path)
-        self.server.requests.append(ExportTraceServiceRequest.FromString(body))
-        reply = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the test reads what was received, not the access log."""
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver()
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver")
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def received_spans(requests: Sequence[ExportTraceServiceRequest]) -> list[tuple[str, str, Any]]:
-    """(resource service.name, scope name, span) for every span in `requests`."""
-    found = []
-    for request in requests:
-        for resource_spans in request.resource_spans:
-            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                scope = scope_spans.scope.name
-                found += [(service["service.name"], scope, span) for span in scope_spans.spans]
-    return found
-
-
 async def test_spans_reach_an_otlp_http_receiver_configured_from_the_environment(
     receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

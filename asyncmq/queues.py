@@ -43,9 +43,12 @@ def validate_queue_name(name: object) -> str:
 
 
 def _emit_stored(jobs: Iterable[Job]) -> None:
+    ready: list[Job] = []
+    delayed: list[Job] = []
     for job in jobs:
-        event = Event.JOB_DELAYED if job.status is JobState.DELAYED else Event.JOB_ENQUEUED
-        event_emitter.emit_job(event, job)
+        (delayed if job.status is JobState.DELAYED else ready).append(job)
+    event_emitter.emit_jobs(Event.JOB_ENQUEUED, ready)
+    event_emitter.emit_jobs(Event.JOB_DELAYED, delayed)
 
 
 class Queue:

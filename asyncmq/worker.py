@@ -298,17 +298,23 @@ class Worker:
                 continue
             self.processed += len(batch)
             self._unstored -= len(batch)
+            settled: dict[Event, list[Job]] = {}
             for job, ok in zip(batch, accepted, strict=True):
                 if ok:
-                    self._emit_settled(job)
+                    settled.setdefault(_SETTLED_EVENTS[job.status], []).append(job)
                 else:
                     log.warning("discarded the outcome of job %s: another owner has it now", job.id)
                     event_emitter.emit_job(Event.JOB_ABANDONED, job)
+            self._emit_settled(settled)
 
-    def _emit_settled(self, job: Job) -> None:
-        event_emitter.emit_job(_SETTLED_EVENTS[job.status], job)
-        if job.status is JobState.DELAYED:  # stored again, not a new job: counters tell them apart
-            event_emitter.emit_job(Event.JOB_DELAYED, job, reason="retry")
+    @staticmethod
+    def _emit_settled(settled: dict[Event, list[Job]]) -> None:
+        """One event per outcome kind for the whole stored batch (metrics count it at once)."""
+        for event, jobs in settled.items():
+            event_emitter.emit_jobs(event, jobs)
+        backing_off = [job for job in settled.get(Event.JOB_RETRIED, ()) if job.status is JobState.DELAYED]
+        # Stored again for later, not a new job: counters tell the two apart by `reason`.
+        event_emitter.emit_jobs(Event.JOB_DELAYED, backing_off, reason="retry")
 
     # -- claiming -----------------------------------------------------------------------
     async def _slot(self) -> None:

@@ -24,6 +24,7 @@ def _fresh_settings_and_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     configure(None)
     before = {event: list(event_emitter._listeners[event]) for event in Event}
     before_jobs = {event: list(event_emitter._job_listeners[event]) for event in Event}
+    before_batches = {event: list(event_emitter._batch_listeners[event]) for event in Event}
     before_hooks = list(event_emitter.error_hooks)
     yield
     if "asyncmq.observability" in sys.modules and sys.modules["asyncmq.observability"] is not None:
@@ -31,6 +32,7 @@ def _fresh_settings_and_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     for event in Event:
         event_emitter._listeners[event][:] = before[event]
         event_emitter._job_listeners[event][:] = before_jobs[event]
+        event_emitter._batch_listeners[event][:] = before_batches[event]
     event_emitter.error_hooks[:] = before_hooks
     configure(None)
 

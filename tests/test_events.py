@@ -9,6 +9,7 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.core.event import Event, EventEmitter, Payload, event_emitter
+from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
 
@@ -86,3 +87,37 @@ async def test_a_slow_async_listener_never_holds_a_job_slot() -> None:
     assert (await queue.counts())["completed"] == 5
     release.set()
     await event_emitter.drain()
+
+
+async def test_batch_listeners_get_each_stored_batch_in_one_call_and_job_listeners_each_job() -> None:
+    batches: list[list[str]] = []
+    one_by_one: list[str] = []
+    event_emitter.on_jobs(Event.JOB_ENQUEUED, lambda jobs: batches.append([job.id for job in jobs]))
+    event_emitter.on_jobs(Event.JOB_COMPLETED, lambda jobs: batches.append([job.id for job in jobs]))
+    event_emitter.on_job(Event.JOB_COMPLETED, lambda job: one_by_one.append(job.id))
+    queue = Queue("events", backend=InMemoryBackend())
+    ids = await queue.add_bulk([{"task_id": ok.name} for _ in range(20)])
+    assert batches == [ids]  # one bulk add: one call
+    await asyncio.wait_for(queue.run(burst=True), 10)
+    completed = [job_id for batch in batches[1:] for job_id in batch]
+    assert sorted(completed) == sorted(one_by_one) == sorted(ids)
+
+
+def test_a_job_emitted_alone_reaches_batch_listeners_as_a_batch_of_one_and_failures_are_counted() -> None:
+    emitter = EventEmitter()
+    seen: list[int] = []
+
+    def broken(jobs: object) -> None:
+        raise RuntimeError("batch listener bug")
+
+    emitter.on_jobs(Event.JOB_STARTED, lambda jobs: seen.append(len(jobs)))
+    emitter.on_jobs(Event.JOB_STARTED, broken)
+    job = Job(id="a", queue="events", task=ok.name)
+    emitter.emit_job(Event.JOB_STARTED, job)
+    emitter.emit_jobs(Event.JOB_STARTED, [job, job])
+    emitter.emit_jobs(Event.JOB_STARTED, [])  # nothing happened: nobody is called
+    assert seen == [1, 2]
+    assert emitter.listener_errors["job:started"] == 2
+    emitter.off_jobs(Event.JOB_STARTED, broken)
+    emitter.emit_job(Event.JOB_STARTED, job)
+    assert emitter.listener_errors["job:started"] == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from asyncmq.logging import get_logger
 if TYPE_CHECKING:
     from asyncmq.job import Job
 
-__all__ = ["Event", "EventEmitter", "JobListener", "Listener", "Payload", "event_emitter"]
+__all__ = ["BatchListener", "Event", "EventEmitter", "JobListener", "Listener", "Payload", "event_emitter"]
 
 log = get_logger(__name__)
 
@@ -29,6 +29,9 @@ Listener = Callable[[Payload], Awaitable[None] | None]
 #: Receives the job itself, not a payload: for subscribers on the hot path (metrics), which
 #: read a few attributes and must not pay for a dict per event. It must not change the job.
 JobListener = Callable[["Job"], None]
+#: Receives the jobs of one event in one call: a worker's settled batch (its outcomes stored
+#: in one round trip), a bulk add. For subscribers that update a counter once per batch.
+BatchListener = Callable[[Sequence["Job"]], None]
 
 
 class Event(StrEnum):
@@ -61,6 +64,7 @@ class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
         self._job_listeners: dict[Event, list[JobListener]] = {event: [] for event in Event}
+        self._batch_listeners: dict[Event, list[BatchListener]] = {event: [] for event in Event}
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
         #: Called with the event name each time a listener raises (metrics count them).
@@ -90,11 +94,39 @@ class EventEmitter:
         if callback in listeners:
             listeners.remove(callback)
 
+    def on_jobs(self, name: Event | str, callback: BatchListener) -> None:
+        """Subscribe `callback(jobs)` to a `job:*` event (see `BatchListener`); a job emitted
+        on its own comes as a one-job sequence."""
+        self._batch_listeners[Event(name)].append(callback)
+
+    def off_jobs(self, name: Event | str, callback: BatchListener) -> None:
+        listeners = self._batch_listeners[Event(name)]
+        if callback in listeners:
+            listeners.remove(callback)
+
     def emit_job(
         self, event: Event, job: Job, *, moments: dict[str, float] | None = None, **extra: Any
     ) -> None:
         """Emit a `job:*` event: job listeners get the job, payload listeners a payload built
         once, and only when someone listens (`moments` join its timestamps, `extra` its keys)."""
+        if self._batch_listeners[event]:
+            self._call_batch_listeners(event, (job,))
+        self._emit_one(event, job, moments, extra)
+
+    def emit_jobs(self, event: Event, jobs: Sequence[Job], **extra: Any) -> None:
+        """Emit `event` for each of `jobs`, which happened together: batch listeners get them
+        in one call, the others one job at a time, as from `emit_job`."""
+        if not jobs:
+            return
+        if self._batch_listeners[event]:
+            self._call_batch_listeners(event, jobs)
+        if self._job_listeners[event] or self._listeners[event]:
+            for job in jobs:
+                self._emit_one(event, job, None, extra)
+
+    def _emit_one(
+        self, event: Event, job: Job, moments: dict[str, float] | None, extra: dict[str, Any]
+    ) -> None:
         for callback in self._job_listeners[event]:
             try:
                 callback(job)
@@ -106,6 +138,13 @@ class EventEmitter:
                 payload["timestamps"].update(moments)
             payload.update(extra)
             self.emit(event, payload)
+
+    def _call_batch_listeners(self, event: Event, jobs: Sequence[Job]) -> None:
+        for callback in self._batch_listeners[event]:
+            try:
+                callback(jobs)
+            except Exception:
+                self._record_error(event, callback)
 
     def emit(self, name: Event | str, payload: Payload) -> None:
         event = Event(name)

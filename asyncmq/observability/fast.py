@@ -117,6 +117,12 @@ class _Buckets:
         if exemplar is not None:
             self.exemplars[index] = Exemplar(exemplar, amount, time.time())
 
+    def observe_many(self, amounts: Sequence[float]) -> None:
+        bounds, counts = self.bounds, self.counts
+        for amount in amounts:
+            counts[bisect_left(bounds, amount)] += 1
+        self.sum += sum(amounts)
+
 
 class FastHistogram(_Family):
     def __init__(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -182,12 +182,15 @@ class JobMetrics:
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
         # Job events arrive as the job itself (`event_emitter.on_job`): no payload is built
-        # for metrics, which run on every job.
-        self._job_handlers: dict[Event, Callable[[Job], None]] = {
+        # for metrics, which run on every job. The common outcomes and enqueues arrive as
+        # the batch that was stored in one round trip (`on_jobs`): counted once per batch.
+        self._batch_handlers: dict[Event, Callable[[Sequence[Job]], None]] = {
             Event.JOB_ENQUEUED: self._on_stored,
             Event.JOB_DELAYED: self._on_stored,
-            Event.JOB_STARTED: self._on_started,
             Event.JOB_COMPLETED: self._on_completed,
+        }
+        self._job_handlers: dict[Event, Callable[[Job], None]] = {
+            Event.JOB_STARTED: self._on_started,
             Event.JOB_RETRIED: self._on_retried,
             Event.JOB_FAILED: self._on_failed,
             Event.JOB_EXPIRED: self._on_expired,
@@ -209,6 +212,8 @@ class JobMetrics:
 
     # -- wiring -----------------------------------------------------------------------
     def start(self) -> None:
+        for event, batch_handler in self._batch_handlers.items():
+            event_emitter.on_jobs(event, batch_handler)
         for event, job_handler in self._job_handlers.items():
             event_emitter.on_job(event, job_handler)
         for event, handler in self._handlers.items():
@@ -217,6 +222,8 @@ class JobMetrics:
         BaseBackend.operation_hooks.append(self._on_operation)
 
     def stop(self) -> None:
+        for event, batch_handler in self._batch_handlers.items():
+            event_emitter.off_jobs(event, batch_handler)
         for event, job_handler in self._job_handlers.items():
             event_emitter.off_job(event, job_handler)
         for event, handler in self._handlers.items():
@@ -256,12 +263,26 @@ class JobMetrics:
         return children
 
     # -- handlers ---------------------------------------------------------------------
-    def _on_stored(self, job: Job) -> None:
-        if job.attempt == 0:  # a retry's backoff stores the job again: not a new job
-            self._for(job).enqueued.inc()
+    def _grouped(self, jobs: Sequence[Job]) -> Iterable[tuple[_Children, Sequence[Job]]]:
+        """`jobs` by (queue, task): usually one group, a batch of one task's jobs."""
+        first = jobs[0]
+        if all(job.task == first.task and job.queue == first.queue for job in jobs):
+            return [(self._for(first), jobs)]
+        groups: dict[tuple[str, str], list[Job]] = {}
+        for job in jobs:
+            groups.setdefault((job.queue, job.task), []).append(job)
+        return [(self._for(group[0]), group) for group in groups.values()]
+
+    def _on_stored(self, jobs: Sequence[Job]) -> None:
+        for children, group in self._grouped(jobs):
+            new = sum(job.attempt == 0 for job in group)  # a retry's backoff stores it again
+            if new:
+                children.enqueued.inc(new)
 
     def _on_started(self, job: Job) -> None:
-        children, started = self._for(job), job.started_at or 0.0
+        # The lookup is inline: every attempt runs this, and a call is a good part of its cost.
+        children = self._by_task.get((job.queue, job.task)) or self._for(job)
+        started = job.started_at or 0.0
         children.started.inc()
         children.in_progress.inc()
         self._running[job.id] = job.queue
@@ -277,13 +298,33 @@ class JobMetrics:
         if job.started_at is not None and job.finished_at is not None:
             children.duration.observe(max(job.finished_at - job.started_at, 0.0), exemplar)
 
-    def _on_completed(self, job: Job) -> None:
-        children = self._for(job)
-        children.completed.inc()
-        exemplar = _exemplar(job) if job.meta else None
-        self._attempt_ended(job, children, exemplar)
-        latency = max((job.finished_at or job.created_at) - job.created_at, 0.0)
-        children.latency.observe(latency, exemplar)
+    def _on_completed(self, jobs: Sequence[Job]) -> None:
+        """`_attempt_ended` and the latency for a whole stored batch: each counter and gauge
+        moves once, each histogram takes the batch's values in one call."""
+        running = self._running
+        for children, group in self._grouped(jobs):
+            children.completed.inc(len(group))
+            ended, durations, latencies = 0, [], []
+            for job in group:
+                finished_at = job.finished_at or job.created_at
+                exemplar = _exemplar(job) if job.meta else None
+                if running.pop(job.id, None) is not None:
+                    ended += 1
+                    if job.started_at is not None:
+                        duration = max(finished_at - job.started_at, 0.0)
+                        if exemplar is None:
+                            durations.append(duration)
+                        else:
+                            children.duration.observe(duration, exemplar)
+                latency = max(finished_at - job.created_at, 0.0)
+                if exemplar is None:
+                    latencies.append(latency)
+                else:
+                    children.latency.observe(latency, exemplar)
+            if ended:
+                children.in_progress.dec(ended)
+            _observe_all(children.duration, durations)
+            _observe_all(children.latency, latencies)
 
     def _on_retried(self, job: Job) -> None:
         children = self._for(job)
@@ -339,6 +380,16 @@ class JobMetrics:
         if (queue, task) not in self._by_task:
             self.queue_seen(queue)
             self._by_task[(queue, task)] = _Children(self, queue, task)
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
+    """The fast histograms take many values in one call; prometheus_client's one by one."""
+    observe_many = getattr(histogram, "observe_many", None)
+    if observe_many is not None:
+        observe_many(values)
+    else:
+        for value in values:
+            histogram.observe(value)
 
 
 def _exemplar(job: Job) -> dict[str, str] | None:

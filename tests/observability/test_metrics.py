@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from asyncmq.core.event import Event, event_emitter
 from asyncmq.job import Job
+from asyncmq.observability import metrics as metrics_module
 from asyncmq.observability.metrics import JobMetrics
 
 T0 = 1_000.0
@@ -175,3 +176,47 @@ async def test_an_attempt_taken_from_its_worker_leaves_nothing_in_progress(
     assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
     worker.stop()
     await asyncio.wait_for(running, 5)
+
+
+SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "prometheus_client"])
+def test_a_stored_batch_of_outcomes_counts_each_task_once_and_observes_every_job(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fast:  # the classes of multiprocess mode, without its files
+        monkeypatch.setattr(metrics_module, "_metric_classes", lambda: (Counter, Gauge, Histogram))
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry)
+    metrics.start()
+    try:
+        batch = [
+            job("a", started_at=T0 + 1, finished_at=T0 + 2),
+            job("b", task="app.other", started_at=T0 + 1, finished_at=T0 + 4),
+            job("c", started_at=T0 + 1, finished_at=T0 + 3, meta={"traceparent": SAMPLED}),
+            job("d", started_at=T0 + 1, finished_at=T0 + 5),  # its attempt began elsewhere
+        ]
+        for begun in batch[:3]:
+            event_emitter.emit_job(Event.JOB_STARTED, begun)
+        event_emitter.emit_jobs(Event.JOB_COMPLETED, batch)
+    finally:
+        metrics.stop()
+    send, other = {"queue": "emails", "task": "app.send"}, {"queue": "emails", "task": "app.other"}
+    assert value(registry, "asyncmq_jobs_completed_total", **send) == 3
+    assert value(registry, "asyncmq_jobs_completed_total", **other) == 1
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0
+    assert value(registry, "asyncmq_job_duration_seconds_count", **send) == 2  # not "d"
+    assert value(registry, "asyncmq_job_duration_seconds_sum", **send) == 1.0 + 2.0
+    assert value(registry, "asyncmq_job_duration_seconds_bucket", **send, le="1.0") == 1
+    assert value(registry, "asyncmq_job_duration_seconds_sum", **other) == 3.0
+    assert value(registry, "asyncmq_job_latency_seconds_count", queue="emails") == 4
+    assert value(registry, "asyncmq_job_latency_seconds_sum", queue="emails") == 2.0 + 4.0 + 3.0 + 5.0
+    exemplars = [
+        sample.exemplar.labels
+        for family in registry.collect()
+        if family.name in ("asyncmq_job_duration_seconds", "asyncmq_job_latency_seconds")
+        for sample in family.samples
+        if sample.exemplar is not None
+    ]
+    assert exemplars == [{"trace_id": "0af7651916cd43dd8448eb211c80319c"}] * 2

@@ -52,3 +52,36 @@ async def test_an_enqueue_sent_again_after_a_lost_reply_reports_its_own_store(
     other = queue.build_job(nap.name, [2, 0], job_id="once", now=job.created_at + 1)
     assert await backend.enqueue([other]) == [False]  # another job with that id: refused
     assert (await queue.counts())["waiting"] == 1
+
+
+async def test_a_cancel_or_retry_sent_again_after_a_lost_reply_reports_its_own_effect(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    job_id = await queue.add(nap.name, args=[1, 0])
+    now = time.time()
+    cancelled = await backend.cancel(queue_name, job_id, now)
+    assert cancelled is not None
+    assert await backend.cancel(queue_name, job_id, now) == cancelled  # the same call, resent
+    assert await backend.cancel(queue_name, job_id, now + 1) is None  # a later cancel: nothing to do
+    retried = await backend.retry(queue_name, job_id, now + 2)
+    assert retried is not None
+    assert await backend.retry(queue_name, job_id, now + 2) == retried
+    assert await backend.retry(queue_name, job_id, now + 3) is None  # waiting already
+    assert (await queue.counts())["waiting"] == 1
+
+
+async def test_a_recovery_sent_again_after_a_lost_reply_returns_the_jobs_it_took_back(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    job_id = await queue.add(nap.name, args=[1, 0])
+    await backend.claim(queue_name, "gone", 10, 0.01, time.time(), None)
+    later = repr(time.time() + 1)
+    ttl = 60
+    first = await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-1")
+    resent = await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-1")
+    assert len(first) == len(resent) == 1
+    assert resent == first  # the resend reports the same recovered job, for its job:stalled event
+    assert await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-2") == []
+    assert (await queue.get_job(job_id)).status == "waiting"

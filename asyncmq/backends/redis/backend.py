@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from importlib import resources
@@ -155,6 +156,8 @@ class RedisBackend(BaseBackend):
         self._scripts: dict[str, AsyncScript] = {}
         self._lane: ScriptLane | None = None
         self._claims = itertools.count()
+        self._recoveries = itertools.count()
+        self._client_id = os.urandom(8).hex()  # names this instance's recovery receipts
         self._known_queues: set[str] = set()
 
     def __repr__(self) -> str:
@@ -371,7 +374,8 @@ class RedisBackend(BaseBackend):
         from asyncmq.conf import settings
 
         ttl = _whole_seconds(settings.result_ttl_seconds)
-        replies = await self._run("recover", queue, repr(now), max_stalls, 1000, ttl)
+        recovery_id = f"{self._client_id}:{next(self._recoveries)}"  # the same on a resend
+        replies = await self._run("recover", queue, repr(now), max_stalls, 1000, ttl, recovery_id)
         return [job for flat in replies if (job := _decode(flat)) is not None]
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:

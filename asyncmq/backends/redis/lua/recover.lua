@@ -1,5 +1,14 @@
--- ARGV: now, max_stalls, limit, ttl, error_json. Takes back active jobs whose lease ended:
--- to waiting, or to failed past max_stalls. Returns the recovered jobs.
+-- ARGV: now, max_stalls, limit, ttl, recovery_id. Takes back active jobs whose lease ended:
+-- to waiting, or to failed past max_stalls. Returns the recovered jobs. A recovery sent again
+-- (its reply was lost with a dropped connection) returns the jobs the first one took back, so
+-- their job:stalled events are not lost.
+local receipt = base .. 'recovery:' .. ARGV[5]
+local done = redis.call('LRANGE', receipt, 0, -1)
+if #done > 0 then
+  local again = {}
+  for _, id in ipairs(done) do again[#again + 1] = redis.call('HGETALL', job_key(id)) end
+  return again
+end
 local ids = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, id in ipairs(ids) do
@@ -19,7 +28,11 @@ for _, id in ipairs(ids) do
       push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[1])
     end
     out[#out + 1] = redis.call('HGETALL', key)
+    redis.call('RPUSH', receipt, id)
   end
 end
-if #out > 0 then wake_workers() end
+if #out > 0 then
+  redis.call('EXPIRE', receipt, 60)
+  wake_workers()
+end
 return out

@@ -4,7 +4,9 @@
 #   - Redis on 127.0.0.1:6379 (the machine's own, started here if it is not running)
 #   - a three-node Redis Cluster on 127.0.0.1:7101-7103, started for this run and
 #     stopped by stop_services
-#   - promtool (Debian's prometheus package), to check what /metrics serves
+#   - Prometheus and promtool (Debian's prometheus package), Alertmanager and amtool
+#     (prometheus-alertmanager): the tests check /metrics, the rules and the configs with
+#     them, and start their own servers on loopback ports
 set -euo pipefail
 
 SERVICES_DIR=${SERVICES_DIR:-$(pwd)/.services}
@@ -69,3 +71,4 @@ stop_services() {
 start_redis
 start_redis_cluster
 need_debian_package promtool prometheus
+need_debian_package amtool prometheus-alertmanager

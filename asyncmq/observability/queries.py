@@ -1,0 +1,148 @@
+"""PromQL over asyncmq's metrics, written once: the dashboards chart these expressions and the
+alert rules compare them with thresholds, so a panel shows exactly what an alert fires on.
+
+Each function takes `matchers`, label matchers without braces (`'queue=~"$queue"'` on a
+dashboard, `'queue="emails"'` in a per-queue rule, `""` for every queue) and, for rates, the
+`window` (`$__rate_interval` on a dashboard, a fixed `5m` in a rule).
+
+Queue-state gauges (`asyncmq_queue_jobs`, `asyncmq_queue_oldest_job_age_seconds`,
+`asyncmq_workers`) are read from the backend by every worker and exporter that Prometheus
+scrapes: each target reports the same value, so they are combined with `max`, never `sum`.
+Counters and per-process gauges are summed across processes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OUTCOMES",
+    "backend_latency_quantile",
+    "backend_operations_rate",
+    "backend_up",
+    "concurrency",
+    "dead_letter_size",
+    "delayed_lateness_quantile",
+    "duration_quantile",
+    "failure_ratio",
+    "in_progress",
+    "jobs_by_state",
+    "latency_quantile",
+    "listener_errors_rate",
+    "oldest_job_age",
+    "outcome_rate",
+    "rate_limited_rate",
+    "retry_ratio",
+    "saturation",
+    "selector",
+    "wait_quantile",
+    "waiting",
+    "workers",
+]
+
+_WAITING = 'state="waiting"'
+_FAILED = 'state="failed"'
+
+#: The outcomes of an attempt or a job, as counter names.
+OUTCOMES = ("completed", "retried", "failed", "expired", "cancelled")
+
+
+def selector(*matchers: str) -> str:
+    """`{a,b}` from the non-empty matchers, or nothing."""
+    kept = [matcher for matcher in matchers if matcher]
+    return "{" + ",".join(kept) + "}" if kept else ""
+
+
+# -- queue state (read from the backend at scrape time) -------------------------------------
+def jobs_by_state(matchers: str = "") -> str:
+    return f"max by (queue, state) (asyncmq_queue_jobs{selector(matchers)})"
+
+
+def waiting(matchers: str = "") -> str:
+    return f"max by (queue) (asyncmq_queue_jobs{selector(_WAITING, matchers)})"
+
+
+def dead_letter_size(matchers: str = "") -> str:
+    return f"max by (queue) (asyncmq_queue_jobs{selector(_FAILED, matchers)})"
+
+
+def oldest_job_age(matchers: str = "") -> str:
+    return f"max by (queue) (asyncmq_queue_oldest_job_age_seconds{selector(matchers)})"
+
+
+def workers(matchers: str = "") -> str:
+    return f"max by (queue) (asyncmq_workers{selector(matchers)})"
+
+
+def backend_up() -> str:
+    return "min by (backend) (asyncmq_backend_up)"
+
+
+# -- flows (counters, summed over processes) ------------------------------------------------
+def outcome_rate(outcome: str, matchers: str = "", window: str = "5m", by: str = "queue") -> str:
+    """Per second: `enqueued`, `started` or one of `OUTCOMES`."""
+    return f"sum by ({by}) (rate(asyncmq_jobs_{outcome}_total{selector(matchers)}[{window}]))"
+
+
+def retry_ratio(matchers: str = "", window: str = "5m") -> str:
+    """Attempts that failed and were retried, per attempt begun."""
+    return f"{outcome_rate('retried', matchers, window)} / {outcome_rate('started', matchers, window)}"
+
+
+def failure_ratio(matchers: str = "", window: str = "5m") -> str:
+    """Jobs dead-lettered, per job that ended (completed or failed)."""
+    ended = f"({outcome_rate('completed', matchers, window)} + {outcome_rate('failed', matchers, window)})"
+    return f"{outcome_rate('failed', matchers, window)} / {ended}"
+
+
+def rate_limited_rate(matchers: str = "", window: str = "5m") -> str:
+    return f"sum by (queue) (rate(asyncmq_rate_limited_total{selector(matchers)}[{window}]))"
+
+
+def listener_errors_rate(window: str = "5m") -> str:
+    return f"sum by (event) (rate(asyncmq_event_listener_errors_total[{window}]))"
+
+
+def backend_operations_rate(window: str = "5m") -> str:
+    return f"sum by (backend, operation) (rate(asyncmq_backend_operations_total[{window}]))"
+
+
+# -- capacity (per-process gauges, summed) ---------------------------------------------------
+def in_progress(matchers: str = "") -> str:
+    return f"sum by (queue) (asyncmq_jobs_in_progress{selector(matchers)})"
+
+
+def concurrency(matchers: str = "") -> str:
+    return f"sum by (queue) (asyncmq_worker_concurrency{selector(matchers)})"
+
+
+def saturation(matchers: str = "") -> str:
+    """Share of the worker slots busy: 1 means every slot runs a job."""
+    return f"{in_progress(matchers)} / {concurrency(matchers)}"
+
+
+# -- time (histograms) ----------------------------------------------------------------------
+def _quantile(q: float, histogram: str, matchers: str, window: str, by: str) -> str:
+    buckets = f"rate({histogram}_bucket{selector(matchers)}[{window}])"
+    return f"histogram_quantile({q}, sum by ({by}, le) ({buckets}))"
+
+
+def wait_quantile(q: float, matchers: str = "", window: str = "5m") -> str:
+    """Time from runnable to started."""
+    return _quantile(q, "asyncmq_job_wait_seconds", matchers, window, "queue")
+
+
+def latency_quantile(q: float, matchers: str = "", window: str = "5m") -> str:
+    """Time from enqueued to finished."""
+    return _quantile(q, "asyncmq_job_latency_seconds", matchers, window, "queue")
+
+
+def duration_quantile(q: float, matchers: str = "", window: str = "5m", by: str = "queue, task") -> str:
+    return _quantile(q, "asyncmq_job_duration_seconds", matchers, window, by)
+
+
+def delayed_lateness_quantile(q: float, matchers: str = "", window: str = "5m") -> str:
+    """How late delayed and cron jobs start after their due time."""
+    return _quantile(q, "asyncmq_schedule_lateness_seconds", matchers, window, "queue")
+
+
+def backend_latency_quantile(q: float, window: str = "5m") -> str:
+    return _quantile(q, "asyncmq_backend_operation_seconds", "", window, "backend, operation")

@@ -15,6 +15,7 @@ from asyncmq.cli.events import events_group
 from asyncmq.cli.exporter import exporter
 from asyncmq.cli.info import info
 from asyncmq.cli.job import job_group
+from asyncmq.cli.observability import observability_group
 from asyncmq.cli.queue import queue_group
 from asyncmq.cli.worker import worker_group
 
@@ -38,3 +39,4 @@ cli.add_command(info)
 cli.add_command(demo)
 cli.add_command(events_group)
 cli.add_command(exporter)
+cli.add_command(observability_group)

@@ -18,6 +18,8 @@ __all__ = [
     "backend_latency_quantile",
     "backend_operations_rate",
     "backend_up",
+    "backlog",
+    "backlog_growth",
     "concurrency",
     "dead_letter_size",
     "delayed_lateness_quantile",
@@ -29,10 +31,12 @@ __all__ = [
     "listener_errors_rate",
     "oldest_job_age",
     "outcome_rate",
+    "paused",
     "rate_limited_rate",
     "retry_ratio",
     "saturation",
     "selector",
+    "targets_up",
     "wait_quantile",
     "waiting",
     "workers",
@@ -146,3 +150,29 @@ def delayed_lateness_quantile(q: float, matchers: str = "", window: str = "5m") 
 
 def backend_latency_quantile(q: float, window: str = "5m") -> str:
     return _quantile(q, "asyncmq_backend_operation_seconds", "", window, "backend, operation")
+
+
+# -- what the alert rules add ---------------------------------------------------------------
+_BACKLOG = 'state=~"waiting|delayed"'
+
+
+def backlog(matchers: str = "") -> str:
+    """Jobs that still need a worker: runnable now, or delayed. Delayed jobs count because
+    with no worker running nothing makes them runnable when they fall due."""
+    return f"sum by (queue) (max by (queue, state) (asyncmq_queue_jobs{selector(_BACKLOG, matchers)}))"
+
+
+def backlog_growth(matchers: str = "", window: str = "15m") -> str:
+    """Waiting jobs gained per second, the trend over `window` (negative while it drains): a
+    depth that keeps rising means jobs arrive faster than the workers finish them."""
+    return f"deriv({waiting(matchers)}[{window}:])"
+
+
+def paused(matchers: str = "") -> str:
+    """1 while the queue is paused: its backlog is then expected."""
+    return f"max by (queue) (asyncmq_queue_paused{selector(matchers)})"
+
+
+def targets_up() -> str:
+    """Prometheus' own health of every asyncmq scrape target (workers and the exporter)."""
+    return 'up{job=~"asyncmq.*"}'

@@ -1,0 +1,243 @@
+"""The observability story end to end, with real servers on loopback: a worker and the
+standalone exporter scraped by a real Prometheus that loads the generated rules; after a
+workload, every panel query of both generated dashboards returns data through Prometheus'
+HTTP API; then the worker stops while jobs keep arriving, and the no-worker page goes through
+a real Alertmanager, routed by exporters/alertmanager.yml, to the paging webhook.
+
+The deployment's own files are used, changed only where this machine differs from the
+compose network: loopback targets instead of service names, one-second intervals and a
+three-second `for:` instead of minutes, so the test runs in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from asyncmq.backends.redis import RedisBackend
+from asyncmq.observability.alerts import AlertConfig, render_rules
+from asyncmq.observability.grafana import panel_queries
+from asyncmq.queues import Queue
+from tests.e2e.servers import (
+    Prometheus,
+    Server,
+    WebhookReceiver,
+    need_binary,
+    running_server,
+    webhook_receiver,
+)
+from tests.observability.app import always_fails, fails_once, ok, sleeps
+from tests.observability.support import REDIS_URL, ROOT, asyncmq_process, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+RATE_WINDOW = "1m"  # `$__rate_interval` at a one-second scrape interval: the workload fits in it
+NO_WORKERS_FOR_S = 3
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"e2e-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def queue(queue_name: str) -> AsyncIterator[Queue]:
+    backend = RedisBackend(REDIS_URL)
+    yield Queue(queue_name, backend=backend)
+    keys = [key async for key in backend.client.scan_iter(match=f"asyncmq:{{{queue_name}}}:*")]
+    if keys:
+        await backend.client.delete(*keys)
+    await backend.client.srem("asyncmq:queues", queue_name)
+    await backend.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[Server]:
+    binary = need_binary("prometheus-alertmanager")
+    config = yaml.safe_load((ROOT / "exporters" / "alertmanager.yml").read_text())
+    for webhook in (hook for r in config["receivers"] for hook in r.get("webhook_configs", [])):
+        webhook["url"] = receiver.url + urlsplit(webhook["url"]).path  # /page, /ticket
+    for route in [config["route"], *config["route"].get("routes", [])]:
+        route.update(group_wait="1s", group_interval="1s")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    argv = [
+        binary, f"--config.file={path}", f"--storage.path={tmp_path / 'alertmanager-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+    ]  # fmt: skip
+    with running_server(Server, argv, port, tmp_path / "alertmanager.log", "/-/ready") as server:
+        yield server
+
+
+def prometheus_config(rules: Path, alertmanager: Server, targets: dict[str, int]) -> dict[str, Any]:
+    """exporters/prometheus.yml with this machine's loopback targets and fast intervals."""
+    config: dict[str, Any] = yaml.safe_load((ROOT / "exporters" / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(rules)]
+    config["alerting"]["alertmanagers"] = [
+        {"static_configs": [{"targets": [alertmanager.url.removeprefix("http://")]}]}
+    ]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(targets) <= set(jobs), "the test scrapes the jobs the deployment defines"
+    config["scrape_configs"] = [
+        {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        for name, port in targets.items()
+    ]
+    return config
+
+
+def fast_rules(tmp_path: Path) -> Path:
+    """The generated rules, evaluated every second, the page after three seconds."""
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text(
+        f'interval = "1s"\n\n[defaults.no_workers]\nthreshold = 0\nfor = "{NO_WORKERS_FOR_S}s"\n'
+    )
+    rules = tmp_path / "asyncmq.rules.yml"
+    rules.write_text(render_rules(AlertConfig.load(thresholds)))
+    return rules
+
+
+async def workload(queue: Queue) -> int:
+    """A mix that gives every panel something to show; returns the jobs that will end."""
+    await queue.add_bulk([{"task_id": ok.name} for _ in range(20)])
+    for _ in range(4):
+        await queue.add(fails_once.name, retries=1)
+    for _ in range(3):
+        await queue.add(always_fails.name)
+    for _ in range(3):
+        await queue.add(ok.name, delay=0.5)
+    await queue.add(sleeps.name, args=[0.5])
+    return 20 + 4 + 3 + 3 + 1
+
+
+async def wait_for(condition: Any, deadline_s: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + deadline_s
+    while True:
+        found = await asyncio.to_thread(condition)
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+def dashboard_queries(queue_name: str) -> list[tuple[str, str, str]]:
+    """(dashboard, panel, PromQL) for every target, with the variables a Grafana user picks."""
+    found = []
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        for title, expr in panel_queries(json.loads(path.read_text())):
+            concrete = expr.replace("$__rate_interval", RATE_WINDOW).replace("$queue", queue_name)
+            assert "$" not in concrete, f"{path.name} / {title}: a variable the test does not know"
+            found.append((path.stem, title, concrete))
+    return found
+
+
+def has_values(result: list[dict[str, Any]]) -> bool:
+    """A non-empty vector with at least one number (a quantile of nothing is NaN)."""
+    return any(not math.isnan(float(sample["value"][1])) for sample in result)
+
+
+async def test_every_dashboard_panel_shows_a_real_workload_and_the_no_worker_page_reaches_the_pager(
+    tmp_path: Path, queue: Queue, alertmanager: Server, receiver: WebhookReceiver
+) -> None:
+    prometheus_binary = need_binary("prometheus")
+    worker_port, exporter_port, prometheus_port = free_port(), free_port(), free_port()
+    worker = asyncmq_process(
+        "worker", "start", queue.name, "--backend", REDIS_URL, "--app", "tests.observability.app",
+        "--concurrency", "5", "--metrics-port", str(worker_port),
+    )  # fmt: skip
+    exporter = asyncmq_process("exporter", "--backend", REDIS_URL, "--port", str(exporter_port))
+    config = prometheus_config(
+        fast_rules(tmp_path),
+        alertmanager,
+        {"asyncmq-workers": worker_port, "asyncmq-exporter": exporter_port},
+    )
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    argv = [
+        prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}", "--enable-feature=exemplar-storage",
+    ]  # fmt: skip
+    try:
+        with running_server(
+            Prometheus, argv, prometheus_port, tmp_path / "prometheus.log", "/-/ready"
+        ) as prom:
+            assert isinstance(prom, Prometheus)
+            await check_dashboards_and_page(prom, queue, worker, receiver)
+    finally:
+        for process in (worker, exporter):
+            if process.poll() is None:
+                process.terminate()
+            process.communicate(timeout=15)  # also closes its stderr pipe
+
+
+async def check_dashboards_and_page(
+    prom: Prometheus, queue: Queue, worker: Any, receiver: WebhookReceiver
+) -> None:
+    matcher = f'{{queue="{queue.name}"}}'
+    ended = f"sum(asyncmq_jobs_completed_total{matcher}) + sum(asyncmq_jobs_failed_total{matcher})"
+    # Two rounds: Prometheus computes a rate from a series' second sample on, so the first
+    # round creates every series (as a worker's first jobs of a new task do) and the second
+    # is what the panels show, as they would in any running system.
+    total = 0
+    for _ in range(2):
+        total += await workload(queue)
+        await wait_for(
+            lambda: [s for s in prom.query(ended) if float(s["value"][1]) >= total],  # noqa: B023
+            60,
+            "Prometheus to see the workload end",
+        )
+    await asyncio.sleep(3)  # a few more scrapes: the second round is inside every rate window
+    empty = [
+        f"{dashboard} / {title}: {expr}"
+        for dashboard, title, expr in dashboard_queries(queue.name)
+        if not has_values(prom.query(expr))
+    ]
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+
+    worker.terminate()  # every worker gone, while jobs keep arriving
+    assert await asyncio.to_thread(worker.wait, 30) == 0
+
+    async def keep_adding() -> None:
+        while True:
+            await queue.add(ok.name)
+            await asyncio.sleep(0.5)
+
+    producer = asyncio.create_task(keep_adding())
+    try:
+        [page] = await wait_for(
+            lambda: [
+                alert
+                for alert in receiver.alerts_at("/page")
+                if alert["labels"].get("alertname") == "AsyncMQNoWorkers"
+                and alert["labels"].get("queue") == queue.name
+            ][:1],
+            60,
+            "the no-worker page at the paging webhook",
+        )
+    finally:
+        producer.cancel()
+    assert page["status"] == "firing"
+    assert page["labels"]["severity"] == "critical"
+    assert queue.name in page["annotations"]["summary"]
+    assert page["annotations"]["runbook_url"].endswith("#asyncmqnoworkers")
+    assert not [
+        alert
+        for alert in receiver.alerts_at("/ticket")
+        if alert["labels"].get("alertname") == "AsyncMQNoWorkers"
+    ]

@@ -11,7 +11,7 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
-from asyncmq.core.hooks import hooks
+from asyncmq.core.hooks import guards_itself, hooks
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
@@ -96,3 +96,27 @@ async def test_a_hook_that_raises_is_skipped_and_the_job_completes(caplog: pytes
     assert (await queue.get_job(job_id)).status == "completed"
     assert "enqueue hook bug" in caplog.text
     assert "attempt hook bug" in caplog.text
+
+
+async def test_a_hook_that_guards_itself_runs_without_the_engines_guard() -> None:
+    entered: list[Job] = []
+
+    class Around:
+        def __init__(self, job: Job) -> None:
+            self.job = job
+
+        def __enter__(self) -> None:
+            entered.append(self.job)
+
+        def __exit__(self, *exc_info: object) -> None:
+            SEEN.append("exit")
+
+    hook = guards_itself(Around)
+    hooks.around_attempt.append(hook)
+    job = Job(id="j", queue="hooks", task=note_meta.name)
+    assert type(hooks.attempting(job)) is Around  # its own manager, not wrapped
+    queue = Queue("hooks", backend=InMemoryBackend())
+    await queue.add(note_meta.name)
+    await asyncio.wait_for(queue.run(burst=True), 10)
+    assert len(entered) == 1
+    assert SEEN == ["task", "exit"]

@@ -11,7 +11,9 @@ runs, so spans the task makes nest under it. Each hook is a context manager fact
   outcome is known, with the task's exception if it raised.
 
 With no hook registered the engine skips them entirely. A hook that raises on entry or exit
-is logged and skipped: it never fails the job.
+is logged and skipped: it never fails the job. A hook marked with `guards_itself` promises to
+catch its own errors, and is called without that guard: a few hundred nanoseconds an attempt,
+which a hook run on every job (tracing) cares about.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from asyncmq.logging import get_logger
 if TYPE_CHECKING:
     from asyncmq.job import Job
 
-__all__ = ["AttemptHook", "EnqueueHook", "Hooks", "hooks"]
+__all__ = ["AttemptHook", "EnqueueHook", "Hooks", "guards_itself", "hooks"]
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 EnqueueHook = Callable[[Sequence["Job"]], AbstractContextManager[None]]
 AttemptHook = Callable[["Job"], AbstractContextManager[None]]
@@ -50,7 +53,8 @@ class Hooks:
 
     def attempting(self, job: Job) -> AbstractContextManager[None]:
         if len(self.around_attempt) == 1:  # the usual case (tracing), without an exit stack
-            return _Guarded(self.around_attempt[0], job)
+            hook = self.around_attempt[0]
+            return hook(job) if getattr(hook, "guards_itself", False) else _Guarded(hook, job)
         return self._attempting_all(job)
 
     @contextlib.contextmanager
@@ -59,6 +63,13 @@ class Hooks:
             for hook in self.around_attempt:
                 _enter(stack, hook, job)
             yield
+
+
+def guards_itself(hook: F) -> F:
+    """Mark `hook` as catching and logging its own errors, on entry and exit alike: the engine
+    then calls it as it is. For hooks on every attempt, where the guard's cost shows."""
+    hook.guards_itself = True  # type: ignore[attr-defined]
+    return hook
 
 
 class _Guarded:

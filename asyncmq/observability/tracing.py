@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -50,7 +50,8 @@ from opentelemetry.trace import (
 )
 
 from asyncmq import __version__
-from asyncmq.core.hooks import hooks
+from asyncmq.core.hooks import guards_itself, hooks
+from asyncmq.logging import get_logger
 from asyncmq.observability.traceparent import parse_traceparent
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
     from asyncmq.job import Job
 
 __all__ = ["ENDPOINT_VARIABLES", "configure_from_env", "exporting_traces", "start_tracing", "stop_tracing"]
+
+log = get_logger(__name__)
 
 _SYSTEM = "asyncmq"
 _TRACES_PATH = "/v1/traces"
@@ -143,7 +146,10 @@ class _ProcessSpan:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         detach(self._token)
-        _end(self._span, exc)
+        try:
+            _end(self._span, exc)
+        except Exception:  # a span processor's failure: the attempt's outcome stands
+            log.exception("ending the process span failed")
 
 
 def _attributes(operation: str, queue: str) -> dict[str, AttributeValue]:
@@ -176,13 +182,21 @@ class _Tracing:
     def enqueueing(self, jobs: Sequence[Job]) -> _SendSpan:
         return _SendSpan(self.tracer, jobs)
 
-    def attempting(self, job: Job) -> _ProcessSpan | _Current:
-        meta = job.meta
-        value = meta.get("traceparent")
-        if type(value) is str and not self.link and "tracestate" not in meta and "baggage" not in meta:
-            unsampled = _unsampled_parent(value)  # the common case, without the propagator's parsing
-            if unsampled is not None:
-                return _Current(unsampled)  # not sampled: no span work, the context still flows
+    @guards_itself
+    def attempting(self, job: Job) -> AbstractContextManager[None]:
+        try:
+            meta = job.meta
+            value = meta.get("traceparent")
+            if type(value) is str and not self.link and "tracestate" not in meta and "baggage" not in meta:
+                unsampled = _unsampled_parent(value)  # the common case, without general parsing
+                if unsampled is not None:
+                    return _Current(unsampled)  # not sampled: no span work, the context still flows
+            return self._traced_attempt(job)
+        except Exception:
+            log.exception("tracing an attempt of job %s failed; it runs untraced", job.id)
+            return nullcontext()
+
+    def _traced_attempt(self, job: Job) -> _ProcessSpan | _Current:
         carried = propagate.extract(job.meta)
         producer = trace.get_current_span(carried).get_span_context()
         if producer.is_valid and not producer.trace_flags.sampled and not self.link:

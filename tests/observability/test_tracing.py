@@ -354,6 +354,26 @@ async def test_an_empty_bulk_add_makes_no_span(exporter: InMemorySpanExporter) -
     assert exporter.get_finished_spans() == ()
 
 
+class FailingProcessor(SimpleSpanProcessor):
+    """A span processor that breaks on every span it is handed at the end."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("span processor bug")
+
+
+async def test_a_failing_span_processor_never_fails_the_job(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(FailingProcessor(exporter))
+    start_tracing(provider)
+    queue = Queue("q", backend=InMemoryBackend())
+    job_id = await queue.add(flaky.name, [SECRET, PIN], retries=0)
+    await asyncio.wait_for(queue.run(burst=True), 10)
+    assert (await queue.get_job(job_id)).status == "failed"  # the task's own outcome, nothing else
+    assert "ending the process span failed" in caplog.text
+
+
 def test_starting_twice_installs_the_hooks_once_and_stopping_removes_them() -> None:
     before = (len(hooks.around_enqueue), len(hooks.around_attempt))
     start_tracing(TracerProvider())

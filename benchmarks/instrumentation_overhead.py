@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 
 from asyncmq.backends.redis import RedisBackend
+from asyncmq.bench.measure import remove_queue
 from asyncmq.observability import instrument, uninstrument
 from asyncmq.queues import Queue
 
@@ -73,9 +74,7 @@ async def one_variant(url: str, variant: str, jobs: int, concurrency: int) -> tu
         uninstrument()
         if provider is not None:
             provider.shutdown()
-        from benchmarks.redis_throughput import cleanup
-
-        await cleanup(backend, queue.name)
+        await remove_queue(backend, queue.name)
         await backend.close()
 
 

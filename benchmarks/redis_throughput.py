@@ -16,85 +16,54 @@ import argparse
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from asyncmq.backends.redis import RedisBackend
+from asyncmq.bench.measure import (
+    Spread,
+    enqueue_bulk,
+    enqueue_one_by_one,
+    latencies_ms,
+    paced_enqueue,
+    percentile,
+    process_in_process,
+    remove_queue,
+    timed_rate,
+    wait_for_count,
+)
+from asyncmq.bench.workloads import WORKLOADS
 from asyncmq.queues import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
-NOOP = "benchmarks.tasks.noop"
-
-
-async def timed_rate(jobs: int, call: Any) -> float:
-    start = time.perf_counter()
-    await call
-    return jobs / (time.perf_counter() - start)
-
-
-async def enqueue_one_by_one(queue: Queue, jobs: int) -> None:
-    for _ in range(jobs):
-        await queue.add(NOOP)
-
-
-async def enqueue_bulk(queue: Queue, jobs: int, chunk: int = 10_000) -> None:
-    for start in range(0, jobs, chunk):
-        await queue.add_bulk([{"task_id": NOOP} for _ in range(min(chunk, jobs - start))])
+NOOP = WORKLOADS["noop"]
 
 
 async def process(queue: Queue, jobs: int, concurrency: int) -> tuple[float, float]:
     """Jobs/s and round trips per job for one in-process worker draining `jobs`."""
-    import benchmarks.tasks  # noqa: F401  (registers the task)
-
-    backend = queue.backend
-    before = sum(backend.operation_counts.values())
-    worker = queue.worker(burst=True, concurrency=concurrency, handle_signals=False)
-    rate = await timed_rate(jobs, worker.run())
-    trips = sum(backend.operation_counts.values()) - before
-    return rate, trips / jobs
+    figures = await process_in_process(queue, jobs, concurrency)
+    return figures["process_jobs_per_s"], figures["round_trips_per_job"]
 
 
 def start_worker(url: str, queue: str, concurrency: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "asyncmq", "worker", "start", queue,
-        "--backend", url, "--app", "benchmarks.tasks", "--concurrency", str(concurrency),
+        "--backend", url, "--app", "asyncmq.bench.workloads", "--concurrency", str(concurrency),
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def wait_until_idle(queue: Queue, expected_completed: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (await queue.counts())["completed"] < expected_completed:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"workers did not complete {expected_completed} jobs in {timeout_s}s")
-        await asyncio.sleep(0.05)
 
 
 async def paced_latency(queue: Queue, rate: int, seconds: float) -> dict[str, float]:
     """Enqueue at `rate` jobs/s, one awaited add at a time; latency = finished - created."""
     jobs = int(rate * seconds)
-    ids = []
-    start = time.perf_counter()
-    for i in range(jobs):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        ids.append(await queue.add(NOOP))
-    await wait_until_idle(queue, jobs)
-    backend = queue.backend
-    assert isinstance(backend, RedisBackend)
-    async with backend.client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(f"{backend.prefix}:{{{queue.name}}}:job:{job_id}", "created_at", "finished_at")
-        rows = await pipe.execute()
-    latencies = sorted((float(done) - float(created)) * 1000 for created, done in rows)
-    cut = statistics.quantiles(latencies, n=100)
-    return {"p50": cut[49], "p95": cut[94], "p99": cut[98], "max": latencies[-1], "jobs": jobs}
+    before = (await queue.counts())["completed"]
+    ids = await paced_enqueue(queue, NOOP, jobs, rate)
+    await wait_for_count(queue, "completed", before + jobs)
+    latencies = await latencies_ms(queue, ids)
+    figures = {f"p{p}": percentile(latencies, p / 100) for p in (50, 95, 99)}
+    return figures | {"max": latencies[-1], "jobs": jobs}
 
 
 async def idle_calls_per_s(url: str, queue: str, seconds: float) -> float:
@@ -128,16 +97,18 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
     queue = Queue(name, backend=backend, keep_finished=args.jobs)
     figures: dict[str, float] = {}
     try:
-        figures["enqueue bulk (jobs/s)"] = await timed_rate(args.jobs, enqueue_bulk(queue, args.jobs))
+        figures["enqueue bulk (jobs/s)"] = await timed_rate(
+            args.jobs, lambda: enqueue_bulk(queue, NOOP, args.jobs)
+        )
         rate, trips = await process(queue, args.jobs, args.concurrency)
         figures["process (jobs/s)"] = rate
         figures["round trips per job"] = trips
         one_by_one = args.jobs // 10
         figures["enqueue one by one (jobs/s)"] = await timed_rate(
-            one_by_one, enqueue_one_by_one(queue, one_by_one)
+            one_by_one, lambda: enqueue_one_by_one(queue, NOOP, one_by_one)
         )
-        rate, _ = await process(queue, one_by_one, args.concurrency)
-        await cleanup(backend, name)
+        await process(queue, one_by_one, args.concurrency)
+        await remove_queue(backend, name)
 
         figures["idle worker: Redis round trips/s"] = await idle_calls_per_s(
             args.redis, name, args.idle_seconds
@@ -152,7 +123,7 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
     finally:
-        await cleanup(backend, name)
+        await remove_queue(backend, name)
         await backend.close()
     return figures
 
@@ -172,16 +143,17 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop here")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     rounds = [await one_round(args) for _ in range(args.repeat)]
     print(
         f"Redis {args.redis}: {args.jobs} no-op jobs, concurrency {args.concurrency}, "
         f"{args.repeat} rounds, {args.loop} loop"
     )
     for name in rounds[0]:
-        values = [r[name] for r in rounds]
-        median, low, high = statistics.median(values), min(values), max(values)
-        print(f"  {name:<36} median {median:>10,.2f}   min {low:>10,.2f}   max {high:>10,.2f}")
+        spread = Spread.of([r[name] for r in rounds])
+        print(
+            f"  {name:<36} median {spread.median:>10,.2f}   min {spread.min:>10,.2f}"
+            f"   max {spread.max:>10,.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,16 @@ import sys
 
 import asyncmq
 
-OPTIONAL = ("redis", "asyncpg", "motor", "pymongo", "prometheus_client", "opentelemetry")
+OPTIONAL = (
+    "redis",
+    "asyncpg",
+    "motor",
+    "pymongo",
+    "prometheus_client",
+    "opentelemetry",
+    "matplotlib",
+    "rich.progress",
+)
 
 
 def test_importing_asyncmq_imports_no_optional_dependency() -> None:

@@ -1,4 +1,4 @@
-"""The `asyncmq` command: the root group that every area (worker, queue, job, info, demo) hangs off.
+"""The `asyncmq` command: the root group that every area (worker, queue, job, info, demo, bench) hangs off.
 
 Each area lives in its own module; this one only assembles them, so `asyncmq --help` stays
 cheap and an area can change without touching the others.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from asyncmq import __version__
+from asyncmq.cli.bench import bench
 from asyncmq.cli.common import AsyncMQGroup
 from asyncmq.cli.demo import demo
 from asyncmq.cli.events import events_group
@@ -40,3 +41,4 @@ cli.add_command(demo)
 cli.add_command(events_group)
 cli.add_command(exporter)
 cli.add_command(observability_group)
+cli.add_command(bench)

@@ -64,6 +64,7 @@ _MUTABLE = ("started_at", "finished_at", "delay_until", "ready_at", "result", "e
 _JSON_MUTABLE = frozenset({"result", "error", "progress"})
 _FINISHED = ("completed", "failed", "expired", "cancelled")
 _ENQUEUE_CHUNK = 1000
+_REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "finish", "release", "heartbeat", "progress", "promote",
     "recover", "cancel", "retry", "remove", "drain", "purge", "repeatable",
@@ -304,11 +305,13 @@ class RedisBackend(BaseBackend):
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._blocking_pop(self._base(queue) + "notify", timeout_s)
 
-    async def _blocking_pop(self, key: str, timeout_s: float) -> None:
+    async def _blocking_pop(self, key: str, timeout_s: float) -> bool:
+        """Wait for a marker on `key`; False when the wait timed out."""
         if timeout_s <= 0:
-            return
+            return False
         await self.connect()
-        await self._timed("wait", self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001)))
+        popped = await self._timed("wait", self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001)))
+        return popped is not None
 
     async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
         if not jobs:
@@ -368,7 +371,14 @@ class RedisBackend(BaseBackend):
         return int(promoted), (float(following) if following else None)
 
     async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
-        await self._blocking_pop(self._base(queue) + "schedule", timeout_s)
+        """Redis ends a blocking wait on its own clock tick (`hz`, ten a second by default), up
+        to 100 ms after the timeout: a delayed job would start that late. So the wait ends one
+        tick early and the rest is slept here, on the event loop's precise clock; a marker
+        (a sooner job added) still ends it at once, unless it comes in that last tick."""
+        deadline = time.monotonic() + timeout_s
+        if await self._blocking_pop(self._base(queue) + "schedule", timeout_s - _REDIS_TICK_S):
+            return
+        await asyncio.sleep(max(deadline - time.monotonic(), 0))
 
     async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
         from asyncmq.conf import settings

@@ -158,6 +158,8 @@ async def _first_scrape(port: int, deadline_s: float = 30) -> float:
 
 def row(name: str, interval: float, lateness: Sequence[float], calls: float) -> str:
     ms = [value * 1000 for value in lateness]
+    if not ms:
+        return f"| {name} | {interval:g} s | - | - | - | {calls:.1f} | 0 |"
     return (
         f"| {name} | {interval:g} s | {percentile(ms, 0.5):.1f} | {percentile(ms, 0.99):.1f} | "
         f"{max(ms):.1f} | {calls:.1f} | {len(ms)} |"

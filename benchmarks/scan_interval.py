@@ -6,8 +6,10 @@ jobs every `scan_interval` and nothing else, as a scanner without wake-ups does.
 
     .venv/bin/python benchmarks/scan_interval.py --jobs 100 --window 20
 
-The worker runs as `asyncmq worker start` in its own process with `--metrics-port`; a
-producer here adds the delayed jobs, due at random moments over the window, in small groups
+Calls per second are given idle (the first ten seconds, nothing to do) and while the jobs
+come due (every job costs a few: its wake-up, claim and outcome). The worker runs as
+`asyncmq worker start` in its own process with `--metrics-port`; a producer here adds the
+delayed jobs, due at random moments over the window, in small groups
 while the worker waits (so the worker learns of most jobs only through the backend's
 wake-up, as it would from a producer elsewhere). The plain poller runs in this process on the
 same backend calls (`promote_due`, `claim`, `finish`), sleeping `scan_interval` in between.
@@ -35,6 +37,7 @@ from asyncmq.queues import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERVALS = (0.1, 1.0, 5.0)
+IDLE_S = 10.0  # how long each scheduler is watched with nothing to do, before the jobs come
 
 
 def scrape_operations(port: int) -> float:
@@ -70,8 +73,11 @@ async def lateness_s(queue: Queue, ids: Sequence[str]) -> list[float]:
     )
 
 
-async def asyncmq_worker(url: str, interval: float, jobs: int, window_s: float) -> tuple[list[float], float]:
-    """Lateness of each job, and the worker's backend calls per second over the window."""
+async def asyncmq_worker(
+    url: str, interval: float, jobs: int, window_s: float
+) -> tuple[list[float], float, float]:
+    """Lateness of each job, and the worker's backend calls per second: idle, and over the
+    window with the jobs."""
     backend = RedisBackend(url)
     queue = Queue(f"scan-{uuid.uuid4().hex[:8]}", backend=backend)
     port = _free_port()
@@ -82,12 +88,15 @@ async def asyncmq_worker(url: str, interval: float, jobs: int, window_s: float) 
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        before = await _first_scrape(port)
+        idle_from = await _first_scrape(port)
+        await asyncio.sleep(IDLE_S)
+        before = scrape_operations(port)
+        idle = (before - idle_from) / IDLE_S
         start = time.monotonic()
         ids = await add_over_window(queue, jobs, window_s, seed=int(interval * 1000))
         await asyncio.sleep(max(start + window_s + 1 - time.monotonic(), 0))
         calls = (scrape_operations(port) - before) / (time.monotonic() - start)
-        return await lateness_s(queue, ids), calls
+        return await lateness_s(queue, ids), idle, calls
     finally:
         worker.terminate()
         await asyncio.wait_for(worker.wait(), 30)
@@ -95,7 +104,9 @@ async def asyncmq_worker(url: str, interval: float, jobs: int, window_s: float) 
         await backend.close()
 
 
-async def plain_poller(url: str, interval: float, jobs: int, window_s: float) -> tuple[list[float], float]:
+async def plain_poller(
+    url: str, interval: float, jobs: int, window_s: float
+) -> tuple[list[float], float, float]:
     """The same jobs run by a loop that promotes, claims and finishes every `interval`."""
     backend = RedisBackend(url)  # the poller's own: its operation counts are the poller's alone
     name = f"scan-plain-{uuid.uuid4().hex[:8]}"
@@ -120,16 +131,18 @@ async def plain_poller(url: str, interval: float, jobs: int, window_s: float) ->
             await asyncio.sleep(interval)
 
     try:
-        producer = asyncio.create_task(add_over_window(queue, jobs, window_s, seed=int(interval * 1000)))
-        before = sum(backend.operation_counts.values())
-        start = time.monotonic()
         poller = asyncio.create_task(poll())
-        await producer
+        idle_from = sum(backend.operation_counts.values())
+        await asyncio.sleep(IDLE_S)
+        before = sum(backend.operation_counts.values())
+        idle = (before - idle_from) / IDLE_S
+        start = time.monotonic()
+        await add_over_window(queue, jobs, window_s, seed=int(interval * 1000))
         await asyncio.sleep(max(start + window_s + 1 - time.monotonic(), 0))
         stop.set()
         await poller
         calls = sum(backend.operation_counts.values()) - before
-        return sorted(lateness), calls / (time.monotonic() - start)
+        return sorted(lateness), idle, calls / (time.monotonic() - start)
     finally:
         await remove_queue(backend, name)
         await backend.close()
@@ -156,14 +169,10 @@ async def _first_scrape(port: int, deadline_s: float = 30) -> float:
             await asyncio.sleep(0.1)
 
 
-def row(name: str, interval: float, lateness: Sequence[float], calls: float) -> str:
+def row(name: str, interval: float, lateness: Sequence[float], idle: float, calls: float) -> str:
     ms = [value * 1000 for value in lateness]
-    if not ms:
-        return f"| {name} | {interval:g} s | - | - | - | {calls:.1f} | 0 |"
-    return (
-        f"| {name} | {interval:g} s | {percentile(ms, 0.5):.1f} | {percentile(ms, 0.99):.1f} | "
-        f"{max(ms):.1f} | {calls:.1f} | {len(ms)} |"
-    )
+    late = f"{percentile(ms, 0.5):.1f} | {percentile(ms, 0.99):.1f} | {max(ms):.1f}" if ms else "- | - | -"
+    return f"| {name} | {interval:g} s | {late} | {idle:.1f} | {calls:.1f} | {len(ms)} |"
 
 
 async def main() -> None:
@@ -175,13 +184,22 @@ async def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds over which they fall due")
     args = parser.parse_args()
     print(f"{args.jobs} delayed jobs due over {args.window:g} s, Redis, one worker")
-    print("| scheduler | scan_interval | lateness p50 (ms) | p99 (ms) | max (ms) | backend calls/s | jobs |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| scheduler | scan_interval | lateness p50 (ms) | p99 (ms) | max (ms) "
+        "| calls/s idle | calls/s with the jobs | jobs |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for interval in INTERVALS:
-        lateness, calls = await asyncmq_worker(args.redis, interval, args.jobs, args.window)
-        print(row("asyncmq worker", interval, lateness, calls), flush=True)
-        lateness, calls = await plain_poller(args.redis, interval, args.jobs, args.window)
-        print(row("plain poller", interval, lateness, calls), flush=True)
+        print(
+            row(
+                "asyncmq worker",
+                interval,
+                *await asyncmq_worker(args.redis, interval, args.jobs, args.window),
+            )
+        )
+        print(
+            row("plain poller", interval, *await plain_poller(args.redis, interval, args.jobs, args.window))
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""This repository's asyncmq on Redis, measured exactly like its peers (run in /work/main/.venv).
+"""This repository's asyncmq on Redis, measured exactly like its peers (run in the repository's .venv).
 
 Fast path, all documented defaults: `Queue.add_bulk` stores a whole batch in one backend call (10,000
 jobs a call here); the worker is the `asyncmq worker start` command, one process, `--concurrency 10`,

@@ -4,10 +4,12 @@ in three pipelined round trips per batch), measured in the same run, interleaved
 
 A ratio, not a rate: this machine's speed drifts by a quarter between runs, and both sides
 drift together. Both run on uvloop, as a production worker does, so the ratio shows asyncmq's
-own per-job cost. The floor sits about 18% under the ratio measured when it was set (see
-FLOOR_RATIO): under the noise of a median of nine rounds, over what a change adding 20 µs to
-every job gives. That was checked once, by adding a 20 µs busy loop to `Worker._execute`: the
-median ratio fell from 0.37-0.38 to 0.28, and this test failed."""
+own per-job cost. The floor sits about 25% under the ratio measured on a quiet machine when it
+was set (see FLOOR_RATIO): under the noise of a median of nine rounds, over what a change
+adding 30 µs to every job gives. That was checked once, by adding a 30 µs busy loop to
+`Worker._execute`: the median ratio fell to 0.34 and this test failed; reverted, it passed.
+Other load on the machine lowers the ratio (0.37-0.41 was seen while benchmarks of other
+queues ran beside it), so the guard expects the test suite to have the machine to itself."""
 
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ REDIS_URL = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JOBS = 4_000
 ROUNDS = 9
 BATCH = 50
-#: asyncmq's process rate over the raw queue's, median of the rounds: 0.37-0.38 on this
-#: machine when set (2026-11-28).
-FLOOR_RATIO = 0.31
+#: asyncmq's process rate over the raw queue's, median of the rounds: 0.56-0.66 on this
+#: machine, quiet, when set (2026-11-28).
+FLOOR_RATIO = 0.42
 
 
 @task(queue="guard", name="guard.noop")

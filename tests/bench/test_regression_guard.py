@@ -4,7 +4,7 @@ in three pipelined round trips per batch), measured in the same run, interleaved
 
 A ratio, not a rate: this machine's speed drifts by a quarter between runs, and both sides
 drift together. Both run on uvloop, as a production worker does, so the ratio shows asyncmq's
-own per-job cost. The floor sits about 25% under the ratio measured on a quiet machine when it
+own per-job cost. The floor sits about a third under the ratio measured on a quiet machine when it
 was set (see FLOOR_RATIO): under the noise of a median of nine rounds, over what a change
 adding 30 µs to every job gives. That was checked once, by adding a 30 µs busy loop to
 `Worker._execute`: the median ratio fell to 0.34 and this test failed; reverted, it passed.
@@ -33,7 +33,7 @@ ROUNDS = 9
 BATCH = 50
 #: asyncmq's process rate over the raw queue's, median of the rounds: 0.56-0.66 on this
 #: machine, quiet, when set (2026-11-28).
-FLOOR_RATIO = 0.42
+FLOOR_RATIO = 0.38
 
 
 @task(queue="guard", name="guard.noop")

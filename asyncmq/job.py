@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
@@ -149,12 +150,12 @@ class Job:
         missing = [name for name in ("id", "queue", "task") if name not in record]
         if missing:
             raise MalformedJobError(f"job record {record.get('id', '?')!r} lacks {', '.join(missing)}")
-        unknown = set(record) - _FIELD_NAMES_SET
-        if unknown:
-            raise MalformedJobError(f"job record {record['id']!r} has unknown fields {sorted(unknown)}")
+        if not _FIELD_NAMES_SET.issuperset(record):
+            unknown = sorted(set(record) - _FIELD_NAMES_SET)
+            raise MalformedJobError(f"job record {record['id']!r} has unknown fields {unknown}")
         try:
             job = cls(**record)
-            job.status = JobState(job.status)
+            job.status = _STATES.get(job.status) or JobState(job.status)  # a dict: Enum lookups are slow
         except (TypeError, ValueError) as exc:
             raise MalformedJobError(f"job record {record['id']!r} is malformed: {exc}") from None
         if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
@@ -164,6 +165,7 @@ class Job:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Job))
 _FIELD_NAMES_SET = frozenset(_FIELD_NAMES)
+_STATES: dict[object, JobState] = {state.value: state for state in JobState}
 _all_fields = attrgetter(*_FIELD_NAMES)
 
 
@@ -227,16 +229,16 @@ def decode_flat(flat: dict[str, str]) -> Job:
     record: dict[str, Any] = {}
     try:
         for name, raw in flat.items():
-            if name in _STR_FIELDS:
-                record[name] = raw
-            elif name in _INT_FIELDS:
-                record[name] = int(raw)
-            elif name in _FLOAT_FIELDS:
-                record[name] = float(raw)
-            elif name in _JSON_FIELDS:
-                record[name] = orjson.loads(raw)
-            else:
-                record[name] = raw  # reported as an unknown field below
+            convert = _DECODERS.get(name)  # text fields, and unknown ones (reported below), as they are
+            record[name] = raw if convert is None else convert(raw)
     except ValueError as exc:
         raise MalformedJobError(f"stored job {flat.get('id', '?')!r} has a malformed field: {exc}") from None
     return Job.from_record(record)
+
+
+#: How each stored field is read back: one lookup a field, on the path of every claimed job.
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    **dict.fromkeys(_INT_FIELDS, int),
+    **dict.fromkeys(_FLOAT_FIELDS, float),
+    **dict.fromkeys(_JSON_FIELDS, orjson.loads),
+}

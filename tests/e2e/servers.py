@@ -8,12 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.observability.support import free_port
+from tests.serving import serving
 
 __all__ = ["Prometheus", "Server", "WebhookReceiver", "need_binary", "running_server", "webhook_receiver"]
 
@@ -125,14 +125,5 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the test reads what was received."""
 
 
-@contextmanager
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver")
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def webhook_receiver() -> AbstractContextManager[WebhookReceiver]:
+    return serving(WebhookReceiver())

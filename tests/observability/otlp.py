@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -13,6 +12,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.serving import serving
 
 
 class OTLPReceiver(HTTPServer):
@@ -61,14 +62,5 @@ def received_spans(requests: Sequence[ExportTraceServiceRequest]) -> list[tuple[
     return found
 
 
-@contextmanager
-def running_receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver()
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver")
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def running_receiver() -> AbstractContextManager[OTLPReceiver]:
+    return serving(OTLPReceiver())

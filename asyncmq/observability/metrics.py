@@ -21,7 +21,7 @@ from asyncmq import __version__
 from asyncmq.backends.base import BaseBackend
 from asyncmq.core.event import Event, Payload, event_emitter
 from asyncmq.observability.fast import FastCounter, FastGauge, FastHistogram
-from asyncmq.observability.traceparent import parse_traceparent
+from asyncmq.observability.traceparent import sampled_trace_id
 from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
@@ -400,8 +400,8 @@ def _exemplar(job: Job) -> dict[str, str] | None:
 @functools.lru_cache(maxsize=1024)
 def _exemplar_of(traceparent: str) -> dict[str, str] | None:
     """Cached (one shared dict, never changed): the jobs of one bulk add share a traceparent."""
-    parent = parse_traceparent(traceparent)
-    return {"trace_id": parent.trace_id} if parent is not None and parent.sampled else None
+    trace_id = sampled_trace_id({"traceparent": traceparent})
+    return None if trace_id is None else {"trace_id": trace_id}
 
 
 def build_info(registry: CollectorRegistry, backends: Iterable[str], kind: Any = Gauge) -> Any:

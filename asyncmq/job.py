@@ -229,16 +229,26 @@ def decode_flat(flat: dict[str, str]) -> Job:
     record: dict[str, Any] = {}
     try:
         for name, raw in flat.items():
-            convert = _DECODERS.get(name)  # text fields, and unknown ones (reported below), as they are
-            record[name] = raw if convert is None else convert(raw)
+            known = _DECODERS.get(name)
+            if known is None:
+                record[name] = raw  # reported below
+            else:
+                field, convert = known
+                record[field] = raw if convert is None else convert(raw)
     except ValueError as exc:
         raise MalformedJobError(f"stored job {flat.get('id', '?')!r} has a malformed field: {exc}") from None
     return Job.from_record(record)
 
 
-#: How each stored field is read back: one lookup a field, on the path of every claimed job.
-_DECODERS: dict[str, Callable[[str], Any]] = {
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(_INT_FIELDS, int),
     **dict.fromkeys(_FLOAT_FIELDS, float),
     **dict.fromkeys(_JSON_FIELDS, orjson.loads),
+}
+#: How each stored field is read back (None: text as it is), under the field's own name
+#: object: `Job(**record)` matches a keyword that *is* its parameter's name without comparing
+#: strings, and a store's reply brings fresh strings, each compared with up to 27 names.
+#: One lookup a field, on the path of every claimed job.
+_DECODERS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    name: (name, _CONVERTERS.get(name)) for name in _FIELD_NAMES
 }

@@ -224,11 +224,16 @@ class Queue:
         return [job.id for job in built]
 
     async def _store(self, jobs: list[Job]) -> list[Job]:
-        if hooks.around_enqueue:
-            with hooks.enqueueing(jobs):
-                stored = await self.backend.enqueue(jobs)
-        else:
+        hook = hooks.active
+        state = hook.before_enqueue(jobs) if hook is not None else None
+        try:
             stored = await self.backend.enqueue(jobs)
+        except BaseException as exc:
+            if hook is not None:
+                hook.after_enqueue(jobs, state, exc)
+            raise
+        if hook is not None:
+            hook.after_enqueue(jobs, state, None)
         new = [job for job, ok in zip(jobs, stored, strict=True) if ok]
         for job, ok in zip(jobs, stored, strict=True):
             if not ok:

@@ -186,12 +186,17 @@ class Worker:
         event_emitter.emit_job(Event.JOB_STARTED, job)
         self._running[job.id] = (job, asyncio.current_task())
         ctx_token = _current.set(JobContext(job, self.backend))
+        hook = hooks.active
+        state = hook.before_attempt(job) if hook is not None else None
         try:
-            if hooks.around_attempt:
-                with hooks.attempting(job):
-                    job.result = await self._call(job)
-            else:
+            try:
                 job.result = await self._call(job)
+            except BaseException as exc:
+                if hook is not None:
+                    hook.after_attempt(job, state, exc)
+                raise
+            if hook is not None:
+                hook.after_attempt(job, state, None)
             job.status = JobState.COMPLETED
         except asyncio.CancelledError as exc:
             if not self._attempt_failed_on(job, exc):

@@ -4,14 +4,14 @@ stored and wrap its run, and a failing hook never fails the job."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
-from asyncmq.core.hooks import guards_itself, hooks
+from asyncmq.core.hooks import JobHook, hooks
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
@@ -34,62 +34,75 @@ async def explode() -> None:
 def _no_hooks() -> Iterator[None]:
     SEEN.clear()
     yield
-    hooks.around_enqueue.clear()
-    hooks.around_attempt.clear()
+    hooks.clear()
+
+
+class Stamp(JobHook):
+    def before_enqueue(self, jobs: Sequence[Job]) -> int:
+        for job in jobs:
+            job.meta["stamp"] = f"stamped-{job.task.rsplit('.', 1)[-1]}"
+        return len(jobs)
+
+    def after_enqueue(self, jobs: Sequence[Job], state: Any, error: BaseException | None) -> None:
+        SEEN.append(f"stored {state} error={error!r}")
+
+
+class Around(JobHook):
+    def before_attempt(self, job: Job) -> str:
+        SEEN.append(f"before {job.attempt}")
+        return f"state of {job.task.rsplit('.', 1)[-1]}"
+
+    def after_attempt(self, job: Job, state: Any, error: BaseException | None) -> None:
+        SEEN.append(f"after {state}: {error!r}")
 
 
 async def test_an_enqueue_hook_writes_metadata_that_is_stored_and_seen_by_the_task() -> None:
-    @contextlib.contextmanager
-    def stamp(jobs: Sequence[Job]) -> Iterator[None]:
-        for job in jobs:
-            job.meta["stamp"] = f"stamped-{job.task.rsplit('.', 1)[-1]}"
-        yield
-        SEEN.append(f"stored {len(jobs)}")
-
-    hooks.around_enqueue.append(stamp)
+    hooks.add(Stamp())
     queue = Queue("hooks", backend=InMemoryBackend())
     job_id = await queue.add(note_meta.name)
     await asyncio.wait_for(queue.run(burst=True), 10)
     assert (await queue.get_job(job_id)).result == "stamped-note_meta"
-    assert SEEN == ["stored 1", "task"]
+    assert SEEN == ["stored 1 error=None", "task"]
+
+
+async def test_an_enqueue_hook_is_told_when_storing_fails() -> None:
+    class Broken(InMemoryBackend):
+        async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+            raise ConnectionError("store down")
+
+    hooks.add(Stamp())
+    with pytest.raises(ConnectionError):
+        await Queue("hooks", backend=Broken()).add(note_meta.name)
+    assert SEEN == ["stored 1 error=ConnectionError('store down')"]
 
 
 async def test_an_attempt_hook_wraps_the_task_and_sees_its_exception() -> None:
-    outcomes: list[str] = []
-
-    @contextlib.contextmanager
-    def around(job: Job) -> Iterator[None]:
-        outcomes.append(f"enter {job.attempt}")
-        try:
-            yield
-        except ValueError as exc:
-            outcomes.append(f"raised {exc}")
-            raise
-        else:
-            outcomes.append("ok")
-
-    hooks.around_attempt.append(around)
+    hooks.add(Around())
     queue = Queue("hooks", backend=InMemoryBackend())
     await queue.add(note_meta.name)
     await queue.add(explode.name)
     worker = queue.worker()
     assert await worker.process()
     assert await worker.process()
-    assert outcomes == ["enter 1", "ok", "enter 1", "raised boom"]
+    assert SEEN == [
+        "before 1",
+        "task",
+        "after state of note_meta: None",
+        "before 1",
+        "after state of explode: ValueError('boom')",
+    ]
     assert (await queue.counts())["failed"] == 1
 
 
 async def test_a_hook_that_raises_is_skipped_and_the_job_completes(caplog: pytest.LogCaptureFixture) -> None:
-    def broken_enqueue(jobs: Sequence[Job]) -> contextlib.AbstractContextManager[None]:
-        raise RuntimeError("enqueue hook bug")
+    class Broken(JobHook):
+        def before_enqueue(self, jobs: Sequence[Job]) -> None:
+            raise RuntimeError("enqueue hook bug")
 
-    @contextlib.contextmanager
-    def broken_exit(job: Job) -> Iterator[None]:
-        yield
-        raise RuntimeError("attempt hook bug")
+        def after_attempt(self, job: Job, state: Any, error: BaseException | None) -> None:
+            raise RuntimeError("attempt hook bug")
 
-    hooks.around_enqueue.append(broken_enqueue)
-    hooks.around_attempt.append(broken_exit)
+    hooks.add(Broken())
     queue = Queue("hooks", backend=InMemoryBackend())
     job_id = await queue.add(note_meta.name)
     await asyncio.wait_for(queue.run(burst=True), 10)
@@ -98,25 +111,38 @@ async def test_a_hook_that_raises_is_skipped_and_the_job_completes(caplog: pytes
     assert "attempt hook bug" in caplog.text
 
 
-async def test_a_hook_that_guards_itself_runs_without_the_engines_guard() -> None:
-    entered: list[Job] = []
+async def test_hooks_run_in_order_and_unwind_in_reverse_skipping_one_that_failed_to_begin() -> None:
+    class Named(JobHook):
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
 
-    class Around:
-        def __init__(self, job: Job) -> None:
-            self.job = job
+        def before_attempt(self, job: Job) -> str:
+            SEEN.append(f"before {self.name}")
+            if self.fail:
+                raise RuntimeError("no")
+            return self.name
 
-        def __enter__(self) -> None:
-            entered.append(self.job)
+        def after_attempt(self, job: Job, state: Any, error: BaseException | None) -> None:
+            SEEN.append(f"after {state}")
 
-        def __exit__(self, *exc_info: object) -> None:
-            SEEN.append("exit")
-
-    hook = guards_itself(Around)
-    hooks.around_attempt.append(hook)
-    job = Job(id="j", queue="hooks", task=note_meta.name)
-    assert type(hooks.attempting(job)) is Around  # its own manager, not wrapped
+    for hook in (Named("a"), Named("b", fail=True), Named("c")):
+        hooks.add(hook)
     queue = Queue("hooks", backend=InMemoryBackend())
     await queue.add(note_meta.name)
-    await asyncio.wait_for(queue.run(burst=True), 10)
-    assert len(entered) == 1
-    assert SEEN == ["task", "exit"]
+    assert await queue.worker().process()
+    assert SEEN == ["before a", "before b", "before c", "task", "after c", "after a"]
+
+
+def test_a_lone_hook_that_guards_itself_is_called_without_the_engines_guard() -> None:
+    class Careful(JobHook):
+        guards_itself = True
+
+    careful, plain = Careful(), Around()
+    hooks.add(careful)
+    assert hooks.active is careful
+    hooks.clear()
+    hooks.add(plain)
+    assert hooks.active is not None
+    assert hooks.active is not plain  # wrapped in the guard
+    hooks.remove(plain)
+    assert hooks.active is None

@@ -111,7 +111,13 @@ class EventEmitter:
         once, and only when someone listens (`moments` join its timestamps, `extra` its keys)."""
         if self._batch_listeners[event]:
             self._call_batch_listeners(event, (job,))
-        self._emit_one(event, job, moments, extra)
+        for callback in self._job_listeners[event]:  # as `_emit_one`, inline: every attempt emits
+            try:
+                callback(job)
+            except Exception:
+                self._record_error(event, callback)
+        if self._listeners[event]:
+            self._emit_payload(event, job, moments, extra)
 
     def emit_jobs(self, event: Event, jobs: Sequence[Job], **extra: Any) -> None:
         """Emit `event` for each of `jobs`, which happened together: batch listeners get them
@@ -122,22 +128,25 @@ class EventEmitter:
             self._call_batch_listeners(event, jobs)
         if self._job_listeners[event] or self._listeners[event]:
             for job in jobs:
-                self._emit_one(event, job, None, extra)
+                self._emit_one(event, job, extra)
 
-    def _emit_one(
-        self, event: Event, job: Job, moments: dict[str, float] | None, extra: dict[str, Any]
-    ) -> None:
+    def _emit_one(self, event: Event, job: Job, extra: dict[str, Any]) -> None:
         for callback in self._job_listeners[event]:
             try:
                 callback(job)
             except Exception:
                 self._record_error(event, callback)
         if self._listeners[event]:
-            payload = job.event_payload()
-            if moments:
-                payload["timestamps"].update(moments)
-            payload.update(extra)
-            self.emit(event, payload)
+            self._emit_payload(event, job, None, extra)
+
+    def _emit_payload(
+        self, event: Event, job: Job, moments: dict[str, float] | None, extra: dict[str, Any]
+    ) -> None:
+        payload = job.event_payload()
+        if moments:
+            payload["timestamps"].update(moments)
+        payload.update(extra)
+        self.emit(event, payload)
 
     def _call_batch_listeners(self, event: Event, jobs: Sequence[Job]) -> None:
         for callback in self._batch_listeners[event]:

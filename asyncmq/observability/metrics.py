@@ -279,24 +279,28 @@ class JobMetrics:
             if new:
                 children.enqueued.inc(new)
 
+    # The handlers below run on every job: lookups are inline, and negative spans (clocks of
+    # two hosts) are clamped by a comparison, not by `max()`, which costs three times more.
     def _on_started(self, job: Job) -> None:
-        # The lookup is inline: every attempt runs this, and a call is a good part of its cost.
         children = self._by_task.get((job.queue, job.task)) or self._for(job)
         started = job.started_at or 0.0
         children.started.inc()
         children.in_progress.inc()
         self._running[job.id] = job.queue
         if job.ready_at is not None:
-            children.wait.observe(max(started - job.ready_at, 0.0))
+            wait = started - job.ready_at
+            children.wait.observe(wait if wait > 0.0 else 0.0)
         if job.delay_until is not None:
-            children.lateness.observe(max(started - job.delay_until, 0.0))
+            late = started - job.delay_until
+            children.lateness.observe(late if late > 0.0 else 0.0)
 
     def _attempt_ended(self, job: Job, children: _Children, exemplar: dict[str, str] | None = None) -> None:
         if self._running.pop(job.id, None) is None:
             return  # not begun in this process (recovered, expired)
         children.in_progress.dec()
         if job.started_at is not None and job.finished_at is not None:
-            children.duration.observe(max(job.finished_at - job.started_at, 0.0), exemplar)
+            duration = job.finished_at - job.started_at
+            children.duration.observe(duration if duration > 0.0 else 0.0, exemplar)
 
     def _on_completed(self, jobs: Sequence[Job]) -> None:
         """`_attempt_ended` and the latency for a whole stored batch: each counter and gauge
@@ -307,16 +311,19 @@ class JobMetrics:
             ended, durations, latencies = 0, [], []
             for job in group:
                 finished_at = job.finished_at or job.created_at
-                exemplar = _exemplar(job) if job.meta else None
+                value = job.meta.get("traceparent")  # `_exemplar`, inline
+                exemplar = _exemplar_of(value) if value.__class__ is str else None
                 if running.pop(job.id, None) is not None:
                     ended += 1
                     if job.started_at is not None:
-                        duration = max(finished_at - job.started_at, 0.0)
+                        duration = finished_at - job.started_at
+                        duration = duration if duration > 0.0 else 0.0
                         if exemplar is None:
                             durations.append(duration)
                         else:
                             children.duration.observe(duration, exemplar)
-                latency = max(finished_at - job.created_at, 0.0)
+                latency = finished_at - job.created_at
+                latency = latency if latency > 0.0 else 0.0
                 if exemplar is None:
                     latencies.append(latency)
                 else:
@@ -329,13 +336,13 @@ class JobMetrics:
     def _on_retried(self, job: Job) -> None:
         children = self._for(job)
         children.retried.inc()
-        self._attempt_ended(job, children, _exemplar(job) if job.meta else None)
+        self._attempt_ended(job, children, _exemplar(job))
 
     def _on_failed(self, job: Job) -> None:
         error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
         self.queue_seen(job.queue)
         self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
-        self._attempt_ended(job, self._for(job), _exemplar(job) if job.meta else None)
+        self._attempt_ended(job, self._for(job), _exemplar(job))
 
     def _on_expired(self, job: Job) -> None:
         self._for(job).expired.inc()
@@ -394,7 +401,7 @@ def _observe_all(histogram: Any, values: list[float]) -> None:
 
 def _exemplar(job: Job) -> dict[str, str] | None:
     value = job.meta.get("traceparent")
-    return _exemplar_of(value) if type(value) is str else None
+    return _exemplar_of(value) if value.__class__ is str else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from types import TracebackType
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
 from opentelemetry.trace import (
     INVALID_SPAN,
     Link,
@@ -50,7 +50,7 @@ from opentelemetry.trace import (
 )
 
 from asyncmq import __version__
-from asyncmq.core.hooks import guards_itself, hooks
+from asyncmq.core.hooks import JobHook, hooks
 from asyncmq.logging import get_logger
 from asyncmq.observability.traceparent import parse_traceparent
 
@@ -72,84 +72,15 @@ _TRACES_PATH = "/v1/traces"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
-class _SendSpan:
-    """Around one store call: the `send` span, started and injected on entry, ended on exit."""
+class _Sampled:
+    """A sampled attempt's state: its `process` span, and the token that restores the context
+    the span replaced as the current one."""
 
-    __slots__ = ("_jobs", "_span", "_tracer")
+    __slots__ = ("span", "token")
 
-    def __init__(self, tracer: Tracer, jobs: Sequence[Job]) -> None:
-        self._tracer = tracer
-        self._jobs = jobs
-        self._span: Span | None = None
-
-    def __enter__(self) -> None:
-        if not self._jobs:
-            return  # an empty bulk add: nothing is sent
-        caller = trace.get_current_span().get_span_context()
-        if caller.is_valid and not caller.trace_flags.sampled:
-            carried = None  # an unsampled caller: pass its context on, make no span
-        else:
-            self._span = self._start()
-            carried = trace.set_span_in_context(self._span)
-        for job in self._jobs:
-            propagate.inject(job.meta, context=carried)
-
-    def _start(self) -> Span:
-        jobs = self._jobs
-        queue = jobs[0].queue
-        attributes = _attributes("send", queue)
-        if len(jobs) == 1:
-            attributes["messaging.message.id"] = jobs[0].id
-        else:
-            attributes["messaging.batch.message_count"] = len(jobs)
-        tasks = {job.task for job in jobs}
-        if len(tasks) == 1:
-            attributes["asyncmq.job.task"] = jobs[0].task
-        return self._tracer.start_span(f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._span is not None:
-            _end(self._span, exc)
-
-
-class _Current:
-    """Around an unsampled attempt: its producer's context, current while the task runs."""
-
-    __slots__ = ("_context", "_token")
-
-    def __init__(self, context: Context) -> None:
-        self._context = context
-
-    def __enter__(self) -> None:
-        self._token = attach(self._context)
-
-    def __exit__(self, *exc_info: object) -> None:
-        detach(self._token)
-
-
-class _ProcessSpan:
-    """Around a sampled attempt: the `process` span, current from entry until the outcome is
-    known."""
-
-    __slots__ = ("_context", "_span", "_token")
-
-    def __init__(self, span: Span, context: Context) -> None:
-        self._span = span
-        self._context = context
-
-    def __enter__(self) -> None:
-        self._token = attach(self._context)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        detach(self._token)
-        try:
-            _end(self._span, exc)
-        except Exception:  # a span processor's failure: the attempt's outcome stands
-            log.exception("ending the process span failed")
+    def __init__(self, span: Span, token: object) -> None:
+        self.span = span
+        self.token = token
 
 
 def _attributes(operation: str, queue: str) -> dict[str, AttributeValue]:
@@ -161,46 +92,99 @@ def _attributes(operation: str, queue: str) -> dict[str, AttributeValue]:
     }
 
 
-def _end(span: Span, exc: BaseException | None) -> None:
+def _end_safely(span: Span, exc: BaseException | None) -> None:
     """End `span`, marking it failed by `exc`. A success leaves the status unset, as the
-    specification asks of instrumentation libraries (OK is for the application to set)."""
-    if exc is not None:
-        name = type(exc).__name__
-        span.set_attribute("error.type", name)
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, name))
-    span.end()
+    specification asks of instrumentation libraries (OK is for the application to set). A
+    failure here (a span processor's) is logged: the job's outcome stands."""
+    try:
+        if exc is not None:
+            name = type(exc).__name__
+            span.set_attribute("error.type", name)
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, name))
+        span.end()
+    except Exception:
+        log.exception("ending the span %r failed", span)
 
 
-class _Tracing:
-    """The two hooks, bound to one tracer and one parent-or-link choice."""
+class _Tracing(JobHook):
+    """The hook, bound to one tracer and one parent-or-link choice. Every method catches its
+    own errors: tracing never fails an enqueue or a job."""
+
+    guards_itself = True
 
     def __init__(self, tracer: Tracer, link: bool) -> None:
         self.tracer = tracer
         self.link = link
 
-    def enqueueing(self, jobs: Sequence[Job]) -> _SendSpan:
-        return _SendSpan(self.tracer, jobs)
+    def before_enqueue(self, jobs: Sequence[Job]) -> Span | None:
+        """Start the `send` span (unless the caller's trace is not sampled) and inject its
+        context into each job's `meta`."""
+        if not jobs:
+            return None  # an empty bulk add: nothing is sent
+        try:
+            caller = trace.get_current_span().get_span_context()
+            span = None
+            if caller.is_valid and not caller.trace_flags.sampled:
+                carried = None  # an unsampled caller: pass its context on, make no span
+            else:
+                span = self._send_span(jobs)
+                carried = trace.set_span_in_context(span)
+            for job in jobs:
+                propagate.inject(job.meta, context=carried)
+            return span
+        except Exception:
+            log.exception("tracing an enqueue to %s failed; the jobs are stored untraced", jobs[0].queue)
+            return None
 
-    @guards_itself
-    def attempting(self, job: Job) -> AbstractContextManager[None]:
+    def after_enqueue(self, jobs: Sequence[Job], state: Span | None, error: BaseException | None) -> None:
+        if state is not None:
+            _end_safely(state, error)
+
+    def _send_span(self, jobs: Sequence[Job]) -> Span:
+        queue = jobs[0].queue
+        attributes = _attributes("send", queue)
+        if len(jobs) == 1:
+            attributes["messaging.message.id"] = jobs[0].id
+        else:
+            attributes["messaging.batch.message_count"] = len(jobs)
+        tasks = {job.task for job in jobs}
+        if len(tasks) == 1:
+            attributes["asyncmq.job.task"] = jobs[0].task
+        return self.tracer.start_span(f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes)
+
+    def before_attempt(self, job: Job) -> object:
+        """Make the attempt's context current: its producer's when that was not sampled (no
+        span work; a token comes back), else a new `process` span's (a `_Sampled`)."""
         try:
             meta = job.meta
             value = meta.get("traceparent")
-            if type(value) is str and not self.link and "tracestate" not in meta and "baggage" not in meta:
+            if value.__class__ is str and len(meta) == 1 and not self.link:  # the traceparent alone
                 unsampled = _unsampled_parent(value)  # the common case, without general parsing
                 if unsampled is not None:
-                    return _Current(unsampled)  # not sampled: no span work, the context still flows
+                    return _make_current(unsampled)
             return self._traced_attempt(job)
         except Exception:
             log.exception("tracing an attempt of job %s failed; it runs untraced", job.id)
-            return nullcontext()
+            return None
 
-    def _traced_attempt(self, job: Job) -> _ProcessSpan | _Current:
+    def after_attempt(self, job: Job, state: object, error: BaseException | None) -> None:
+        if state is None:
+            return
+        try:
+            if isinstance(state, _Sampled):
+                _restore(state.token)
+                _end_safely(state.span, error)
+            else:
+                _restore(state)
+        except Exception:
+            log.exception("restoring the context after an attempt of job %s failed", job.id)
+
+    def _traced_attempt(self, job: Job) -> object:
         carried = propagate.extract(job.meta)
         producer = trace.get_current_span(carried).get_span_context()
         if producer.is_valid and not producer.trace_flags.sampled and not self.link:
-            return _Current(carried)  # not sampled: no span work, the context still flows
+            return _make_current(carried)  # not sampled: no span work, the context still flows
         links = None
         parent = carried
         if self.link and producer.is_valid:
@@ -213,7 +197,21 @@ class _Tracing:
         span = self.tracer.start_span(
             f"process {job.queue}", parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
         )
-        return _ProcessSpan(span, trace.set_span_in_context(span, carried))
+        return _Sampled(span, _make_current(trace.set_span_in_context(span, carried)))
+
+
+def _context_switch() -> tuple[Callable[[Context], object], Callable[[Any], object]]:
+    """How to make a context current, and restore the one before. With OpenTelemetry's
+    default runtime context, a `ContextVar`, the variable is set and reset directly: its
+    `attach` and `detach` reach it through two calls each, a good part of what an unsampled
+    attempt costs. Any other runtime context goes through them."""
+    variable = getattr(otel_context._RUNTIME_CONTEXT, "_current_context", None)
+    if isinstance(variable, ContextVar):
+        return variable.set, variable.reset
+    return otel_context.attach, otel_context.detach
+
+
+_make_current, _restore = _context_switch()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -244,8 +242,7 @@ def start_tracing(tracer_provider: TracerProvider | None = None, *, link: bool =
     stop_tracing()
     tracer = trace.get_tracer(_SYSTEM, __version__, tracer_provider=tracer_provider)
     _installed = _Tracing(tracer, link)
-    hooks.around_enqueue.append(_installed.enqueueing)
-    hooks.around_attempt.append(_installed.attempting)
+    hooks.add(_installed)
 
 
 def stop_tracing() -> None:
@@ -254,8 +251,7 @@ def stop_tracing() -> None:
     global _installed
     if _installed is None:
         return
-    hooks.around_enqueue.remove(_installed.enqueueing)
-    hooks.around_attempt.remove(_installed.attempting)
+    hooks.remove(_installed)
     _installed = None
 
 

@@ -371,17 +371,17 @@ async def test_a_failing_span_processor_never_fails_the_job(
     job_id = await queue.add(flaky.name, [SECRET, PIN], retries=0)
     await asyncio.wait_for(queue.run(burst=True), 10)
     assert (await queue.get_job(job_id)).status == "failed"  # the task's own outcome, nothing else
-    assert "ending the process span failed" in caplog.text
+    assert "ending the span" in caplog.text
 
 
 def test_starting_twice_installs_the_hooks_once_and_stopping_removes_them() -> None:
-    before = (len(hooks.around_enqueue), len(hooks.around_attempt))
+    before = len(hooks)
     start_tracing(TracerProvider())
     start_tracing(TracerProvider(), link=True)
-    assert (len(hooks.around_enqueue), len(hooks.around_attempt)) == (before[0] + 1, before[1] + 1)
+    assert len(hooks) == before + 1
     stop_tracing()
     stop_tracing()
-    assert (len(hooks.around_enqueue), len(hooks.around_attempt)) == before
+    assert len(hooks) == before
 
 
 # -- through Redis ---------------------------------------------------------------------------

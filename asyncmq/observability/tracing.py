@@ -159,11 +159,14 @@ class _Tracing(JobHook):
         try:
             meta = job.meta
             value = meta.get("traceparent")
-            if value.__class__ is str and len(meta) == 1 and not self.link:  # the traceparent alone
-                unsampled = _unsampled_parent(value)  # the common case, without general parsing
-                if unsampled is not None:
-                    return _make_current(unsampled)
-            return self._traced_attempt(job)
+            # The traceparent alone (the usual case) is parsed once for a bulk add's jobs.
+            known = _producer_context(value) if value.__class__ is str and len(meta) == 1 else None
+            if known is None:  # tracestate, baggage, another propagator's keys: the general way
+                return self._process_span(job, propagate.extract(meta))
+            carried, sampled = known
+            if not sampled and not self.link:
+                return _make_current(carried)  # no span work; the trace id still flows to the task
+            return self._process_span(job, carried)
         except Exception:
             log.exception("tracing an attempt of job %s failed; it runs untraced", job.id)
             return None
@@ -180,11 +183,10 @@ class _Tracing(JobHook):
         except Exception:
             log.exception("restoring the context after an attempt of job %s failed", job.id)
 
-    def _traced_attempt(self, job: Job) -> object:
-        carried = propagate.extract(job.meta)
+    def _process_span(self, job: Job, carried: Context) -> object:
         producer = trace.get_current_span(carried).get_span_context()
         if producer.is_valid and not producer.trace_flags.sampled and not self.link:
-            return _make_current(carried)  # not sampled: no span work, the context still flows
+            return _make_current(carried)  # not sampled (found by a general extract)
         links = None
         parent = carried
         if self.link and producer.is_valid:
@@ -215,16 +217,16 @@ _make_current, _restore = _context_switch()
 
 
 @functools.lru_cache(maxsize=1024)
-def _unsampled_parent(value: str) -> Context | None:
-    """The context of a valid, unsampled traceparent, or None (sampled, malformed). Cached:
-    the jobs of one bulk add share their producer's traceparent."""
+def _producer_context(value: str) -> tuple[Context, bool] | None:
+    """The context a valid traceparent carries and whether it is sampled, read without the
+    propagators' general parsing; None if malformed. Cached: the jobs of one bulk add share
+    their producer's traceparent."""
     parent = parse_traceparent(value)
-    if parent is None or parent.sampled:
+    if parent is None:
         return None
-    remote = SpanContext(
-        int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True, trace_flags=TraceFlags(0)
-    )
-    return trace.set_span_in_context(NonRecordingSpan(remote))
+    flags = TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT)
+    remote = SpanContext(int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(remote)), parent.sampled
 
 
 _installed: _Tracing | None = None

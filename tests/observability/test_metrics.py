@@ -152,6 +152,32 @@ def test_a_fast_histogram_counts_a_value_on_a_bound_in_that_bucket_and_keeps_its
     assert (exemplar.labels, exemplar.value) == ({"trace_id": "ab" * 16}, 1.0)
 
 
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 50, 300])
+def test_a_fast_histogram_counts_a_batch_as_it_counts_its_values_one_by_one(size: int) -> None:
+    import random
+
+    from asyncmq.observability.fast import FastHistogram
+    from asyncmq.observability.metrics import BUCKETS
+
+    shuffled = random.Random(size)
+    values = [shuffled.choice(BUCKETS) * shuffled.choice((0.5, 1.0, 1.5)) for _ in range(size)]
+    values += [0.0, 7200.0][: size // 50]  # below the first bound, past the last one
+    registry = CollectorRegistry()
+    histogram = FastHistogram("h_seconds", "h", ["how"], buckets=BUCKETS, registry=registry)
+    batch, single = histogram.labels("batch"), histogram.labels("single")
+    batch.observe_many(values)
+    for one in values:
+        single.observe(one)
+    (family,) = registry.collect()
+    by_label: dict[str, dict[str, float]] = {"batch": {}, "single": {}}
+    for sample in family.samples:
+        by_label[sample.labels["how"]][sample.name + sample.labels.get("le", "")] = sample.value
+    sums = [by_label[how].pop("h_seconds_sum") for how in ("batch", "single")]
+    assert by_label["batch"] == by_label["single"]
+    assert sums[0] == pytest.approx(sums[1])
+    assert by_label["batch"]["h_seconds_count"] == len(values)
+
+
 async def test_an_attempt_taken_from_its_worker_leaves_nothing_in_progress(
     registry: CollectorRegistry,
 ) -> None:

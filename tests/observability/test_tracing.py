@@ -310,6 +310,28 @@ async def test_a_job_stored_without_trace_context_gets_a_root_process_span(
     assert (await queue.get_job(job_id)).meta == {}
 
 
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",  # an all-zero trace id
+        "00-" + "a" * 32 + "-" + "1" * 16 + "-01-extra",  # extra fields in version 00
+        "not a traceparent",
+    ],
+)
+async def test_a_job_with_a_malformed_traceparent_runs_in_a_root_process_span(
+    exporter: InMemorySpanExporter, traceparent: str
+) -> None:
+    queue = Queue("q", backend=InMemoryBackend())
+    job = queue.build_job(sync_work.name, [SECRET])
+    job.meta["traceparent"] = traceparent
+    await queue.backend.enqueue([job])
+    start_tracing(provider_for(exporter))
+    await asyncio.wait_for(queue.run(burst=True), 10)
+    [process] = spans_named(exporter)["process q"]
+    assert parent_id(process) is None
+    assert (await queue.get_job(job.id)).status == "completed"
+
+
 async def test_a_failed_store_ends_the_send_span_with_an_error(exporter: InMemorySpanExporter) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 

@@ -18,12 +18,13 @@ SDK's, not a collector's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -52,28 +53,45 @@ def _provider(ratio: float) -> TracerProvider:
     return provider
 
 
-async def one_variant(url: str, variant: str, jobs: int, concurrency: int) -> tuple[float, float]:
-    """The worker's throughput (jobs/s) and its own CPU time per job (µs) for one variant."""
-    import benchmarks.tasks  # noqa: F401  (registers the task)
-
-    backend = RedisBackend(url)
-    queue = Queue(f"overhead-{uuid.uuid4().hex[:8]}", backend=backend, keep_finished=jobs)
+@contextlib.asynccontextmanager
+async def instrumented(variant: str) -> AsyncIterator[None]:
+    """This process instrumented as `variant` says, while inside."""
     provider = None
     if variant != "off":
-        ratio = 1.0 if variant.endswith("100%") else 0.01
-        provider = _provider(ratio) if "tracing" in variant else None
+        if "tracing" in variant:  # "... tracing N%": sampled at N%
+            provider = _provider(float(variant.rsplit(" ", 1)[1].rstrip("%")) / 100)
         instrument(registry=CollectorRegistry(), tracing=provider is not None, tracer_provider=provider)
     try:
-        for _ in range(0, jobs, BATCH):  # one `send` span per batch: ~1% of the jobs sampled at 1%
-            await queue.add_bulk([{"task_id": "benchmarks.tasks.noop"} for _ in range(BATCH)])
-        worker = queue.worker(burst=True, concurrency=concurrency, handle_signals=False)
-        start, cpu = time.perf_counter(), time.process_time()
-        await worker.run()
-        return jobs / (time.perf_counter() - start), (time.process_time() - cpu) / jobs * 1e6
+        yield
     finally:
         uninstrument()
         if provider is not None:
             provider.shutdown()
+
+
+async def fill(queue: Queue, jobs: int) -> None:
+    for _ in range(0, jobs, BATCH):  # one `send` span per batch: ~1% of the jobs sampled at 1%
+        await queue.add_bulk([{"task_id": "benchmarks.tasks.noop"} for _ in range(BATCH)])
+
+
+async def drain(queue: Queue, concurrency: int) -> None:
+    """Run a burst worker until the queue is empty."""
+    import benchmarks.tasks  # noqa: F401  (registers the task)
+
+    await queue.worker(burst=True, concurrency=concurrency, handle_signals=False).run()
+
+
+async def one_variant(url: str, variant: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    """The worker's throughput (jobs/s) and its own CPU time per job (µs) for one variant."""
+    backend = RedisBackend(url)
+    queue = Queue(f"overhead-{uuid.uuid4().hex[:8]}", backend=backend, keep_finished=jobs)
+    try:
+        async with instrumented(variant):
+            await fill(queue, jobs)
+            start, cpu = time.perf_counter(), time.process_time()
+            await drain(queue, concurrency)
+            return jobs / (time.perf_counter() - start), (time.process_time() - cpu) / jobs * 1e6
+    finally:
         await remove_queue(backend, queue.name)
         await backend.close()
 

@@ -182,17 +182,17 @@ class JobMetrics:
         self._running: dict[str, str] = {}  # job id -> queue, for attempts begun here
         self._known_queues: set[str] = set()
         # Job events arrive as the job itself (`event_emitter.on_job`): no payload is built
-        # for metrics, which run on every job. The common outcomes and enqueues arrive as
-        # the batch that was stored in one round trip (`on_jobs`): counted once per batch.
+        # for metrics, which run on every job. Outcomes and enqueues arrive as the batch that
+        # was stored in one round trip (`on_jobs`): counted once per batch.
         self._batch_handlers: dict[Event, Callable[[Sequence[Job]], None]] = {
             Event.JOB_ENQUEUED: self._on_stored,
             Event.JOB_DELAYED: self._on_stored,
             Event.JOB_COMPLETED: self._on_completed,
+            Event.JOB_RETRIED: self._on_retried,
+            Event.JOB_FAILED: self._on_failed,
         }
         self._job_handlers: dict[Event, Callable[[Job], None]] = {
             Event.JOB_STARTED: self._on_started,
-            Event.JOB_RETRIED: self._on_retried,
-            Event.JOB_FAILED: self._on_failed,
             Event.JOB_EXPIRED: self._on_expired,
             Event.JOB_CANCELLED: self._on_cancelled,
             Event.JOB_STALLED: self._on_stalled,
@@ -294,55 +294,53 @@ class JobMetrics:
             late = started - job.delay_until
             children.lateness.observe(late if late > 0.0 else 0.0)
 
-    def _attempt_ended(self, job: Job, children: _Children, exemplar: dict[str, str] | None = None) -> None:
-        if self._running.pop(job.id, None) is None:
-            return  # not begun in this process (recovered, expired)
-        children.in_progress.dec()
-        if job.started_at is not None and job.finished_at is not None:
-            duration = job.finished_at - job.started_at
-            children.duration.observe(duration if duration > 0.0 else 0.0, exemplar)
-
     def _on_completed(self, jobs: Sequence[Job]) -> None:
-        """`_attempt_ended` and the latency for a whole stored batch: each counter and gauge
-        moves once, each histogram takes the batch's values in one call."""
-        running = self._running
         for children, group in self._grouped(jobs):
             children.completed.inc(len(group))
-            ended, durations, latencies = 0, [], []
-            for job in group:
-                finished_at = job.finished_at or job.created_at
-                value = job.meta.get("traceparent")  # `_exemplar`, inline
-                exemplar = _exemplar_of(value) if value.__class__ is str else None
-                if running.pop(job.id, None) is not None:
-                    ended += 1
-                    if job.started_at is not None:
-                        duration = finished_at - job.started_at
-                        duration = duration if duration > 0.0 else 0.0
-                        if exemplar is None:
-                            durations.append(duration)
-                        else:
-                            children.duration.observe(duration, exemplar)
+            self._attempts_ended(children, group, with_latency=True)
+
+    def _on_retried(self, jobs: Sequence[Job]) -> None:
+        for children, group in self._grouped(jobs):
+            children.retried.inc(len(group))
+            self._attempts_ended(children, group)
+
+    def _on_failed(self, jobs: Sequence[Job]) -> None:
+        for children, group in self._grouped(jobs):
+            for job in group:  # each job's error type is a label of its own
+                error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
+                self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
+            self._attempts_ended(children, group)
+
+    def _attempts_ended(self, children: _Children, jobs: Sequence[Job], with_latency: bool = False) -> None:
+        """The end of the attempts of one (queue, task) that began here, stored together: the
+        in-progress gauge moves once and each histogram takes the batch's values in one call
+        (one by one those that carry an exemplar, the sampled jobs' trace ids)."""
+        running = self._running
+        ended, durations, latencies = 0, [], []
+        for job in jobs:
+            finished_at = job.finished_at or job.created_at
+            value = job.meta.get("traceparent")
+            exemplar = _exemplar_of(value) if value.__class__ is str else None
+            if running.pop(job.id, None) is not None:  # else begun elsewhere (recovered) or expired
+                ended += 1
+                if job.started_at is not None:
+                    duration = finished_at - job.started_at
+                    duration = duration if duration > 0.0 else 0.0
+                    if exemplar is None:
+                        durations.append(duration)
+                    else:
+                        children.duration.observe(duration, exemplar)
+            if with_latency:
                 latency = finished_at - job.created_at
                 latency = latency if latency > 0.0 else 0.0
                 if exemplar is None:
                     latencies.append(latency)
                 else:
                     children.latency.observe(latency, exemplar)
-            if ended:
-                children.in_progress.dec(ended)
-            _observe_all(children.duration, durations)
-            _observe_all(children.latency, latencies)
-
-    def _on_retried(self, job: Job) -> None:
-        children = self._for(job)
-        children.retried.inc()
-        self._attempt_ended(job, children, _exemplar(job))
-
-    def _on_failed(self, job: Job) -> None:
-        error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
-        self.queue_seen(job.queue)
-        self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
-        self._attempt_ended(job, self._for(job), _exemplar(job))
+        if ended:
+            children.in_progress.dec(ended)
+        _observe_all(children.duration, durations)
+        _observe_all(children.latency, latencies)
 
     def _on_expired(self, job: Job) -> None:
         self._for(job).expired.inc()
@@ -397,11 +395,6 @@ def _observe_all(histogram: Any, values: list[float]) -> None:
     else:
         for value in values:
             histogram.observe(value)
-
-
-def _exemplar(job: Job) -> dict[str, str] | None:
-    value = job.meta.get("traceparent")
-    return _exemplar_of(value) if value.__class__ is str else None
 
 
 @functools.lru_cache(maxsize=1024)

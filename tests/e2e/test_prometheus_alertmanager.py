@@ -35,7 +35,7 @@ from tests.e2e.servers import (
     webhook_receiver,
 )
 from tests.observability.app import always_fails, fails_once, ok, sleeps
-from tests.observability.support import REDIS_URL, ROOT, asyncmq_process, free_port
+from tests.observability.support import REDIS_URL, ROOT, asyncmq_process, finish, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -183,7 +183,7 @@ async def test_every_dashboard_panel_shows_a_real_workload_and_the_no_worker_pag
         for process in (worker, exporter):
             if process.poll() is None:
                 process.terminate()
-            process.communicate(timeout=15)  # also closes its stderr pipe
+            finish(process, 15)
 
 
 async def check_dashboards_and_page(

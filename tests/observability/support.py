@@ -8,9 +8,11 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from tests.observability.conftest import REDIS_URL
 
@@ -43,14 +45,29 @@ def samples(text: str) -> dict[str, float]:
 
 
 def asyncmq_process(*args: str) -> subprocess.Popen[bytes]:
-    """`python -m asyncmq ARGS` from the repository root, its errors kept for the test."""
-    return subprocess.Popen(
+    """`python -m asyncmq ARGS` from the repository root. Its stderr goes to a temporary file,
+    which `finish` reads: a pipe read only at the end could fill and stall a chatty process."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115  (closed by `finish`)
+    process = subprocess.Popen(
         [sys.executable, "-m", "asyncmq", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
     )
+    _STDERR[process.pid] = errors
+    return process
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """Wait for `process` (started by `asyncmq_process`) to end; what it wrote to stderr."""
+    process.wait(timeout)
+    with _STDERR.pop(process.pid) as errors:
+        errors.seek(0)
+        return errors.read().decode(errors="replace")
+
+
+_STDERR: dict[int, IO[bytes]] = {}
 
 
 def start_worker(queue: str, port: int, *extra: str) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ import pytest
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
 from tests.observability.app import always_fails, fails_once, ok
-from tests.observability.support import OPENMETRICS, free_port, scrape, scrape_until, start_worker
+from tests.observability.support import OPENMETRICS, finish, free_port, scrape, scrape_until, start_worker
 
 
 async def store_the_mix(queue: Queue) -> None:
@@ -79,8 +79,8 @@ async def test_a_worker_serves_every_contract_metric_with_exact_values(
         health = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/healthz")
     finally:
         worker.terminate()
-        _, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0, err.decode()
+        err = finish(worker, 30)
+    assert worker.returncode == 0, err
 
     assert {name: found.get(name) for name in expected} == expected
     operations = {

@@ -15,7 +15,7 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.observability.tracing import start_tracing, stop_tracing
 from asyncmq.queues import Queue
 from tests.observability.app import ok
-from tests.observability.support import OPENMETRICS, free_port, scrape, scrape_until, start_worker
+from tests.observability.support import OPENMETRICS, finish, free_port, scrape, scrape_until, start_worker
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ async def test_a_sampled_jobs_trace_id_appears_as_an_exemplar_in_the_openmetrics
         text = await asyncio.to_thread(scrape, url, OPENMETRICS)
     finally:
         worker.terminate()
-        await asyncio.to_thread(worker.communicate, timeout=30)
+        await asyncio.to_thread(finish, worker, 30)
 
     for metric in ("asyncmq_job_duration_seconds_bucket", "asyncmq_job_latency_seconds_bucket"):
         pattern = rf'^{metric}\{{[^}}]*queue="{queue_name}"[^}}]*\}} 1\.0 # \{{trace_id="([0-9a-f]{{32}})"\}}'

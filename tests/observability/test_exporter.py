@@ -12,7 +12,7 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
 from tests.observability.app import ok
 from tests.observability.conftest import REDIS_URL
-from tests.observability.support import asyncmq_process, free_port, scrape_until
+from tests.observability.support import asyncmq_process, finish, free_port, scrape_until
 
 
 @pytest.mark.slow
@@ -41,8 +41,8 @@ async def test_the_exporter_shows_waiting_jobs_and_their_age_with_no_worker_runn
         scraped_at = time.time()
     finally:
         exporter.terminate()
-        _, err = await asyncio.to_thread(exporter.communicate, timeout=30)
-    assert exporter.returncode == 0, err.decode()
+        err = await asyncio.to_thread(finish, exporter, 30)
+    assert exporter.returncode == 0, err
     assert {name: found.get(name) for name in expected} == expected
     age = found[f"asyncmq_queue_oldest_job_age_seconds{{{q}}}"]
     assert 0 < age <= scraped_at - first_added

@@ -15,7 +15,7 @@ from asyncmq.backends.redis import RedisBackend
 from asyncmq.cli.processes import child_argv
 from asyncmq.queues import Queue
 from tests.observability.app import ok
-from tests.observability.support import free_port, samples, scrape, scrape_until, start_worker
+from tests.observability.support import finish, free_port, samples, scrape, scrape_until, start_worker
 
 JOBS = 60
 
@@ -91,6 +91,6 @@ async def test_two_worker_processes_report_summed_counters_and_a_killed_one_is_r
         assert not any("pid=" in name for name in pids)
     finally:
         parent.send_signal(signal.SIGTERM)
-        _, err = await asyncio.to_thread(parent.communicate, timeout=60)
-    assert parent.returncode == 0, err.decode()
-    assert "Stopped 2 worker processes (1 restarted)." in err.decode()
+        err = await asyncio.to_thread(finish, parent, 60)
+    assert parent.returncode == 0, err
+    assert "Stopped 2 worker processes (1 restarted)." in err

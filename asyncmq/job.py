@@ -158,8 +158,12 @@ class Job:
             job.status = _STATES.get(job.status) or JobState(job.status)  # a dict: Enum lookups are slow
         except (TypeError, ValueError) as exc:
             raise MalformedJobError(f"job record {record['id']!r} is malformed: {exc}") from None
-        if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
-            raise MalformedJobError(f"job record {job.id!r} has args/kwargs of the wrong type")
+        if (
+            not isinstance(job.args, list)
+            or not isinstance(job.kwargs, dict)
+            or not isinstance(job.meta, dict)
+        ):
+            raise MalformedJobError(f"job record {job.id!r} has args, kwargs or meta of the wrong type")
         return job
 
 

@@ -187,8 +187,8 @@ class Worker:
         self._running[job.id] = (job, asyncio.current_task())
         ctx_token = _current.set(JobContext(job, self.backend))
         hook = hooks.active
-        state = hook.before_attempt(job) if hook is not None else None
-        try:
+        try:  # a hook that breaks its promise to guard itself fails the job, not the worker
+            state = hook.before_attempt(job) if hook is not None else None
             try:
                 job.result = await self._call(job)
             except BaseException as exc:

@@ -146,3 +146,22 @@ def test_a_lone_hook_that_guards_itself_is_called_without_the_engines_guard() ->
     assert hooks.active is not plain  # wrapped in the guard
     hooks.remove(plain)
     assert hooks.active is None
+
+
+async def test_a_hook_that_breaks_its_promise_to_guard_itself_fails_the_job_not_the_worker() -> None:
+    class Liar(JobHook):
+        guards_itself = True
+
+        def before_attempt(self, job: Job) -> None:
+            raise RuntimeError("unguarded")
+
+    hooks.add(Liar())
+    queue = Queue("hooks", backend=InMemoryBackend())
+    job_id = await queue.add(note_meta.name)
+    worker = queue.worker()
+    assert await worker.process()
+    job = await queue.get_job(job_id)
+    assert job.status == "failed"
+    assert job.error is not None
+    assert job.error["message"] == "unguarded"
+    assert not worker._running

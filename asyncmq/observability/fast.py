@@ -125,21 +125,21 @@ class _Buckets:
         """A batch's values: sorted, a bucket's share is found by one search in them, and
         the search stops at the bucket of the largest. A batch's values crowd a few buckets,
         so that is a handful of searches instead of one per value."""
-        counts = self.counts
-        if len(amounts) < _SORT_FROM:
+        counts, total = self.counts, sum(amounts)
+        if len(amounts) < _SORT_FROM or total != total:  # a NaN among them cannot be sorted
             bounds = self.bounds
             for amount in amounts:
                 counts[bisect_left(bounds, amount)] += 1
         else:
             ordered = sorted(amounts)
-            placed, total = 0, len(ordered)
+            placed, size = 0, len(ordered)
             for index, bound in enumerate(self.bounds):
                 below = bisect_right(ordered, bound, placed)  # values <= bound, as bisect_left above
                 counts[index] += below - placed
                 placed = below
-                if placed == total:
+                if placed == size:
                     break
-        self.sum += sum(amounts)
+        self.sum += total
 
 
 class FastHistogram(_Family):

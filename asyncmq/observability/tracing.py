@@ -175,13 +175,11 @@ class _Tracing(JobHook):
         if state is None:
             return
         try:
-            if isinstance(state, _Sampled):
-                _restore(state.token)
-                _end_safely(state.span, error)
-            else:
-                _restore(state)
-        except Exception:
+            _restore(state.token if isinstance(state, _Sampled) else state)
+        except Exception:  # a token from another context: only a caller other than the worker
             log.exception("restoring the context after an attempt of job %s failed", job.id)
+        if isinstance(state, _Sampled):
+            _end_safely(state.span, error)
 
     def _process_span(self, job: Job, carried: Context) -> object:
         producer = trace.get_current_span(carried).get_span_context()

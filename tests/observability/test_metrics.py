@@ -246,3 +246,16 @@ def test_a_stored_batch_of_outcomes_counts_each_task_once_and_observes_every_job
         if sample.exemplar is not None
     ]
     assert exemplars == [{"trace_id": "0af7651916cd43dd8448eb211c80319c"}] * 2
+
+
+def test_a_fast_histogram_batch_with_a_nan_counts_the_other_values_where_they_belong() -> None:
+    from asyncmq.observability.fast import FastHistogram
+
+    registry = CollectorRegistry()
+    histogram = FastHistogram("h_seconds", "h", ["queue"], buckets=(0.1, 1.0), registry=registry)
+    histogram.labels("q").observe_many([0.5] * 4 + [float("nan")] + [0.5] * 3)
+    assert (
+        value(registry, "h_seconds_bucket", queue="q", le="1.0")
+        - value(registry, "h_seconds_bucket", queue="q", le="0.1")
+        == 7
+    )

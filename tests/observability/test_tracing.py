@@ -6,6 +6,7 @@ receiver."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -26,6 +27,7 @@ from asyncmq.backends.base import BaseBackend
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
 from asyncmq.core.hooks import hooks
+from asyncmq.job import Job
 from asyncmq.observability.traceparent import sampled_trace_id
 from asyncmq.observability.tracing import configure_from_env, start_tracing, stop_tracing
 from asyncmq.queues import Queue
@@ -394,6 +396,19 @@ async def test_a_failing_span_processor_never_fails_the_job(
     await asyncio.wait_for(queue.run(burst=True), 10)
     assert (await queue.get_job(job_id)).status == "failed"  # the task's own outcome, nothing else
     assert "ending the span" in caplog.text
+
+
+def test_a_context_that_cannot_be_restored_still_ends_the_process_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    start_tracing(provider_for(exporter))
+    hook = hooks.active
+    assert hook is not None
+    job = Job(id="j", queue="q", task=sync_work.name)
+    state = contextvars.copy_context().run(hook.before_attempt, job)
+    contextvars.copy_context().run(hook.after_attempt, job, state, None)  # another context's token
+    assert [span.name for span in exporter.get_finished_spans()] == ["process q"]
+    assert "restoring the context after an attempt of job j failed" in caplog.text
 
 
 def test_starting_twice_installs_the_hooks_once_and_stopping_removes_them() -> None:

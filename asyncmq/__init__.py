@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from asyncmq.backoff import Backoff
 from asyncmq.context import current_job, report_progress
-from asyncmq.core.event import Event, event_emitter
+from asyncmq.core.event import Event
+from asyncmq.core.seam import event_emitter
 from asyncmq.job import Job, JobState
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
+from asyncmq.version import __version__
 from asyncmq.worker import Worker
 
 __all__ = [
@@ -23,5 +25,3 @@ __all__ = [
     "report_progress",
     "task",
 ]
-
-__version__ = "0.1.0"

@@ -7,7 +7,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asyncmq.core.event import Event, event_emitter
+from asyncmq.core.event import Event
+from asyncmq.core.seam import event_emitter
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend

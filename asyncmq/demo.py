@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.backoff import Backoff
 from asyncmq.context import current_job, report_progress
-from asyncmq.core.event import Event, Listener, Payload, event_emitter
+from asyncmq.core.event import Event, Listener, Payload
+from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
 from asyncmq.tasks import Task, task
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
@@ -11,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from asyncmq.errors import MalformedJobError, PayloadTooLargeError, SerializationError
+from asyncmq.errors import InvalidQueueNameError, MalformedJobError, PayloadTooLargeError, SerializationError
 
 __all__ = [
     "PENDING_STATES",
@@ -24,6 +25,7 @@ __all__ = [
     "encode_record",
     "encode_value",
     "new_job_id",
+    "validate_queue_name",
 ]
 
 
@@ -44,6 +46,18 @@ TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIR
 #: back in line for a retry.
 _STATES_WITH_ERROR = frozenset({JobState.FAILED, JobState.WAITING, JobState.DELAYED})
 _TIMESTAMPS = ("created_at", "delay_until", "ready_at", "started_at", "finished_at")
+
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+
+
+def validate_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise InvalidQueueNameError(
+            f"invalid queue name {name!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def new_job_id() -> str:

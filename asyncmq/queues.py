@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -11,35 +10,26 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from asyncmq.backoff import Backoff, seconds
-from asyncmq.conf import get_backend, settings
-from asyncmq.core.event import Event, event_emitter
-from asyncmq.core.hooks import hooks
-from asyncmq.errors import InvalidJobError, InvalidQueueNameError, JobNotFoundError
-from asyncmq.job import Job, JobState, encode_value, new_job_id
+from asyncmq.conf import settings
+from asyncmq.core.event import Event
+from asyncmq.core.seam import event_emitter, hooks
+from asyncmq.errors import InvalidJobError, JobNotFoundError
+from asyncmq.job import Job, JobState, encode_value, new_job_id, validate_queue_name
 from asyncmq.logging import get_logger
+from asyncmq.runtime import apply_settings, default_backend
 from asyncmq.schedule import Repeatable
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend, QueueStats, RateLimit, Retention
     from asyncmq.worker import Worker
 
-__all__ = ["Queue", "validate_queue_name"]
+__all__ = ["Queue"]
 
 log = get_logger(__name__)
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 _BULK_KEYS = frozenset(
     {"task_id", "args", "kwargs", "delay", "priority", "retries", "backoff", "ttl", "timeout", "job_id"}
 )
-
-
-def validate_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
-        raise InvalidQueueNameError(
-            f"invalid queue name {name!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 def _emit_stored(jobs: Iterable[Job]) -> None:
@@ -93,7 +83,10 @@ class Queue:
     # -- configuration, read through settings at use so tests may reconfigure ---------
     @property
     def backend(self) -> BaseBackend:
-        return self._backend if self._backend is not None else get_backend()
+        """The queue's backend, else the settings'. Every use of the queue passes here, so
+        this is where the settings' instrumentation is switched on (once)."""
+        apply_settings()
+        return self._backend if self._backend is not None else default_backend()
 
     @property
     def concurrency(self) -> int:
@@ -224,10 +217,11 @@ class Queue:
         return [job.id for job in built]
 
     async def _store(self, jobs: list[Job]) -> list[Job]:
+        backend = self.backend  # first: it may switch on the hooks the settings ask for
         hook = hooks.active
         state = hook.before_enqueue(jobs) if hook is not None else None
         try:
-            stored = await self.backend.enqueue(jobs)
+            stored = await backend.enqueue(jobs)
         except BaseException as exc:
             if hook is not None:
                 hook.after_enqueue(jobs, state, exc)

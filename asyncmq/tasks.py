@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from asyncmq.backoff import Backoff, seconds
-from asyncmq.errors import ConfigurationError, UnknownTaskError
+from asyncmq.errors import ConfigurationError
+from asyncmq.registry import TASK_REGISTRY, get_task
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
@@ -18,9 +19,6 @@ __all__ = ["TASK_REGISTRY", "EnqueueOptions", "Task", "get_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-#: Every task defined in this process, by id. A worker runs only tasks found here.
-TASK_REGISTRY: dict[str, Task[Any, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +157,3 @@ def task(
         return registered
 
     return register(fn) if fn is not None else register
-
-
-def get_task(task_id: str) -> Task[Any, Any]:
-    found = TASK_REGISTRY.get(task_id)
-    if found is None:
-        raise UnknownTaskError(
-            f"no task {task_id!r} is registered in this worker; import the module that defines it "
-            f"(asyncmq worker start --app MODULE)"
-        )
-    return found

@@ -31,15 +31,16 @@ from asyncmq.backends.base import WorkerInfo
 from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
-from asyncmq.core.event import Event, event_emitter
-from asyncmq.core.hooks import hooks
+from asyncmq.core.event import Event
+from asyncmq.core.seam import event_emitter, hooks
 from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
-from asyncmq.tasks import Task, get_task
+from asyncmq.registry import get_task
 
 if TYPE_CHECKING:
     from asyncmq.queues import Queue
+    from asyncmq.tasks import Task
 
 __all__ = ["Worker"]
 

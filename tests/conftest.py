@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from asyncmq.conf import configure
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
+from asyncmq.core.seam import event_emitter, seam
 from asyncmq.worker import Worker
 from tests.conformance.support import EventRecorder, StartWorker
 
@@ -22,18 +23,10 @@ def _fresh_settings_and_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     for name in ("ASYNCMQ_SETTINGS_MODULE", "ASYNCMQ_BACKEND", "ASYNCMQ_SCAN_INTERVAL"):
         monkeypatch.delenv(name, raising=False)
     configure(None)
-    before = {event: list(event_emitter._listeners[event]) for event in Event}
-    before_jobs = {event: list(event_emitter._job_listeners[event]) for event in Event}
-    before_batches = {event: list(event_emitter._batch_listeners[event]) for event in Event}
-    before_hooks = list(event_emitter.error_hooks)
     yield
     if "asyncmq.observability" in sys.modules and sys.modules["asyncmq.observability"] is not None:
         sys.modules["asyncmq.observability"].uninstrument()
-    for event in Event:
-        event_emitter._listeners[event][:] = before[event]
-        event_emitter._job_listeners[event][:] = before_jobs[event]
-        event_emitter._batch_listeners[event][:] = before_batches[event]
-    event_emitter.error_hooks[:] = before_hooks
+    seam.reset()
     configure(None)
 
 

@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
-from asyncmq.core.event import Event, EventEmitter, Payload, event_emitter
+from asyncmq.core.event import Event, EventEmitter, Payload
+from asyncmq.core.seam import event_emitter
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task

@@ -11,7 +11,8 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
-from asyncmq.core.hooks import JobHook, hooks
+from asyncmq.core.hooks import JobHook
+from asyncmq.core.seam import hooks
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
-from asyncmq.conf import configure, get_backend, load_settings, settings
+from asyncmq.conf import configure, load_settings, settings
 from asyncmq.conf.global_settings import Settings
 from asyncmq.errors import ConfigurationError
+from asyncmq.runtime import default_backend
 
 
 def test_defaults_use_the_in_memory_backend_shared_by_every_queue() -> None:
     assert settings.backend == "memory://"
-    backend = get_backend()
+    backend = default_backend()
     assert isinstance(backend, InMemoryBackend)
-    assert get_backend() is backend
+    assert default_backend() is backend
 
 
 def test_environment_variables_override_fields_with_their_types() -> None:
@@ -79,7 +80,7 @@ def test_configure_replaces_the_active_settings_and_their_backend() -> None:
     backend = InMemoryBackend()
     configure(Settings(backend=backend, scan_interval=3.0))
     assert settings.scan_interval == 3.0
-    assert get_backend() is backend
+    assert default_backend() is backend
 
 
 def test_an_unknown_backend_url_names_the_known_schemes() -> None:
@@ -87,4 +88,4 @@ def test_an_unknown_backend_url_names_the_known_schemes() -> None:
     with pytest.raises(
         ConfigurationError, match="unsupported backend URL 'kafka://localhost': known schemes"
     ):
-        get_backend()
+        default_backend()

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.conf import configure, settings
-from asyncmq.core.event import event_emitter
+from asyncmq.core.seam import event_emitter
 from asyncmq.logging import logger
 from asyncmq.queues import Queue
 from asyncmq.tasks import task

@@ -15,17 +15,17 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
+from asyncmq.core.seam import seam
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
 
 __all__ = [
     "BaseBackend",
     "ClaimResult",
-    "OperationHook",
     "QueueStats",
     "RateLimit",
     "Retention",
@@ -80,29 +80,22 @@ class QueueStats:
     workers: list[WorkerInfo] = field(default_factory=list)
 
 
-OperationHook = Callable[[str, str, float], None]
-
-
 class BaseBackend(ABC):
     """Storage for jobs, schedules, workers and queue flags. See the module docstring."""
 
     #: Short name used in logs and metric labels (`memory`, `redis`, ...).
     name: str = "base"
-    #: Called as hook(backend_name, operation, seconds) after each round trip of any backend
-    #: in this process: how metrics see every backend without being handed each one.
-    operation_hooks: ClassVar[list[OperationHook]] = []
 
     def __init__(self) -> None:
         #: Round trips to the server by operation, counted by backends that make them.
         self.operation_counts: Counter[str] = Counter()
 
     def record_operation(self, operation: str, started: float) -> None:
-        """Count one round trip begun at `started` (`time.perf_counter()`) and tell the hooks."""
+        """Count one round trip begun at `started` (`time.perf_counter()`) and report it to the
+        seam's operation listeners: how metrics see every backend without being handed each one."""
         self.operation_counts[operation] += 1
-        if BaseBackend.operation_hooks:
-            elapsed = time.perf_counter() - started
-            for hook in BaseBackend.operation_hooks:
-                hook(self.name, operation, elapsed)
+        if seam.operation_listeners:
+            seam.operation(self.name, operation, time.perf_counter() - started)
 
     async def connect(self) -> None:
         """Open connections. Called before first use; must be idempotent."""

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from asyncmq import __version__
 from asyncmq.bench.measure import METRICS, BenchConfig, Spread
+from asyncmq.version import __version__
 
 __all__ = ["BenchReport", "machine", "redact_url"]
 

@@ -22,7 +22,7 @@ import click
 import orjson
 
 from asyncmq.errors import AsyncMQError, InvalidQueueNameError
-from asyncmq.queues import validate_queue_name
+from asyncmq.job import validate_queue_name
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
@@ -156,9 +156,9 @@ def queue_option(fn: F) -> F:
 def resolve_backend(url: str | None) -> BaseBackend:
     """`--backend URL` when given, else the settings' backend."""
     from asyncmq.backends import backend_from_url
-    from asyncmq.conf import get_backend
+    from asyncmq.runtime import default_backend
 
-    return backend_from_url(url) if url else get_backend()
+    return backend_from_url(url) if url else default_backend()
 
 
 @asynccontextmanager

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asyncmq import __version__
 from asyncmq.cli.common import (
     backend_options,
     echo_json,
@@ -21,6 +20,7 @@ from asyncmq.cli.common import (
 )
 from asyncmq.cli.queue import STATES, queue_summaries, summary_row
 from asyncmq.queues import Queue
+from asyncmq.version import __version__
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend

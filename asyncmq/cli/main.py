@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from asyncmq import __version__
 from asyncmq.cli.bench import bench
 from asyncmq.cli.common import AsyncMQGroup
 from asyncmq.cli.demo import demo
@@ -19,6 +18,7 @@ from asyncmq.cli.job import job_group
 from asyncmq.cli.observability import observability_group
 from asyncmq.cli.queue import queue_group
 from asyncmq.cli.worker import worker_group
+from asyncmq.version import __version__
 
 __all__ = ["cli"]
 

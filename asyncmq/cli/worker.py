@@ -29,8 +29,9 @@ from asyncmq.cli.common import (
 )
 from asyncmq.cli.processes import ProcessSupervisor, metrics_directory, remove_directory
 from asyncmq.conf import settings
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
 from asyncmq.core.publisher import EventPublisher
+from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
 from asyncmq.tasks import TASK_REGISTRY
 

@@ -2,21 +2,20 @@
 
 Loaded on first use from `ASYNCMQ_SETTINGS_MODULE` ("package.module.Settings" or
 "package.module:Settings"), else the defaults, then `ASYNCMQ_*` environment variables.
+This package only reads settings: what they set up (the backend built from its URL, the
+instrumentation they ask for) happens in `asyncmq.runtime`, when a queue or worker is used.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asyncmq.conf.global_settings import Settings
 from asyncmq.errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from asyncmq.backends.base import BaseBackend
-
-__all__ = ["Settings", "configure", "get_backend", "settings"]
+__all__ = ["Settings", "active_settings", "configure", "load_settings", "settings"]
 
 _ENV_PREFIX = "ASYNCMQ_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,35 +66,26 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return loaded
 
 
-def _instrument(loaded: Settings) -> None:
-    """Settings that ask for observability turn the plugin on as soon as they are loaded.
-    The plugin is imported only then: the engine itself never depends on it."""
-    if loaded.metrics or loaded.tracing:
-        from asyncmq.observability import instrument_from_settings
-
-        instrument_from_settings(loaded)
-
-
 class _LazySettings:
     """Reads settings on first attribute access, so importing asyncmq reads no environment."""
 
     _wrapped: Settings | None = None
-    _backend: BaseBackend | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if self._wrapped is None:
-            self._wrapped = load_settings()
-            _instrument(self._wrapped)
-        value = getattr(self._wrapped, name)
+        value = getattr(self._loaded(), name)
         if not name.startswith("_"):
             self.__dict__[name] = value  # later reads skip this method: hot paths read settings
         return value
+
+    def _loaded(self) -> Settings:
+        if self._wrapped is None:
+            self._wrapped = load_settings()
+        return self._wrapped
 
     def configure(self, new: Settings | None) -> None:
         for name in [name for name in self.__dict__ if not name.startswith("_")]:
             del self.__dict__[name]
         self._wrapped = new
-        self._backend = None
 
 
 settings: Settings = _LazySettings()  # type: ignore[assignment]
@@ -106,12 +96,6 @@ def configure(new: Settings | None = None) -> None:
     settings.configure(new)  # type: ignore[attr-defined]
 
 
-def get_backend() -> BaseBackend:
-    """The settings' backend, built once from its URL when given as one, then shared."""
-    from asyncmq.backends import backend_from_url
-
-    lazy: _LazySettings = settings  # type: ignore[assignment]
-    if lazy._backend is None:
-        value = settings.backend
-        lazy._backend = backend_from_url(value) if isinstance(value, str) else value
-    return lazy._backend
+def active_settings() -> Settings:
+    """The settings object in force (loaded now if not yet): a new one after `configure()`."""
+    return settings._loaded()  # type: ignore[attr-defined,no-any-return]

@@ -1,8 +1,9 @@
-"""Lifecycle events: the one seam through which metrics, tracing and user code observe jobs.
+"""Lifecycle events: how metrics, tracing and user code observe jobs.
 
-The engine emits; subscribers (`asyncmq.observability`, user callbacks) listen. The engine
-never imports a subscriber. A callback that raises is logged and counted in
-`listener_errors`, and never breaks the job or the worker. Async callbacks run as their
+The engine emits through `asyncmq.core.seam.event_emitter`; subscribers
+(`asyncmq.observability`, user callbacks) listen. The engine never imports a subscriber.
+A callback that raises is logged and counted in `listener_errors`, and never breaks the
+job or the worker. Async callbacks run as their
 own tasks, so a slow one never holds a job slot.
 """
 
@@ -20,7 +21,7 @@ from asyncmq.logging import get_logger
 if TYPE_CHECKING:
     from asyncmq.job import Job
 
-__all__ = ["BatchListener", "Event", "EventEmitter", "JobListener", "Listener", "Payload", "event_emitter"]
+__all__ = ["BatchListener", "Event", "EventEmitter", "JobListener", "Listener", "Payload"]
 
 log = get_logger(__name__)
 
@@ -61,14 +62,20 @@ class Event(StrEnum):
 class EventEmitter:
     """Synchronous fan-out to listeners; async listeners are scheduled, not awaited."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_listener_error: Callable[[str], None] | None = None) -> None:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
         self._job_listeners: dict[Event, list[JobListener]] = {event: [] for event in Event}
         self._batch_listeners: dict[Event, list[BatchListener]] = {event: [] for event in Event}
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
-        #: Called with the event name each time a listener raises (metrics count them).
-        self.error_hooks: list[Callable[[str], None]] = []
+        self._on_listener_error = on_listener_error
+
+    def reset(self) -> None:
+        """Unsubscribe every listener and forget the error counts."""
+        for listeners in (self._listeners, self._job_listeners, self._batch_listeners):
+            for subscribed in listeners.values():
+                subscribed.clear()
+        self.listener_errors.clear()
 
     def on(self, name: Event | str, callback: Listener) -> Listener:
         """Subscribe `callback` to `name`; returns it, so `on` works as a decorator argument."""
@@ -185,8 +192,5 @@ class EventEmitter:
     def _record_error(self, event: Event, callback: object) -> None:
         self.listener_errors[event.value] += 1
         log.exception("listener %r for %s raised; the job goes on", callback, event.value)
-        for hook in self.error_hooks:
-            hook(event.value)
-
-
-event_emitter = EventEmitter()
+        if self._on_listener_error is not None:
+            self._on_listener_error(event.value)

@@ -15,7 +15,7 @@ exception that ended the step (None on success), so a hook keeps no per-job stat
   the attempt's outcome is known, with the task's exception if it raised.
 
 Two plain calls cost less than a context manager's three, and this runs on every attempt.
-With no hook registered the engine skips them entirely (`hooks.active is None`). A hook that
+With no hook registered the engine skips them entirely (`seam.hooks.active is None`). A hook that
 raises is logged and skipped: it never fails the job. A hook whose `guards_itself` is true
 promises to catch its own errors; when it is the only hook the engine calls it directly,
 without that guard.
@@ -31,7 +31,7 @@ from asyncmq.logging import get_logger
 if TYPE_CHECKING:
     from asyncmq.job import Job
 
-__all__ = ["Hooks", "JobHook", "hooks"]
+__all__ = ["Hooks", "JobHook"]
 
 log = get_logger(__name__)
 
@@ -126,6 +126,3 @@ class _Guarded(JobHook):
                 getattr(hook, method)(subject, state, error)
             except Exception:
                 log.exception("hook %r failed in %s; skipped", hook, method)
-
-
-hooks = Hooks()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
+from asyncmq.core.seam import event_emitter
 from asyncmq.logging import get_logger
 
 if TYPE_CHECKING:

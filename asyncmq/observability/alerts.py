@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from asyncmq.errors import ConfigurationError, InvalidQueueNameError
+from asyncmq.job import validate_queue_name
 from asyncmq.observability import queries
-from asyncmq.queues import validate_queue_name
 
 __all__ = [
     "ALERTS",

@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from asyncmq import __version__
-from asyncmq.backends.base import BaseBackend
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
+from asyncmq.core.seam import event_emitter, seam
 from asyncmq.observability.fast import FastCounter, FastGauge, FastHistogram
 from asyncmq.observability.traceparent import sampled_trace_id
-from asyncmq.tasks import TASK_REGISTRY
+from asyncmq.registry import TASK_REGISTRY
+from asyncmq.version import __version__
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import MetricWrapperBase
 
-    from asyncmq.backends.base import BaseBackend
     from asyncmq.job import Job
 
 __all__ = ["BUCKETS", "JobMetrics", "build_info"]
@@ -218,8 +217,8 @@ class JobMetrics:
             event_emitter.on_job(event, job_handler)
         for event, handler in self._handlers.items():
             event_emitter.on(event, handler)
-        event_emitter.error_hooks.append(self._on_listener_error)
-        BaseBackend.operation_hooks.append(self._on_operation)
+        seam.on_listener_error(self._on_listener_error)
+        seam.on_operation(self._on_operation)
 
     def stop(self) -> None:
         for event, batch_handler in self._batch_handlers.items():
@@ -228,10 +227,8 @@ class JobMetrics:
             event_emitter.off_job(event, job_handler)
         for event, handler in self._handlers.items():
             event_emitter.off(event, handler)
-        if self._on_listener_error in event_emitter.error_hooks:
-            event_emitter.error_hooks.remove(self._on_listener_error)
-        if self._on_operation in BaseBackend.operation_hooks:
-            BaseBackend.operation_hooks.remove(self._on_operation)
+        seam.off_listener_error(self._on_listener_error)
+        seam.off_operation(self._on_operation)
 
     def backend_seen(self, backend: str) -> None:
         """Name a backend in `asyncmq_build_info` before its first round trip."""

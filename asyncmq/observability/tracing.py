@@ -49,10 +49,11 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from asyncmq import __version__
-from asyncmq.core.hooks import JobHook, hooks
+from asyncmq.core.hooks import JobHook
+from asyncmq.core.seam import hooks
 from asyncmq.logging import get_logger
 from asyncmq.observability.traceparent import parse_traceparent
+from asyncmq.version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

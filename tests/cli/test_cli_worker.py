@@ -15,7 +15,8 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.cli.worker import Supervisor
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
+from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
 from tests.cli.helpers import asyncmq_command, call, invoke
 

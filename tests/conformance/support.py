@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from asyncmq.core.event import Event, Payload, event_emitter
+from asyncmq.core.event import Event, Payload
+from asyncmq.core.seam import event_emitter
 from asyncmq.job import JobState
 from asyncmq.worker import Worker
 

@@ -99,6 +99,8 @@ def test_the_tracing_setting_without_a_provider_or_an_endpoint_warns_and_traces_
     monkeypatch.setenv("ASYNCMQ_TRACING", "true")
     configure(None)  # reloaded, from the environment, on next use
     assert settings.tracing is True
+    assert instrumentation() is None  # reading settings sets nothing up...
+    Queue("q").backend  # noqa: B018 - ...the first use of a queue does
     active = instrumentation()
     assert active is not None
     assert (active.metrics, active.tracing) == (None, False)

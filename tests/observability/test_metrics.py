@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from asyncmq.core.event import Event, event_emitter
+from asyncmq.core.event import Event
+from asyncmq.core.seam import event_emitter
 from asyncmq.job import Job
 from asyncmq.observability import metrics as metrics_module
 from asyncmq.observability.metrics import JobMetrics

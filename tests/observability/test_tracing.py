@@ -26,7 +26,7 @@ from opentelemetry.trace.span import TraceState
 from asyncmq.backends.base import BaseBackend
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.context import current_job
-from asyncmq.core.hooks import hooks
+from asyncmq.core.seam import hooks
 from asyncmq.job import Job
 from asyncmq.observability.traceparent import sampled_trace_id
 from asyncmq.observability.tracing import configure_from_env, start_tracing, stop_tracing

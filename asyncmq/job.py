@@ -15,14 +15,13 @@ import orjson
 from asyncmq.errors import InvalidQueueNameError, MalformedJobError, PayloadTooLargeError, SerializationError
 
 __all__ = [
-    "PENDING_STATES",
+    "OUTCOME_FIELDS",
     "TERMINAL_STATES",
     "Job",
     "JobState",
     "decode_flat",
-    "decode_record",
+    "encode_field",
     "encode_flat",
-    "encode_record",
     "encode_value",
     "new_job_id",
     "validate_queue_name",
@@ -39,7 +38,6 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
-PENDING_STATES = frozenset({JobState.WAITING, JobState.DELAYED})
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED})
 
 #: A job's last error belongs in its payload only while it explains the status: failed, or
@@ -110,11 +108,6 @@ class Job:
     progress: Any = None
     repeat_key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def sort_key(self) -> tuple[int, float]:
-        """Claim order: lower priority number first, then oldest ready first."""
-        return (self.priority, self.ready_at or self.created_at)
 
     def is_expired(self, now: float) -> bool:
         return self.ttl_s is not None and now > self.created_at + self.ttl_s
@@ -187,18 +180,6 @@ _STATES: dict[object, JobState] = {state.value: state for state in JobState}
 _all_fields = attrgetter(*_FIELD_NAMES)
 
 
-def encode_record(job: Job) -> bytes:
-    return orjson.dumps(job.to_record())
-
-
-def decode_record(data: bytes | str) -> Job:
-    try:
-        record = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJobError(f"a stored job record is not valid JSON: {exc}") from None
-    return Job.from_record(record)
-
-
 # -- the flat form: one string per field, for stores that keep a job as a hash -----------
 _STR_FIELDS = frozenset({"id", "queue", "task", "worker_id", "repeat_key", "status"})
 _INT_FIELDS = frozenset({"priority", "max_retries", "attempt", "token", "stalls"})
@@ -227,14 +208,26 @@ _ALWAYS_WRITTEN = frozenset({"id", "queue", "task", "status", "priority"})
 _SKIPPABLE = {name: value for name, value in _DEFAULTS.items() if name not in _ALWAYS_WRITTEN}
 
 
+#: What an attempt's outcome may change besides its status, in the order `finish` sends them.
+OUTCOME_FIELDS = ("started_at", "finished_at", "delay_until", "ready_at", "result", "error", "progress")
+
+
+def encode_field(name: str, value: Any) -> str:
+    """One field in the flat form: numbers by `repr` (an exact round trip), text as it is,
+    the rest as JSON."""
+    if name in _JSON_FIELDS:
+        return orjson.dumps(value).decode()
+    return value if isinstance(value, str) else repr(value)
+
+
 def encode_flat(job: Job) -> dict[str, str]:
-    """Every field that is set, as a string: numbers by `repr` (exact round trip), the rest
-    as JSON. `None` fields and fields at their default are left out (fewer bytes to write
-    and store), so a store can clear a field by deleting it."""
+    """Every field that is set, by `encode_field`. `None` fields and fields at their default
+    are left out (fewer bytes to write and store), so a store can clear a field by deleting it."""
     flat: dict[str, str] = {}
     for name, value in zip(_FIELD_NAMES, _all_fields(job), strict=True):
         if value is None or (name in _SKIPPABLE and value == _SKIPPABLE[name]):
             continue
+        # `encode_field` inline: this runs for every field of every job enqueued.
         if name in _JSON_FIELDS:
             flat[name] = orjson.dumps(value).decode()
         else:

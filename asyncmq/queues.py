@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import orjson
 
@@ -16,20 +16,33 @@ from asyncmq.core.seam import event_emitter, hooks
 from asyncmq.errors import InvalidJobError, JobNotFoundError
 from asyncmq.job import Job, JobState, encode_value, new_job_id, validate_queue_name
 from asyncmq.logging import get_logger
+from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
 from asyncmq.runtime import apply_settings, default_backend
 from asyncmq.schedule import Repeatable
+from asyncmq.transitions import CANCEL, RETRY, Retention
 
 if TYPE_CHECKING:
-    from asyncmq.backends.base import BaseBackend, QueueStats, RateLimit, Retention
+    from asyncmq.backends.base import BaseBackend, QueueStats, RateLimit
     from asyncmq.worker import Worker
 
 __all__ = ["Queue"]
 
 log = get_logger(__name__)
 
-_BULK_KEYS = frozenset(
-    {"task_id", "args", "kwargs", "delay", "priority", "retries", "backoff", "ttl", "timeout", "job_id"}
-)
+#: The keys of an `add_bulk` entry that are not options.
+_BULK_FIELDS = ("task_id", "args", "kwargs")
+
+
+def _stored_options(options: JobDefaults) -> dict[str, Any]:
+    """A schedule's options as JSON values: durations in seconds, a backoff as its spec."""
+    stored: dict[str, Any] = {}
+    for name, value in options.items():
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
+        elif isinstance(value, Backoff):
+            value = value.to_spec()
+        stored[name] = value
+    return stored
 
 
 def _emit_stored(jobs: Iterable[Job]) -> None:
@@ -112,8 +125,6 @@ class Queue:
 
     @property
     def retention(self) -> Retention:
-        from asyncmq.backends.base import Retention
-
         ttl_s = self._result_ttl_s if self._result_ttl_s is not None else settings.result_ttl_seconds
         keep = self._keep_finished if self._keep_finished is not None else settings.keep_finished_jobs
         return Retention(ttl_s, keep)
@@ -125,28 +136,26 @@ class Queue:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         *,
-        delay: float | timedelta | None = None,
-        priority: int | None = None,
-        retries: int = 0,
-        backoff: Backoff | float | timedelta | None = None,
-        ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        job_id: str | None = None,
         now: float | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Validate and build a job without storing it; every check that can refuse a job is here."""
+        check_options(options, ENQUEUE_OPTIONS, f"a job of task {task_id!r}")
         if not isinstance(task_id, str) or not task_id:
             raise InvalidJobError(f"task id must be a non-empty string, got {task_id!r}")
+        retries = options.get("retries", 0)
         if retries < 0:
             raise InvalidJobError(f"retries must be >= 0, got {retries}")
+        job_id = options.get("job_id")
         if job_id is not None and (not isinstance(job_id, str) or not job_id):
             raise InvalidJobError(f"job_id must be a non-empty string, got {job_id!r}")
         what = f"arguments of task {task_id!r}"
         payload = encode_value([list(args), dict(kwargs or {})], what, settings.max_payload_bytes)
         job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
         created_at = time.time() if now is None else now
-        delay_s = seconds(delay, "delay")
-        spec = Backoff.coerce(backoff)
+        delay_s = seconds(options.get("delay"), "delay")
+        backoff = Backoff.coerce(options.get("backoff"))
+        priority = options.get("priority")
         job = Job(
             id=job_id or new_job_id(),
             queue=self.name,
@@ -155,9 +164,9 @@ class Queue:
             kwargs=job_kwargs,
             priority=settings.default_priority if priority is None else priority,
             max_retries=retries,
-            backoff=None if spec is None else spec.to_spec(),
-            ttl_s=seconds(ttl, "ttl", allow_zero=False),
-            timeout_s=seconds(timeout, "timeout", allow_zero=False),
+            backoff=None if backoff is None else backoff.to_spec(),
+            ttl_s=seconds(options.get("ttl"), "ttl", allow_zero=False),
+            timeout_s=seconds(options.get("timeout"), "timeout", allow_zero=False),
             created_at=created_at,
         )
         if delay_s:
@@ -172,51 +181,37 @@ class Queue:
         task_id: str,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        delay: float | timedelta | None = None,
-        priority: int | None = None,
-        retries: int = 0,
-        backoff: Backoff | float | timedelta | None = None,
-        ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        job_id: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> str:
-        """Store one job and return its id. Adding an id that exists adds nothing (logged)."""
-        job = self.build_job(
-            task_id,
-            args,
-            kwargs,
-            delay=delay,
-            priority=priority,
-            retries=retries,
-            backoff=backoff,
-            ttl=ttl,
-            timeout=timeout,
-            job_id=job_id,
-        )
-        await self._store([job])
+        """Store one job and return its id. Adding an id that exists adds nothing (logged).
+        The options are `asyncmq.options.EnqueueOptions`: delay, priority, retries, backoff,
+        ttl, timeout, job_id."""
+        job = self.build_job(task_id, args, kwargs, **options)
+        await self.store([job])
         return job.id
 
     async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`.
+        """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`,
+        each entry taking the options of `add`.
 
         Every job is validated before any is stored, so one bad entry stores nothing.
         """
         now = time.time()
         built = []
         for index, spec in enumerate(jobs):
-            unknown = set(spec) - _BULK_KEYS
-            if unknown or "task_id" not in spec:
-                problem = f"unknown keys {sorted(unknown)}" if unknown else "no 'task_id'"
-                raise InvalidJobError(f"add_bulk entry {index} has {problem}")
-            options = {key: value for key, value in spec.items() if key not in ("task_id", "args", "kwargs")}
+            if "task_id" not in spec:
+                raise InvalidJobError(f"add_bulk entry {index} has no 'task_id'")
+            options = {key: value for key, value in spec.items() if key not in _BULK_FIELDS}
+            check_options(options, ENQUEUE_OPTIONS, f"add_bulk entry {index}")
             built.append(
                 self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
             )
-        await self._store(built)
+        await self.store(built)
         return [job.id for job in built]
 
-    async def _store(self, jobs: list[Job]) -> list[Job]:
+    async def store(self, jobs: list[Job]) -> list[Job]:
+        """Store jobs made by `build_job` (or `occurrence`) and emit their events; returns
+        those stored (an id that exists in the queue adds nothing, logged)."""
         backend = self.backend  # first: it may switch on the hooks the settings ask for
         hook = hooks.active
         state = hook.before_enqueue(jobs) if hook is not None else None
@@ -242,22 +237,15 @@ class Queue:
         every: float | timedelta | None = None,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        priority: int | None = None,
-        retries: int = 0,
-        ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
+        **options: Unpack[JobDefaults],
     ) -> str:
         """Run `task_id` on a cron expression (UTC) or every `every` seconds; returns the schedule key.
 
         Each occurrence is stored ahead of time as a delayed job, so it fires within
         milliseconds of its time, once, however many workers run. Adding the same
-        schedule again changes nothing.
+        schedule again changes nothing. The options are `asyncmq.options.JobDefaults`.
         """
-        given: dict[str, Any] = {"priority": priority, "retries": retries, "ttl": ttl, "timeout": timeout}
-        options: dict[str, Any] = {
-            k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in given.items()
-        }
+        check_options(options, JOB_DEFAULTS, f"the schedule of task {task_id!r}")
         self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
         rep = Repeatable.build(
             self.name,
@@ -266,15 +254,18 @@ class Queue:
             every=every,
             args=list(args),
             kwargs=dict(kwargs or {}),
-            options=options,
+            options=_stored_options(options),
         )
         rep.next_run_at = rep.next_after(time.time())
         if await self.backend.add_repeatable(rep):
-            await self._store([self.occurrence(rep, rep.next_run_at)])
+            await self.store([self.occurrence(rep, rep.next_run_at)])
         return rep.key
 
     def occurrence(self, rep: Repeatable, at: float) -> Job:
-        job = self.build_job(rep.task, rep.args, rep.kwargs, job_id=rep.occurrence_id(at), **rep.options)
+        options: dict[str, Any] = dict(rep.options)
+        if isinstance(options.get("backoff"), dict):
+            options["backoff"] = Backoff.from_spec(options["backoff"])
+        job = self.build_job(rep.task, rep.args, rep.kwargs, job_id=rep.occurrence_id(at), **options)
         job.status, job.delay_until, job.ready_at, job.repeat_key = JobState.DELAYED, at, None, rep.key
         return job
 
@@ -306,7 +297,7 @@ class Queue:
     async def cancel(self, job_id: str) -> bool:
         """Cancel a waiting, delayed or running job. A running attempt is interrupted at its
         worker's next heartbeat, and its result, if it still comes, is discarded."""
-        job = await self.backend.cancel(self.name, job_id, time.time())
+        job = await self.backend.transition(self.name, job_id, CANCEL, time.time(), self.retention)
         if job is None:
             return False
         event_emitter.emit_job(Event.JOB_CANCELLED, job)
@@ -314,7 +305,7 @@ class Queue:
 
     async def retry_job(self, job_id: str) -> bool:
         """Send a failed, expired or cancelled job back to `waiting`."""
-        job = await self.backend.retry(self.name, job_id, time.time())
+        job = await self.backend.transition(self.name, job_id, RETRY, time.time(), self.retention)
         if job is None:
             return False
         _emit_stored([job])

@@ -5,62 +5,41 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from asyncmq.backoff import Backoff, seconds
 from asyncmq.errors import ConfigurationError
+from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
 from asyncmq.registry import TASK_REGISTRY, get_task
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
 
-__all__ = ["TASK_REGISTRY", "EnqueueOptions", "Task", "get_task", "task"]
+__all__ = ["TASK_REGISTRY", "BoundEnqueue", "Task", "get_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
-class EnqueueOptions:
-    """How to enqueue, kept apart from the task's own arguments so a task may take an
-    argument called `delay` or `priority`."""
-
-    queue: str | None = None
-    delay: float | timedelta | None = None
-    priority: int | None = None
-    job_id: str | None = None
-    retries: int | None = None
-    backoff: Backoff | float | timedelta | None = None
-    ttl: float | timedelta | None = None
-    timeout: float | timedelta | None = None
-
-
 class Task(Generic[P, R]):
-    """A registered function. Calling it runs it here and now; `enqueue` runs it on a worker."""
+    """A registered function. Calling it runs it here and now; `enqueue` runs it on a worker.
+    `defaults` are the options of every job it enqueues, unless one enqueue says otherwise."""
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        name: str,
-        queue: str,
-        retries: int,
-        backoff: Backoff | float | timedelta | None,
-        ttl: float | timedelta | None,
-        timeout: float | timedelta | None,
-        priority: int | None,
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], *, name: str, queue: str, defaults: JobDefaults) -> None:
+        check_options(defaults, JOB_DEFAULTS, f"task {name!r}")
+        retries = defaults.get("retries", 0)
         if retries < 0:
             raise ConfigurationError(f"task {name!r}: retries must be >= 0, got {retries}")
         self.fn = fn
         self.name = name
         self.queue = queue
-        self.retries = retries
-        self.backoff = Backoff.coerce(backoff)
-        self.ttl_s = seconds(ttl, f"ttl of task {name!r}", allow_zero=False)
-        self.timeout_s = seconds(timeout, f"timeout of task {name!r}", allow_zero=False)
-        self.priority = priority
+        self.defaults: JobDefaults = {
+            "priority": defaults.get("priority"),
+            "retries": retries,
+            "backoff": Backoff.coerce(defaults.get("backoff")),
+            "ttl": seconds(defaults.get("ttl"), f"ttl of task {name!r}", allow_zero=False),
+            "timeout": seconds(defaults.get("timeout"), f"timeout of task {name!r}", allow_zero=False),
+        }
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -79,46 +58,34 @@ class Task(Generic[P, R]):
         """
         return await self.options().enqueue(backend, *args, **kwargs)
 
-    def options(self, **options: Any) -> BoundEnqueue:
-        return BoundEnqueue(self, EnqueueOptions(**options))
+    def options(self, *, queue: str | None = None, **options: Unpack[EnqueueOptions]) -> BoundEnqueue:
+        """This task with enqueue options (`asyncmq.options.EnqueueOptions`) and, with
+        `queue`, another queue: kept apart from the task's own arguments, so a task may take
+        an argument called `delay` or `priority`."""
+        check_options(options, ENQUEUE_OPTIONS, f"{self.name}.options()")
+        return BoundEnqueue(self, queue, options)
 
 
 @dataclass(frozen=True, slots=True)
 class BoundEnqueue:
     task: Task[Any, Any]
-    opts: EnqueueOptions
+    queue: str | None
+    options: EnqueueOptions
 
     async def enqueue(self, backend: BaseBackend | None = None, /, *args: Any, **kwargs: Any) -> str:
         from asyncmq.queues import Queue
 
-        task, opts = self.task, self.opts
-        queue = Queue(opts.queue or task.queue, backend=backend)
-        return await queue.add(
-            task.name,
-            args=args,
-            kwargs=kwargs,
-            delay=opts.delay,
-            priority=opts.priority if opts.priority is not None else task.priority,
-            retries=opts.retries if opts.retries is not None else task.retries,
-            backoff=opts.backoff if opts.backoff is not None else task.backoff,
-            ttl=opts.ttl if opts.ttl is not None else task.ttl_s,
-            timeout=opts.timeout if opts.timeout is not None else task.timeout_s,
-            job_id=opts.job_id,
-        )
+        given = {name: value for name, value in self.options.items() if value is not None}
+        options: EnqueueOptions = {**self.task.defaults, **given}  # type: ignore[typeddict-item]
+        queue = Queue(self.queue or self.task.queue, backend=backend)
+        return await queue.add(self.task.name, args, kwargs, **options)
 
 
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
 def task(
-    *,
-    queue: str = ...,
-    name: str | None = ...,
-    retries: int = ...,
-    backoff: Backoff | float | timedelta | None = ...,
-    ttl: float | timedelta | None = ...,
-    timeout: float | timedelta | None = ...,
-    priority: int | None = ...,
+    *, queue: str = ..., name: str | None = ..., **defaults: Unpack[JobDefaults]
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -128,31 +95,21 @@ def task(
     *,
     queue: str = "default",
     name: str | None = None,
-    retries: int = 0,
-    backoff: Backoff | float | timedelta | None = None,
-    ttl: float | timedelta | None = None,
-    timeout: float | timedelta | None = None,
-    priority: int | None = None,
+    **defaults: Unpack[JobDefaults],
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function as a task. Its id is `name`, else `module.qualname`.
 
-    `retries` extra attempts follow a failure, waiting by `backoff` (default: exponential
-    from 1 s, capped at 5 min, jittered). A job not started within `ttl` expires; an
-    attempt running past `timeout` fails. Sync functions run in a thread.
+    `defaults` (`asyncmq.options.JobDefaults`) apply to each of its jobs: `retries` extra
+    attempts follow a failure, waiting by `backoff` (default: exponential from 1 s, capped
+    at 5 min, jittered); a job not started within `ttl` expires; an attempt running past
+    `timeout` fails; `priority` orders it. Sync functions run in a thread.
     """
+    if defaults.get("retries") and defaults.get("backoff") is None:
+        defaults["backoff"] = Backoff.exponential()
 
     def register(fn: Callable[P, R]) -> Task[P, R]:
         task_id = name or f"{fn.__module__}.{fn.__qualname__}"
-        registered = Task(
-            fn,
-            name=task_id,
-            queue=queue,
-            retries=retries,
-            backoff=backoff if backoff is not None else (Backoff.exponential() if retries else None),
-            ttl=ttl,
-            timeout=timeout,
-            priority=priority,
-        )
+        registered = Task(fn, name=task_id, queue=queue, defaults=defaults)
         TASK_REGISTRY[task_id] = registered
         return registered
 

@@ -1,10 +1,10 @@
 """The worker: claims jobs in batches, runs each in one of `concurrency` slots, and stores
 outcomes in batches.
 
-One job's path is `_execute`: start, run, settle (complete, retry or fail). Around it,
-a few small loops: slots pull from a prefetch buffer that one claimer at a time refills;
-a flusher stores finished attempts; a scheduler promotes delayed jobs, fires repeatables
-and recovers stalled jobs; a heartbeat keeps leases alive and learns of jobs taken away.
+One job's path is `_execute`: start, run, and an outcome (complete, retry or fail). Around
+it, a few small loops: slots pull from a prefetch buffer that one claimer at a time refills;
+a flusher stores outcomes in batches; a heartbeat keeps leases alive and learns of jobs
+taken away; and the queue's `Scheduler` runs beside them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import math
 import os
 import signal
 import socket
@@ -21,7 +20,6 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +35,8 @@ from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializati
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.registry import get_task
+from asyncmq.scheduler import Scheduler
+from asyncmq.transitions import RELEASE
 
 if TYPE_CHECKING:
     from asyncmq.queues import Queue
@@ -53,16 +53,7 @@ _SETTLED_EVENTS = {
     JobState.WAITING: Event.JOB_RETRIED,
     JobState.DELAYED: Event.JOB_RETRIED,
 }
-_PROMOTE_BATCH = 1000
-_PURGE_EVERY_S = 60.0
-_REPAIR_EVERY_S = 30.0
 _IDLE_WAIT_S = 5.0  # a safety net: new jobs wake idle workers through the backend
-
-
-def _earliest(first: float | None, second: float | None) -> float | None:
-    if first is None or second is None:
-        return first if second is None else second
-    return min(first, second)
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:
@@ -96,19 +87,20 @@ class Worker:
         )
         self.claim_batch = claim_batch or settings.claim_batch_size
         self.handle_signals = handle_signals
+        self.scheduler = Scheduler(queue)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.processed = 0
         self._buffer: deque[Job] = deque()
         self._running: dict[str, tuple[Job, asyncio.Task[Any] | None]] = {}
         self._lost: set[str] = set()
         self._interrupted: list[Job] = []
-        self._acks: list[Job] = []
-        self._unstored = 0  # settled attempts whose outcome is not stored yet
+        self._outcomes: list[Job] = []
+        self._unstored_outcomes = 0  # outcomes not stored yet: queued or in a flush
         self._backend_errors = 0  # consecutive failed claims, for backoff
         self._stopping = False
         self._closing = False
         self._stopped: asyncio.Event | None = None
-        self._ack_ready: asyncio.Event | None = None
+        self._outcome_ready: asyncio.Event | None = None
         self._claim_lock: asyncio.Lock | None = None
         self._idle_wait: asyncio.Task[None] | None = None
         self._grace_cut: asyncio.Event | None = None
@@ -141,19 +133,11 @@ class Worker:
         await self._flush()
         return True
 
-    async def maintain(self, now: float | None = None) -> float | None:
-        """One full scheduler pass: promote due delayed jobs, fire due repeatables, recover
-        stalled jobs. Returns when the next delayed job is due."""
-        now = time.time() if now is None else now
-        next_due = await self._promote_and_fire(now, check_repeatables=True)
-        await self._recover_stalled(now)
-        return next_due
-
     async def run(self) -> None:
         self.backend.size_for(self.concurrency)
         await self.backend.connect()
         self._stopped = asyncio.Event()
-        self._ack_ready = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
         self._claim_lock = asyncio.Lock()
         self._grace_cut = asyncio.Event()
         if self._stopping:  # stop() came before run(): honour it
@@ -165,7 +149,7 @@ class Worker:
         slots = [loop.create_task(self._slot(), name=f"asyncmq-slot-{i}") for i in range(self.concurrency)]
         flusher = loop.create_task(self._flush_loop(), name="asyncmq-flusher")
         helpers = [
-            loop.create_task(self._schedule_loop(), name="asyncmq-scheduler"),
+            loop.create_task(self.scheduler.run(), name="asyncmq-scheduler"),
             loop.create_task(self._heartbeat_loop(), name="asyncmq-heartbeat"),
         ]
         try:
@@ -181,7 +165,7 @@ class Worker:
         now = time.time()
         if job.is_expired(now):
             job.status, job.finished_at = JobState.EXPIRED, now
-            self._settle(job)
+            self._add_outcome(job)
             return
         job.started_at, job.finished_at = now, None
         event_emitter.emit_job(Event.JOB_STARTED, job)
@@ -209,7 +193,7 @@ class Worker:
             if self._running.get(job.id, (None, None))[0] is job:  # a later claim may run it now
                 del self._running[job.id]
         job.finished_at = time.time()
-        self._settle(job)
+        self._add_outcome(job)
 
     def _attempt_failed_on(self, job: Job, exc: asyncio.CancelledError) -> bool:
         """Tell a cancellation's three causes apart. The task raised it itself: the attempt
@@ -273,17 +257,17 @@ class Worker:
             job.status, job.ready_at, job.delay_until = JobState.WAITING, now, None
 
     # -- outcomes, stored in batches ----------------------------------------------------
-    def _settle(self, job: Job) -> None:
-        self._acks.append(job)
-        self._unstored += 1
-        if self._ack_ready is not None:
-            self._ack_ready.set()
+    def _add_outcome(self, job: Job) -> None:
+        self._outcomes.append(job)
+        self._unstored_outcomes += 1
+        if self._outcome_ready is not None:
+            self._outcome_ready.set()
 
     async def _flush_loop(self) -> None:
-        assert self._ack_ready is not None
+        assert self._outcome_ready is not None
         while not self._closing:
-            await self._ack_ready.wait()
-            self._ack_ready.clear()
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
             await self._flush()
             if self.burst and self._awaiting_jobs and not self._running and self._idle_wait is not None:
                 # Its own outcomes kept a burst worker from stopping; now they are stored, it
@@ -291,19 +275,19 @@ class Worker:
                 self._idle_wait.cancel()
 
     async def _flush(self) -> None:
-        while self._acks:
-            batch, self._acks = self._acks, []
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
             try:
                 accepted = await self.backend.finish(batch, self.queue.retention)
             except Exception:
                 # The jobs stay active in the store; retry, and if this worker dies their
                 # leases run out and they are recovered: nothing is lost either way.
                 log.exception("storing %d outcomes failed; retrying", len(batch))
-                self._acks[:0] = batch
+                self._outcomes[:0] = batch
                 await asyncio.sleep(0.5)
                 continue
             self.processed += len(batch)
-            self._unstored -= len(batch)
+            self._unstored_outcomes -= len(batch)
             settled: dict[Event, list[Job]] = {}
             for job, ok in zip(batch, accepted, strict=True):
                 if ok:
@@ -350,9 +334,9 @@ class Worker:
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A
         backend error (a dropped connection, a restarting server) is waited out, never fatal."""
-        idle = max(2 * self.concurrency - len(self._running), 1)
+        wanted = max(2 * self.concurrency - len(self._running), 1)  # a job ahead for each slot
         try:
-            if await self._claim(min(idle, self.claim_batch)) or self._stopping:
+            if await self._claim(min(wanted, self.claim_batch)) or self._stopping:
                 return
             if self.burst and await self._nothing_left():
                 self.stop()
@@ -383,7 +367,7 @@ class Worker:
             self._idle_wait = None
 
     async def _nothing_left(self) -> bool:
-        if self._running or self._unstored or self._buffer:
+        if self._running or self._unstored_outcomes or self._buffer:
             return False
         counts = (await self.queue.stats()).counts
         if counts["waiting"]:
@@ -392,98 +376,6 @@ class Worker:
         return not counts["delayed"] or counts["delayed"] <= len(
             await self.backend.repeatables(self.queue.name)
         )
-
-    # -- scheduling ---------------------------------------------------------------------
-    async def _schedule_loop(self) -> None:
-        """Promote on every pass; the rest only when due, so an idle scheduler costs one
-        promote and one blocking wait per `scan_interval`. A repeatable's occurrence is
-        promoted like any delayed job, and its promotion is what fires the schedule. Each
-        duty fails on its own and its clock moves on anyway, so one broken duty (a malformed
-        schedule) neither stops the others nor spins the loop."""
-        due = {"repeat": 0.0, "stall": 0.0, "purge": 0.0}
-        duties = {
-            "repeat": (_REPAIR_EVERY_S, self._repair_repeatables),
-            "stall": (self._stall_check_every_s(), self._recover_stalled),
-            "purge": (_PURGE_EVERY_S, self._purge),
-        }
-        while True:
-            now = time.time()
-            next_due = await self._duty("promotion", self._promote_and_fire(now, now >= due["repeat"]))
-            for name, (every_s, duty) in duties.items():
-                if now >= due[name]:
-                    due[name] = now + every_s
-                    await self._duty(name, duty(now))
-            wake_at = min(now + self.queue.scan_interval_s, *due.values(), next_due or math.inf)
-            await self._wait_for_schedule(max(wake_at - time.time(), 0.001))
-
-    async def _duty(self, name: str, work: Awaitable[float | None]) -> float | None:
-        try:
-            return await work
-        except Exception:
-            log.exception("scheduler %s for queue %r failed; retrying later", name, self.queue.name)
-            return None
-
-    async def _promote_and_fire(self, now: float, check_repeatables: bool) -> float | None:
-        promoted, next_due = await self._promote(now)
-        if promoted or check_repeatables:
-            next_due = _earliest(next_due, await self._fire_repeatables(now))
-        return next_due
-
-    async def _purge(self, now: float) -> None:
-        await self.backend.purge_finished(self.queue.name, now, self.queue.retention)
-
-    async def _wait_for_schedule(self, timeout_s: float) -> None:
-        """Sleep until a sooner job may be due. The wait is a backend call too (a blocking
-        pop on Redis): if it fails, sleep instead, or the scheduler, and with it delayed
-        jobs and stall recovery, would end for good with the first dropped connection."""
-        try:
-            await self.backend.wait_for_schedule(self.queue.name, timeout_s)
-        except Exception:
-            log.exception("waiting on the schedule of queue %r failed; retrying", self.queue.name)
-            await asyncio.sleep(timeout_s)
-
-    def _stall_check_every_s(self) -> float:
-        return self.queue.lease_s / 2
-
-    async def _promote(self, now: float) -> tuple[int, float | None]:
-        total = 0
-        while True:
-            promoted, next_due = await self.backend.promote_due(self.queue.name, now, _PROMOTE_BATCH)
-            total += promoted
-            if promoted < _PROMOTE_BATCH:
-                return total, next_due
-
-    async def _fire_repeatables(self, now: float) -> float | None:
-        """Store the next occurrence of each schedule whose pending one is now due; return
-        the earliest stored. The compare-and-set on `next_run_at` lets exactly one
-        scheduler store it."""
-        earliest = None
-        for rep in await self.backend.repeatables(self.queue.name):
-            if rep.next_run_at > now:
-                continue
-            following = rep.next_after(max(now, rep.next_run_at))
-            if await self.backend.advance_repeatable(self.queue.name, rep.key, rep.next_run_at, following):
-                await self.queue._store([self.queue.occurrence(rep, following)])
-                earliest = _earliest(earliest, following)
-        return earliest
-
-    async def _repair_repeatables(self, now: float) -> None:
-        """Re-store a pending occurrence that vanished (a crash between the compare-and-set
-        and the store, or a drain); its id makes this a no-op when it exists."""
-        occurrences = [
-            self.queue.occurrence(rep, rep.next_run_at)
-            for rep in await self.backend.repeatables(self.queue.name)
-            if rep.next_run_at > now
-        ]
-        if occurrences:
-            await self.queue._store(occurrences)
-
-    async def _recover_stalled(self, now: float) -> None:
-        for job in await self.backend.recover_stalled(self.queue.name, now, self.queue.max_stalls):
-            log.warning("job %s of %s stalled (its worker vanished); recovered", job.id, job.queue)
-            event_emitter.emit_job(Event.JOB_STALLED, job)
-            if job.status is JobState.FAILED:
-                event_emitter.emit_job(Event.JOB_FAILED, job)
 
     # -- liveness -----------------------------------------------------------------------
     def _info(self, now: float) -> WorkerInfo:
@@ -594,8 +486,8 @@ class Worker:
             await self._hand_back(self._buffer)  # a claim in flight at stop() may have filled it
             await self._hand_back(self._interrupted)
             self._closing = True
-            assert self._ack_ready is not None
-            self._ack_ready.set()
+            assert self._outcome_ready is not None
+            self._outcome_ready.set()
             # Bounded: a backend that stays down must not hold the exit; those outcomes'
             # jobs are recovered after their leases (at least once, never lost).
             await asyncio.wait({flusher}, timeout=max(self.shutdown_grace_s, 5.0))
@@ -613,7 +505,7 @@ class Worker:
         if not jobs:
             return
         try:
-            await self.backend.release(list(jobs))
+            await self.backend.release(list(jobs), RELEASE, time.time())
         except Exception:  # their leases run out and they are recovered: late, not lost
             log.exception("handing %d jobs back to queue %r failed", len(jobs), self.queue.name)
         jobs.clear()

@@ -28,12 +28,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from asyncmq.backends.base import Retention
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.bench.measure import percentile, remove_queue
 from asyncmq.bench.workloads import noop
 from asyncmq.job import JobState
 from asyncmq.queues import Queue
+from asyncmq.transitions import Retention
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERVALS = (0.1, 1.0, 5.0)

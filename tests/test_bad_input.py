@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import orjson
 import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
@@ -18,7 +19,7 @@ from asyncmq.errors import (
     PayloadTooLargeError,
     SerializationError,
 )
-from asyncmq.job import Job, decode_record, encode_record
+from asyncmq.job import Job, decode_flat, encode_flat
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
 
@@ -50,7 +51,7 @@ async def test_one_bad_entry_in_a_bulk_add_stores_nothing(queue: Queue) -> None:
     jobs = [{"task_id": echo.name, "args": [1]}, {"task_id": echo.name, "args": [object()]}]
     with pytest.raises(SerializationError):
         await queue.add_bulk(jobs)
-    with pytest.raises(InvalidJobError, match="add_bulk entry 0 has unknown keys \\['colour'\\]"):
+    with pytest.raises(InvalidJobError, match="add_bulk entry 0 got unknown options \\['colour'\\]"):
         await queue.add_bulk([{"task_id": echo.name, "colour": "red"}])
     with pytest.raises(InvalidJobError, match="add_bulk entry 0 has no 'task_id'"):
         await queue.add_bulk([{"args": [1]}])
@@ -127,7 +128,6 @@ async def test_an_empty_task_id_is_refused(queue: Queue) -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (b"{not json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object, not list"),
         (b'{"id": "a"}', "lacks queue, task"),
         (b'{"id": "a", "queue": "q", "task": "t", "colour": 1}', "unknown fields \\['colour'\\]"),
@@ -141,12 +141,13 @@ async def test_an_empty_task_id_is_refused(queue: Queue) -> None:
 )
 def test_a_malformed_stored_record_raises_an_error_saying_what_is_wrong(record: bytes, message: str) -> None:
     with pytest.raises(MalformedJobError, match=message):
-        decode_record(record)
+        Job.from_record(orjson.loads(record))
 
 
-def test_a_job_record_round_trips_through_its_encoding() -> None:
+def test_a_job_round_trips_through_its_stored_forms() -> None:
     job = Job(id="a", queue="q", task="t", args=[1, "x"], kwargs={"k": [1]}, created_at=1.5, meta={"m": 1})
-    assert decode_record(encode_record(job)) == job
+    assert Job.from_record(job.to_record()) == job
+    assert decode_flat(encode_flat(job)) == job
 
 
 async def test_a_bad_job_does_not_stop_the_next_one(queue: Queue) -> None:

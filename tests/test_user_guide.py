@@ -162,9 +162,9 @@ async def test_a_cron_repeatable_fires_at_each_minute_boundary() -> None:
     assert 0 < occurrence.delay_until - time.time() <= 60
 
     worker = queue.worker()
-    assert await worker.maintain(now=occurrence.delay_until - 0.001) == occurrence.delay_until
+    assert await worker.scheduler.tick(now=occurrence.delay_until - 0.001) == occurrence.delay_until
     assert (await queue.counts())["waiting"] == 0
-    await worker.maintain(now=occurrence.delay_until)
+    await worker.scheduler.tick(now=occurrence.delay_until)
     counts = await queue.counts()
     assert (counts["waiting"], counts["delayed"]) == (1, 1)  # this minute's run, the next one stored
     (following,) = await queue.list_jobs("delayed")

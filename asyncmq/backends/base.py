@@ -1,9 +1,10 @@
 """What a backend stores, and the operations the engine calls on it.
 
-Backends only store. The engine (`Queue`, `Worker`) decides every state transition,
-stamps every timestamp and emits every event; a backend applies each transition
-atomically and answers queries. Each operation takes a batch where the engine can
-give one, so a backend can do it in a single round trip.
+Backends only store. The engine (`Queue`, `Worker`, `Scheduler`) decides every state
+transition (`asyncmq.transitions`), stamps every timestamp, emits every event and hands
+every policy in as an argument (retention, lease, `max_stalls`); a backend applies each
+transition atomically and answers queries. It reads no settings. Each operation takes a
+batch where the engine can give one, so a backend can do it in a single round trip.
 
 Fencing: `claim` bumps a job's `token`, and so do recovery, cancellation and release.
 `finish`, `heartbeat` and `save_progress` act only where the stored token still equals
@@ -22,13 +23,13 @@ from typing import Any
 from asyncmq.core.seam import seam
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
+from asyncmq.transitions import Retention, StallRecovery, Transition
 
 __all__ = [
     "BaseBackend",
     "ClaimResult",
     "QueueStats",
     "RateLimit",
-    "Retention",
     "WorkerInfo",
 ]
 
@@ -39,14 +40,6 @@ class RateLimit:
 
     limit: int
     interval_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long finished jobs stay readable: by age and by count per queue and state."""
-
-    ttl_s: float
-    keep: int
 
 
 @dataclass(slots=True)
@@ -132,8 +125,8 @@ class BaseBackend(ABC):
         if the job is still `active` under the caller's token. Returns which were accepted."""
 
     @abstractmethod
-    async def release(self, jobs: Sequence[Job]) -> None:
-        """Hand claimed jobs back to `waiting` without counting the attempt."""
+    async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
+        """Apply `transition` (the release) to each job still active under the caller's token."""
 
     @abstractmethod
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
@@ -156,8 +149,9 @@ class BaseBackend(ABC):
         """Return when a delayed job or repeatable was added, or after `timeout_s`."""
 
     @abstractmethod
-    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
-        """Take back active jobs whose lease ended: to `waiting`, or to `failed` past `max_stalls`."""
+    async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
+        """Take back active jobs whose lease ended by `recovery.transition_for(job.stalls)`,
+        each in the same atomic step as finding it; return them as they are now."""
 
     @abstractmethod
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
@@ -179,12 +173,13 @@ class BaseBackend(ABC):
     async def set_paused(self, queue: str, paused: bool) -> None: ...
 
     @abstractmethod
-    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
-        """Cancel a waiting, delayed or active job; `None` if missing or already finished."""
-
-    @abstractmethod
-    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
-        """Send a failed, expired or cancelled job back to `waiting` with a fresh attempt count."""
+    async def transition(
+        self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
+    ) -> Job | None:
+        """Apply `transition` to the job if its status is one of the transition's sources, in
+        one atomic step, filing a finished job under `retention`; return the job as it is
+        now, or `None` if it is missing or in another state. Sent again after a lost reply,
+        it returns the job again."""
 
     @abstractmethod
     async def get_job(self, queue: str, job_id: str) -> Job | None: ...

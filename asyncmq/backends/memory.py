@@ -15,17 +15,10 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from asyncmq.backends.base import (
-    BaseBackend,
-    ClaimResult,
-    QueueStats,
-    RateLimit,
-    Retention,
-    WorkerInfo,
-)
-from asyncmq.errors import StalledJobError
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
 from asyncmq.job import TERMINAL_STATES, Job, JobState
 from asyncmq.schedule import Repeatable
+from asyncmq.transitions import Retention, StallRecovery, Transition
 
 __all__ = ["InMemoryBackend"]
 
@@ -143,6 +136,15 @@ class InMemoryBackend(BaseBackend):
         job.token += 1  # invalidates old heap entries and the previous owner
         self._place(store, job)
 
+    def _apply(
+        self, store: _Store, job: Job, transition: Transition, now: float, retention: Retention | None
+    ) -> None:
+        self._unplace(store, job)
+        transition.apply(job, now)  # bumps the token: old heap entries and owner are stale
+        self._place(store, job)
+        if retention is not None and job.status in TERMINAL_STATES:
+            self._trim(store, job.status, retention.keep)
+
     # -- producing --------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
         stored = []
@@ -215,15 +217,11 @@ class InMemoryBackend(BaseBackend):
             accepted.append(True)
         return accepted
 
-    async def release(self, jobs: Sequence[Job]) -> None:
+    async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
         for job in jobs:
             owned = self._owned(job)
-            if owned is None:
-                continue
-            store, stored = owned
-            stored.attempt -= 1
-            stored.worker_id = stored.lease_until = stored.delay_until = None
-            self._move(store, stored, JobState.WAITING)
+            if owned is not None:
+                self._apply(owned[0], owned[1], transition, now, None)
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
         self._store(worker.queue).workers[worker.id] = copy.copy(worker)
@@ -266,22 +264,11 @@ class InMemoryBackend(BaseBackend):
     async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
         await _wait(self._store(queue).schedule_waiters, timeout_s)
 
-    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
+    async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         store = self._store(queue)
         recovered = []
         for job in [job for job in store.active.values() if (job.lease_until or 0) < now]:
-            job.stalls += 1
-            job.worker_id = job.lease_until = job.delay_until = None  # it is due now, not late
-            if job.stalls > max_stalls:
-                job.finished_at = now
-                job.error = {
-                    "type": StalledJobError.__name__,
-                    "message": f"the job's worker vanished {job.stalls} times (max_stalls={max_stalls})",
-                }
-                self._move(store, job, JobState.FAILED)
-            else:
-                job.ready_at = now
-                self._move(store, job, JobState.WAITING)
+            self._apply(store, job, recovery.transition_for(job.stalls), now, recovery.retention)
             recovered.append(job.clone())
         return recovered
 
@@ -314,25 +301,14 @@ class InMemoryBackend(BaseBackend):
         if not paused:
             _wake(store.job_waiters)
 
-    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
+    async def transition(
+        self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
+    ) -> Job | None:
         store = self._store(queue)
         job = store.jobs.get(job_id)
-        if job is None or job.status in TERMINAL_STATES:
+        if job is None or not transition.applies_to(job):
             return None
-        job.finished_at = now
-        job.worker_id = job.lease_until = None
-        self._move(store, job, JobState.CANCELLED)
-        return job.clone()
-
-    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
-        store = self._store(queue)
-        job = store.jobs.get(job_id)
-        if job is None or job.status not in TERMINAL_STATES - {JobState.COMPLETED}:
-            return None
-        job.attempt = job.stalls = 0
-        job.error = job.result = job.started_at = job.finished_at = None
-        job.ready_at = now
-        self._move(store, job, JobState.WAITING)
+        self._apply(store, job, transition, now, retention)
         return job.clone()
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:

@@ -1,8 +1,9 @@
 """What every command shares, so each command module holds only its own logic.
 
-Choosing the backend (`--backend URL`, else the settings), importing the user's task modules
-(`--app`), printing results as JSON (`--json`) or rich tables, turning asyncmq errors into
-one-line messages, the optional metrics server, and stop signals for long-running commands.
+Choosing the backend (`--backend URL`, else the settings) and naming it in the output,
+importing the user's task modules (`--app`), printing results as JSON (`--json`) or rich
+tables, turning asyncmq errors into one-line messages, the optional metrics server, and stop
+signals for long-running commands.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import orjson
@@ -28,8 +31,11 @@ if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
 
 __all__ = [
+    "IMPLICIT_DEFAULT_NOTE",
     "AsyncMQGroup",
+    "BackendLabel",
     "backend_options",
+    "describe_backend",
     "echo_json",
     "format_time",
     "json_option",
@@ -39,6 +45,7 @@ __all__ = [
     "open_backend",
     "print_table",
     "queue_option",
+    "redact_url",
     "resolve_backend",
     "run",
     "stop_signals",
@@ -169,6 +176,68 @@ async def open_backend(url: str | None) -> AsyncIterator[BaseBackend]:
         yield backend
     finally:
         await backend.close()
+
+
+# -- naming the backend ----------------------------------------------------------------
+#: Said of the backend a command falls back to when nobody chose one: memory of its own.
+IMPLICIT_DEFAULT_NOTE = (
+    "the in-process default: this command sees only its own process; pass --backend "
+    "redis://HOST:6379/0 or set ASYNCMQ_BACKEND to read a worker's queues"
+)
+_DEFAULT_URL = "memory://"
+
+
+@dataclass(frozen=True)
+class BackendLabel:
+    """Which backend a command read: its URL without a password (`url`, also the `backend`
+    key of `--json` output), and whether it is the implicit in-process default."""
+
+    url: str
+    implicit_default: bool = False
+
+    @property
+    def note(self) -> str:
+        """` (the in-process default: ...how to read a worker's queues)`, else empty."""
+        return f" ({IMPLICIT_DEFAULT_NOTE})" if self.implicit_default else ""
+
+    def line(self) -> str:
+        return f"Backend: {self.url}{self.note}"
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, in the user part (`redis://user:secret@host`) or a
+    `password=` query parameter; a URL without one comes back as given."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}@{host}" if user else host
+    kept = [p for p in parts.query.split("&") if p and p.partition("=")[0].lower() != "password"]
+    query = "&".join(kept)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    tail = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    return f"{parts.scheme}://{netloc}{parts.path}{tail}"
+
+
+def _instance_label(backend: BaseBackend) -> str:
+    """A backend the settings hold as an instance: only the memory one has a URL to show."""
+    if backend.name == "memory":
+        return _DEFAULT_URL
+    return f"{backend.name} ({type(backend).__name__} from the settings)"
+
+
+def describe_backend(url: str | None) -> BackendLabel:
+    """Name the backend `resolve_backend(url)` picks. Implicit: no `--backend`, no
+    `ASYNCMQ_BACKEND`, and the settings keep the default `memory://`."""
+    from asyncmq.conf import settings
+
+    if url:
+        return BackendLabel(redact_url(url))
+    configured = settings.backend
+    if not isinstance(configured, str):
+        return BackendLabel(_instance_label(configured))
+    implicit = configured == _DEFAULT_URL and "ASYNCMQ_BACKEND" not in os.environ
+    return BackendLabel(redact_url(configured), implicit)
 
 
 # -- metrics ---------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asyncmq.cli.common import (
+    BackendLabel,
     backend_options,
+    describe_backend,
     echo_json,
     format_time,
     json_option,
@@ -54,8 +56,9 @@ async def _info(url: str | None) -> dict[str, Any]:
         return {"version": __version__, "backend": backend.name, "queues": queues, "workers": workers}
 
 
-def _print(data: dict[str, Any]) -> None:
+def _print(data: dict[str, Any], label: BackendLabel) -> None:
     click.echo(f"asyncmq {data['version']} on the {data['backend']} backend")
+    click.echo(label.line())
     if data["queues"]:
         print_table(["queue", "state", *STATES], [summary_row(q) for q in data["queues"]], title="Queues")
     else:
@@ -76,7 +79,8 @@ def _print(data: dict[str, Any]) -> None:
 def info(backend: str | None, as_json: bool) -> None:
     """Version, backend, queues with their counts, and live workers."""
     data = run(_info(backend))
-    if as_json:
-        echo_json(data)
+    label = describe_backend(backend)
+    if as_json:  # by its URL, as the other commands' JSON; the text header keeps the short name
+        echo_json({**data, "backend": label.url})
     else:
-        _print(data)
+        _print(data, label)

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asyncmq.cli.common import (
+    BackendLabel,
     backend_options,
+    describe_backend,
     echo_json,
     format_time,
     json_option,
@@ -79,16 +81,24 @@ def list_jobs(queue_name: str, state: str, limit: int, backend: str | None, as_j
             return await _list_jobs(Queue(queue_name, backend=store), state, limit)
 
     jobs = run(main())
+    label = describe_backend(backend)
     if as_json:
-        echo_json([job_summary(job) for job in jobs])
-    elif not jobs:
-        click.echo(f"No {'' if state == 'all' else state + ' '}jobs in queue {queue_name!r}.")
+        echo_json({"backend": label.url, "jobs": [job_summary(job) for job in jobs]})
     else:
-        rows = [
-            [job.id, job.task, job.status.value, job.attempt, format_time(job.created_at), _error_text(job)]
-            for job in jobs
-        ]
-        print_table(["id", "task", "state", "attempt", "created", "error"], rows)
+        _print_jobs(label, jobs, f"{'' if state == 'all' else state + ' '}jobs in queue {queue_name!r}")
+
+
+def _print_jobs(label: BackendLabel, jobs: list[Job], what: str) -> None:
+    """`what`: "failed jobs in queue 'mail'", said when there are none."""
+    click.echo(label.line())
+    if not jobs:
+        click.echo(f"No {what}.")
+        return
+    rows = [
+        [job.id, job.task, job.status.value, job.attempt, format_time(job.created_at), _error_text(job)]
+        for job in jobs
+    ]
+    print_table(["id", "task", "state", "attempt", "created", "error"], rows)
 
 
 def _error_text(job: Job) -> str | None:

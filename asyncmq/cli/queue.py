@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asyncmq.cli.common import (
+    BackendLabel,
     backend_options,
+    describe_backend,
     echo_json,
     format_time,
     json_option,
@@ -69,19 +71,26 @@ def list_queues(backend: str | None, as_json: bool) -> None:
             return await queue_summaries(store)
 
     summaries = run(main())
+    label = describe_backend(backend)
     if as_json:
-        echo_json(summaries)
-    elif not summaries:
-        click.echo("No queues.")
+        echo_json({"backend": label.url, "queues": summaries})
     else:
-        rows = [[*summary_row(s), s["workers"]] for s in summaries]
-        print_table(["queue", "state", *STATES, "workers"], rows)
+        _print_queues(label, summaries)
 
 
-async def _queue_info(backend: BaseBackend, name: str) -> dict[str, Any]:
+def _print_queues(label: BackendLabel, summaries: list[dict[str, Any]]) -> None:
+    click.echo(label.line())
+    if not summaries:
+        click.echo("No queues.")
+        return
+    rows = [[*summary_row(s), s["workers"]] for s in summaries]
+    print_table(["queue", "state", *STATES, "workers"], rows)
+
+
+async def _queue_info(backend: BaseBackend, name: str, label: BackendLabel) -> dict[str, Any]:
     # Checked first: on some backends merely reading a queue's stats creates it.
     if name not in await backend.queues():
-        raise AsyncMQError(f"no queue {name!r} on the {backend.name} backend")
+        raise AsyncMQError(f"no queue {name!r} on the {backend.name} backend{label.note}")
     stats = await backend.stats(name, time.time())
     info = _summary(name, stats)
     info["oldest_waiting_at"] = stats.oldest_waiting_at
@@ -117,15 +126,17 @@ def _print_info(info: dict[str, Any]) -> None:
 @json_option
 def queue_info(name: str, backend: str | None, as_json: bool) -> None:
     """One queue: counts, oldest waiting job, live workers, repeatables."""
+    label = describe_backend(backend)
 
     async def main() -> dict[str, Any]:
         async with open_backend(backend) as store:
-            return await _queue_info(store, name)
+            return await _queue_info(store, name, label)
 
     info = run(main())
     if as_json:
-        echo_json(info)
+        echo_json({**info, "backend": label.url})
     else:
+        click.echo(label.line())
         _print_info(info)
 
 

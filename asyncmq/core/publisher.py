@@ -31,7 +31,6 @@ class EventPublisher:
         self.backend = backend
         self.flush_every_s = flush_every_s
         self.max_pending = max_pending
-        self.dropped = 0
         self._pending: list[tuple[str, Payload]] = []
         self._listeners: dict[Event, Any] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -55,8 +54,7 @@ class EventPublisher:
             if "queue" not in payload:
                 return
             if len(self._pending) >= self.max_pending:
-                self.dropped += 1  # the backend cannot keep up: shed, never block a job
-                return
+                return  # the backend cannot keep up: shed (as the stream's cap would), never block a job
             self._pending.append((name, payload))
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())

@@ -27,7 +27,7 @@ def test_info_json_gives_version_backend_queues_and_live_workers(backend: InMemo
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "version": "0.1.0",
-        "backend": "memory",
+        "backend": "memory://",
         "queues": [{"name": "mail", "paused": False, "counts": {**ZERO, "waiting": 1}, "workers": 1}],
         "workers": [
             {
@@ -68,5 +68,5 @@ def test_info_on_an_empty_backend_says_there_is_nothing(backend: InMemoryBackend
     result = invoke("info")
     assert (result.exit_code, result.stdout) == (
         0,
-        "asyncmq 0.1.0 on the memory backend\nNo queues.\nNo live workers.\n",
+        "asyncmq 0.1.0 on the memory backend\nBackend: memory://\nNo queues.\nNo live workers.\n",
     )

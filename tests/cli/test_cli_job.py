@@ -49,14 +49,17 @@ def test_job_list_json_gives_the_jobs_of_one_state(backend: InMemoryBackend) -> 
     call(_populate(backend))
     result = invoke("job", "list", "--queue", "mail", "--state", "waiting", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [_summary(_stored(backend, "w1")), _summary(_stored(backend, "w2"))]
+    assert json.loads(result.stdout) == {
+        "backend": "memory://",
+        "jobs": [_summary(_stored(backend, "w1")), _summary(_stored(backend, "w2"))],
+    }
 
 
 def test_job_list_without_a_state_walks_every_state_up_to_the_limit(backend: InMemoryBackend) -> None:
     call(_populate(backend))
     result = invoke("job", "list", "-q", "mail", "--limit", "3", "--json")
     assert result.exit_code == 0, result.output
-    assert [(job["id"], job["status"]) for job in json.loads(result.stdout)] == [
+    assert [(job["id"], job["status"]) for job in json.loads(result.stdout)["jobs"]] == [
         ("w1", "waiting"),
         ("w2", "waiting"),
         ("d1", "delayed"),
@@ -68,7 +71,7 @@ def test_job_list_json_carries_the_error_of_a_failed_job(backend: InMemoryBacken
     result = invoke("job", "list", "-q", "mail", "-s", "failed", "--json")
     assert result.exit_code == 0, result.output
     failed = _stored(backend, "f1")
-    assert json.loads(result.stdout) == [
+    assert json.loads(result.stdout)["jobs"] == [
         _summary(failed, status="failed", attempt=1, error={"type": "RuntimeError", "message": "boom"})
     ]
 
@@ -85,7 +88,10 @@ def test_job_list_table_shows_id_task_state_attempt_and_error(backend: InMemoryB
 def test_job_list_says_so_when_a_state_has_no_jobs(backend: InMemoryBackend) -> None:
     call(_populate(backend))
     result = invoke("job", "list", "-q", "mail", "-s", "cancelled")
-    assert (result.exit_code, result.stdout) == (0, "No cancelled jobs in queue 'mail'.\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "Backend: memory://\nNo cancelled jobs in queue 'mail'.\n",
+    )
 
 
 def test_job_inspect_json_gives_the_whole_stored_record(backend: InMemoryBackend) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
@@ -48,7 +50,8 @@ def test_an_app_module_that_cannot_be_imported_is_a_usage_error_naming_it() -> N
 
 def test_an_app_module_is_imported_before_the_command_runs(backend: InMemoryBackend) -> None:
     result = invoke("queue", "list", "--app", "tests.cli.app", "--app", "json", "--json")
-    assert (result.exit_code, result.stdout) == (0, "[]\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"backend": "memory://", "queues": []}
 
 
 def test_an_invalid_queue_name_is_a_usage_error() -> None:

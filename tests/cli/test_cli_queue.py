@@ -25,10 +25,13 @@ def test_queue_list_json_gives_counts_pause_state_and_workers_per_queue(backend:
     call(_populate(backend))
     result = invoke("queue", "list", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [
-        {"name": "mail", "paused": False, "counts": {**ZERO, "waiting": 2, "delayed": 1}, "workers": 0},
-        {"name": "reports", "paused": True, "counts": {**ZERO, "waiting": 1}, "workers": 0},
-    ]
+    assert json.loads(result.stdout) == {
+        "backend": "memory://",
+        "queues": [
+            {"name": "mail", "paused": False, "counts": {**ZERO, "waiting": 2, "delayed": 1}, "workers": 0},
+            {"name": "reports", "paused": True, "counts": {**ZERO, "waiting": 1}, "workers": 0},
+        ],
+    }
 
 
 def test_queue_list_table_has_one_row_per_queue(backend: InMemoryBackend) -> None:
@@ -55,7 +58,7 @@ def test_queue_list_table_has_one_row_per_queue(backend: InMemoryBackend) -> Non
 
 def test_queue_list_says_so_when_there_are_no_queues(backend: InMemoryBackend) -> None:
     result = invoke("queue", "list")
-    assert (result.exit_code, result.stdout) == (0, "No queues.\n")
+    assert (result.exit_code, result.stdout) == (0, "Backend: memory://\nNo queues.\n")
 
 
 def test_queue_info_json_adds_the_oldest_waiting_job_and_the_repeatables(backend: InMemoryBackend) -> None:
@@ -67,6 +70,7 @@ def test_queue_info_json_adds_the_oldest_waiting_job_and_the_repeatables(backend
     result = invoke("queue", "info", "mail", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
+        "backend": "memory://",
         "name": "mail",
         "paused": False,
         "counts": {**ZERO, "waiting": 2, "delayed": 2},
@@ -88,7 +92,7 @@ def test_queue_info_human_output_names_the_state_and_the_counts(backend: InMemor
     call(_populate(backend))
     result = invoke("queue", "info", "reports")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Queue reports: paused\n")
+    assert result.stdout.startswith("Backend: memory://\nQueue reports: paused\n")
     assert table_rows(result.stdout)[1] == ["1", "0", "0", "0", "0", "0", "0"]
     assert "No live workers." in result.stdout
 

@@ -10,8 +10,9 @@ import pytest
 
 import asyncmq
 from asyncmq import JobState, Queue
-from asyncmq.backends.base import BaseBackend, Retention
+from asyncmq.backends.base import BaseBackend
 from asyncmq.errors import JobNotFoundError
+from asyncmq.transitions import Retention
 from tests.conformance.support import WAIT_S, EventRecorder, StartWorker, counts, gate
 
 
@@ -55,7 +56,7 @@ async def test_cancelling_a_delayed_job_keeps_it_from_being_promoted(
 
     assert await queue.cancel(job_id) is True
 
-    assert await worker.maintain(time.time() + 120) is None
+    assert await worker.scheduler.tick(time.time() + 120) is None
     assert await worker.process() is False
     assert await queue.counts() == counts(cancelled=1)
     assert events.names(job_id) == ["job:delayed", "job:cancelled"]

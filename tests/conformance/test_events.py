@@ -65,9 +65,9 @@ async def _every_kind_of_job_event(queue: Queue) -> None:
     await queue.add(report_steps.name, args=[1])
     await worker.process()  # enqueued, started, progress, completed
     failing = await queue.add(always_fail.name, retries=1, backoff=Backoff.fixed(30), delay=60)
-    await worker.maintain((await queue.get_job(failing)).delay_until)  # delayed, then promoted
+    await worker.scheduler.tick((await queue.get_job(failing)).delay_until)  # delayed, then promoted
     await worker.process()  # started, retried, delayed
-    await worker.maintain((await queue.get_job(failing)).delay_until)
+    await worker.scheduler.tick((await queue.get_job(failing)).delay_until)
     await worker.process()  # started, failed
     expired = queue.build_job(report_steps.name, args=[1], ttl=1, now=time.time() - 2)
     await queue.backend.enqueue([expired])
@@ -76,7 +76,7 @@ async def _every_kind_of_job_event(queue: Queue) -> None:
     await queue.add(report_steps.name, args=[1])
     now = time.time()
     await queue.backend.claim(queue.name, "vanished-worker", 1, 0.05, now, None)
-    await worker.maintain(now + 1)  # stalled
+    await worker.scheduler.tick(now + 1)  # stalled
 
 
 async def test_every_job_event_payload_carries_the_contract_fields(
@@ -135,11 +135,11 @@ async def test_a_delayed_and_retried_jobs_events_carry_its_due_times(
     worker = queue.worker()
     first_due = (await queue.get_job(job_id)).delay_until
     assert first_due is not None
-    await worker.maintain(first_due)
+    await worker.scheduler.tick(first_due)
     await worker.process()
     retry_due = (await queue.get_job(job_id)).delay_until
     assert retry_due is not None
-    await worker.maintain(retry_due)
+    await worker.scheduler.tick(retry_due)
     await worker.process()
 
     def timestamps(name: str) -> list[dict[str, Any]]:

@@ -94,7 +94,7 @@ async def test_add_bulk_stores_every_job_in_one_backend_call(
 async def test_add_bulk_with_one_bad_entry_stores_nothing(
     queue: Queue, events: EventRecorder, enqueue_calls: list[int]
 ) -> None:
-    with pytest.raises(InvalidJobError, match=r"add_bulk entry 1 has unknown keys \['colour'\]"):
+    with pytest.raises(InvalidJobError, match=r"add_bulk entry 1 got unknown options \[.colour.\]"):
         await queue.add_bulk([{"task_id": ADD, "args": [1, 2]}, {"task_id": ADD, "colour": "red"}])
 
     assert enqueue_calls == []

@@ -42,11 +42,11 @@ async def test_a_job_whose_worker_vanished_is_recovered_after_its_lease_expires(
     lease_over = await _claim_and_vanish(queue)
     worker = queue.worker()
 
-    await worker.maintain(lease_over - 1)  # the lease still runs
+    await worker.scheduler.tick(lease_over - 1)  # the lease still runs
     assert (await queue.get_job(job_id)).status is JobState.ACTIVE
     assert events.of("job:stalled") == []
 
-    await worker.maintain(lease_over)
+    await worker.scheduler.tick(lease_over)
 
     job = await queue.get_job(job_id)
     assert (job.status, job.stalls, job.attempt, job.worker_id) == (JobState.WAITING, 1, 1, None)
@@ -63,8 +63,8 @@ async def test_a_job_that_stalls_more_than_max_stalls_times_goes_to_failed(
     job_id = await queue.add(NOOP)
     worker = queue.worker()
 
-    await worker.maintain(await _claim_and_vanish(queue))
-    await worker.maintain(await _claim_and_vanish(queue))
+    await worker.scheduler.tick(await _claim_and_vanish(queue))
+    await worker.scheduler.tick(await _claim_and_vanish(queue))
 
     job = await queue.get_job(job_id)
     assert (job.status, job.stalls, job.attempt) == (JobState.FAILED, 2, 2)
@@ -84,7 +84,7 @@ async def test_a_stale_worker_cannot_finish_heartbeat_or_report_on_a_recovered_j
     job_id = await queue.add(NOOP)
     now = time.time()
     [stale] = (await backend.claim(queue.name, "stale-worker", 1, 0.05, now, None)).jobs
-    await queue.worker().maintain(now + 1)
+    await queue.worker().scheduler.tick(now + 1)
     [fresh] = (await backend.claim(queue.name, "new-owner", 1, 30.0, time.time(), None)).jobs
     assert fresh.token != stale.token
 
@@ -112,7 +112,7 @@ async def test_a_late_result_from_a_worker_whose_lease_ran_out_is_rejected(
     running = asyncio.create_task(slow.process())
     await events.wait("job:started", job_id=job_id)
 
-    await rescuer.maintain(time.time() + 1)
+    await rescuer.scheduler.tick(time.time() + 1)
     gate(slow.queue.name).opened.set()
     assert await asyncio.wait_for(running, WAIT_S) is True
 

@@ -71,7 +71,7 @@ async def _fail_through_backoff(queue: Queue, job_id: str, attempts: int) -> lis
         assert job.finished_at is not None
         delays.append(job.delay_until - job.finished_at)
         assert await worker.process() is False  # not before its backoff ran out
-        await worker.maintain(job.delay_until)
+        await worker.scheduler.tick(job.delay_until)
     return delays
 
 

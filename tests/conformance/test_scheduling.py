@@ -44,11 +44,11 @@ async def test_a_delayed_job_waits_until_maintain_promotes_it_when_due(
     assert events.names(job_id) == ["job:delayed"]
     assert await worker.process() is False
 
-    assert await worker.maintain(job.delay_until - 1) == job.delay_until
+    assert await worker.scheduler.tick(job.delay_until - 1) == job.delay_until
     assert await queue.counts() == counts(delayed=1)
     assert await worker.process() is False
 
-    assert await worker.maintain(job.delay_until) is None
+    assert await worker.scheduler.tick(job.delay_until) is None
     assert await queue.counts() == counts(waiting=1)
     assert (await queue.get_job(job_id)).ready_at == job.delay_until
     assert await worker.process() is True
@@ -109,7 +109,7 @@ async def test_a_due_repeatable_occurrence_runs_and_the_next_one_is_stored(queue
     first_at = rep.next_run_at
     worker = queue.worker()
 
-    assert await worker.maintain(first_at) == first_at + 30
+    assert await worker.scheduler.tick(first_at) == first_at + 30
 
     assert await queue.counts() == counts(waiting=1, delayed=1)
     [following] = await queue.list_jobs("delayed")
@@ -126,8 +126,8 @@ async def test_a_repeatable_occurrence_fires_once_with_two_workers_on_the_same_b
     [rep] = await make_queue().repeatables()
     first, second = make_queue().worker(), make_queue().worker()
 
-    await first.maintain(rep.next_run_at)
-    await second.maintain(rep.next_run_at)
+    await first.scheduler.tick(rep.next_run_at)
+    await second.scheduler.tick(rep.next_run_at)
 
     assert await make_queue().counts() == counts(waiting=1, delayed=1)
     outcomes = [await first.process(), await second.process(), await first.process(), await second.process()]
@@ -192,7 +192,7 @@ async def test_a_cron_repeatable_fires_at_each_matching_time(queue: Queue) -> No
     [pending] = await queue.list_jobs("delayed")
     assert pending.delay_until == rep.next_run_at
 
-    await worker.maintain(rep.next_run_at)
+    await worker.scheduler.tick(rep.next_run_at)
     assert await worker.process() is True
 
     assert RUNS[queue.name] == [rep.occurrence_id(rep.next_run_at)]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from asyncmq.backends.base import Retention
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
+from asyncmq.transitions import CANCEL, RETRY, Retention, stall_recovery
 from tests.redis.app import nap
+
+KEEP = Retention(ttl_s=3600, keep=100)
 
 
 async def test_reusing_the_id_of_an_expired_finished_job_keeps_the_new_job(
@@ -38,7 +40,7 @@ async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recover
     real = await queue.add(nap.name, args=[3, 0])
     claimed = await backend.claim(queue_name, "w", 10, 30, time.time(), None)
     assert [job.id for job in claimed.jobs] == [real]
-    assert await backend.recover_stalled(queue_name, time.time(), 1) == []
+    assert await backend.recover_stalled(queue_name, time.time(), stall_recovery(1, KEEP)) == []
     assert await backend.client.exists(base + "job:ghost", base + "job:phantom") == 0
 
 
@@ -60,14 +62,18 @@ async def test_a_cancel_or_retry_sent_again_after_a_lost_reply_reports_its_own_e
     queue = Queue(queue_name, backend=backend)
     job_id = await queue.add(nap.name, args=[1, 0])
     now = time.time()
-    cancelled = await backend.cancel(queue_name, job_id, now)
+    cancelled = await backend.transition(queue_name, job_id, CANCEL, now, KEEP)
     assert cancelled is not None
-    assert await backend.cancel(queue_name, job_id, now) == cancelled  # the same call, resent
-    assert await backend.cancel(queue_name, job_id, now + 1) is None  # a later cancel: nothing to do
-    retried = await backend.retry(queue_name, job_id, now + 2)
+    assert (
+        await backend.transition(queue_name, job_id, CANCEL, now, KEEP) == cancelled
+    )  # the same call, resent
+    assert (
+        await backend.transition(queue_name, job_id, CANCEL, now + 1, KEEP) is None
+    )  # a later cancel: nothing to do
+    retried = await backend.transition(queue_name, job_id, RETRY, now + 2, KEEP)
     assert retried is not None
-    assert await backend.retry(queue_name, job_id, now + 2) == retried
-    assert await backend.retry(queue_name, job_id, now + 3) is None  # waiting already
+    assert await backend.transition(queue_name, job_id, RETRY, now + 2, KEEP) == retried
+    assert await backend.transition(queue_name, job_id, RETRY, now + 3, KEEP) is None  # waiting already
     assert (await queue.counts())["waiting"] == 1
 
 
@@ -77,11 +83,16 @@ async def test_a_recovery_sent_again_after_a_lost_reply_returns_the_jobs_it_took
     queue = Queue(queue_name, backend=backend)
     job_id = await queue.add(nap.name, args=[1, 0])
     await backend.claim(queue_name, "gone", 10, 0.01, time.time(), None)
+    recovery = stall_recovery(1, KEEP)
+
+    async def recover(recovery_id: str) -> list[list[str]]:
+        plan = (recovery.requeue.wire, recovery.fail.wire, 1)
+        return await backend._run("recover", queue_name, *plan, later, 1000, 60, 100, recovery_id)  # type: ignore[no-any-return]
+
     later = repr(time.time() + 1)
-    ttl = 60
-    first = await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-1")
-    resent = await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-1")
+    first = await recover("recovery-1")
+    resent = await recover("recovery-1")
     assert len(first) == len(resent) == 1
     assert resent == first  # the resend reports the same recovered job, for its job:stalled event
-    assert await backend._run("recover", queue_name, later, 1, 1000, ttl, "recovery-2") == []
+    assert await recover("recovery-2") == []
     assert (await queue.get_job(job_id)).status == "waiting"

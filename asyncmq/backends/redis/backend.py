@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, Retention, WorkerInfo
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.errors import ConfigurationError, MalformedJobError
-from asyncmq.job import Job, JobState, decode_flat, encode_flat
+from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
+from asyncmq.transitions import Retention, StallRecovery, Transition
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -60,14 +61,14 @@ Client = Any
 
 log = get_logger(__name__)
 
-_MUTABLE = ("started_at", "finished_at", "delay_until", "ready_at", "result", "error", "progress")
-_JSON_MUTABLE = frozenset({"result", "error", "progress"})
+_JSON_OUTCOME_FIELDS = frozenset({"result", "error", "progress"})
+_OUTCOME_FIELDS_WIRE = orjson.dumps(OUTCOME_FIELDS).decode()
 _FINISHED = ("completed", "failed", "expired", "cancelled")
 _ENQUEUE_CHUNK = 1000
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "finish", "release", "heartbeat", "progress", "promote",
-    "recover", "cancel", "retry", "remove", "drain", "purge", "repeatable",
+    "recover", "transition", "remove", "drain", "purge", "repeatable",
 )  # fmt: skip
 
 
@@ -109,11 +110,11 @@ def _enqueue_entry(job: Job) -> list[str]:
 
 def _outcome_entry(job: Job) -> list[str]:
     entry = [job.id, str(job.token), job.status.value]
-    for name in _MUTABLE:
+    for name in OUTCOME_FIELDS:
         value = getattr(job, name)
         if value is None:
             entry.append("")
-        elif name in _JSON_MUTABLE:
+        elif name in _JSON_OUTCOME_FIELDS:
             entry.append(orjson.dumps(value).decode())
         else:
             entry.append(repr(value))
@@ -323,15 +324,17 @@ class RedisBackend(BaseBackend):
         ttl = _whole_seconds(retention.ttl_s)
         for queue, indexes in by_queue.items():
             outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
-            flags = await self._run("finish", queue, repr(time.time()), ttl, retention.keep, outcomes)
+            flags = await self._run(
+                "finish", queue, repr(time.time()), ttl, retention.keep, outcomes, _OUTCOME_FIELDS_WIRE
+            )
             for index, flag in zip(indexes, flags, strict=True):
                 accepted[index] = bool(flag)
         return accepted
 
-    async def release(self, jobs: Sequence[Job]) -> None:
+    async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
         for queue in {job.queue for job in jobs}:
             pairs = chain.from_iterable((job.id, job.token) for job in jobs if job.queue == queue)
-            await self._run("release", queue, repr(time.time()), *pairs)
+            await self._run("release", queue, transition.wire, repr(now), *pairs)
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
         await self.connect()
@@ -380,12 +383,20 @@ class RedisBackend(BaseBackend):
             return
         await asyncio.sleep(max(deadline - time.monotonic(), 0))
 
-    async def recover_stalled(self, queue: str, now: float, max_stalls: int) -> list[Job]:
-        from asyncmq.conf import settings
-
-        ttl = _whole_seconds(settings.result_ttl_seconds)
+    async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         recovery_id = f"{self._client_id}:{next(self._recoveries)}"  # the same on a resend
-        replies = await self._run("recover", queue, repr(now), max_stalls, 1000, ttl, recovery_id)
+        replies = await self._run(
+            "recover",
+            queue,
+            recovery.requeue.wire,
+            recovery.fail.wire,
+            recovery.max_stalls,
+            repr(now),
+            1000,
+            _whole_seconds(recovery.retention.ttl_s),
+            recovery.retention.keep,
+            recovery_id,
+        )
         return [job for flat in replies if (job := _decode(flat)) is not None]
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
@@ -435,14 +446,12 @@ class RedisBackend(BaseBackend):
             pipe.ltrim(base + "notify", 0, 0)
             await self._timed("resume", pipe.execute())
 
-    async def cancel(self, queue: str, job_id: str, now: float) -> Job | None:
-        from asyncmq.conf import settings
-
-        ttl = _whole_seconds(settings.result_ttl_seconds)
-        return _decode(await self._run("cancel", queue, job_id, repr(now), ttl))
-
-    async def retry(self, queue: str, job_id: str, now: float) -> Job | None:
-        return _decode(await self._run("retry", queue, job_id, repr(now)))
+    async def transition(
+        self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
+    ) -> Job | None:
+        ttl = _whole_seconds(retention.ttl_s)
+        reply = await self._run("transition", queue, transition.wire, job_id, repr(now), ttl, retention.keep)
+        return _decode(reply)
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         await self.connect()

@@ -63,3 +63,36 @@ local function trim_finished(status, keep)
     redis.call('ZREMRANGEBYRANK', base .. status, 0, extra - 1)
   end
 end
+
+-- Files a job under the index of `status`, the state it has just entered.
+local function file_job(id, status, now, ttl, keep)
+  local key = job_key(id)
+  if status == 'waiting' then
+    push_waiting(id, redis.call('HGET', key, 'priority'), redis.call('HGET', key, 'ready_at') or now)
+    wake_workers()
+  elseif status == 'delayed' then
+    push_delayed(id, redis.call('HGET', key, 'delay_until'))
+  elseif status == 'active' then
+    return redis.error_reply('a transition cannot make a job active')
+  else
+    push_finished(id, status, redis.call('HGET', key, 'finished_at') or now, ttl)
+    trim_finished(status, keep)
+  end
+end
+
+-- Applies a transition the engine decided (`asyncmq.transitions`, decoded from its wire
+-- form) to a job now in `status`, one of the transition's sources: out of its index, its
+-- fields changed, its token bumped, into the index of the target state.
+local function apply_transition(t, id, status, now, ttl, keep)
+  local key = job_key(id)
+  unindex(id, status)
+  redis.call('PERSIST', key) -- a finished job's record expires; any other's must not
+  for name, delta in pairs(t.add) do redis.call('HINCRBY', key, name, delta) end
+  redis.call('HINCRBY', key, 'token', 1)
+  if #t.clear > 0 then redis.call('HDEL', key, unpack(t.clear)) end
+  local set = {'status', t.target}
+  for name, value in pairs(t.assign) do set[#set + 1] = name; set[#set + 1] = value end
+  for _, name in ipairs(t.stamp) do set[#set + 1] = name; set[#set + 1] = now end
+  redis.call('HSET', key, unpack(set))
+  file_job(id, t.target, now, ttl, keep)
+end

@@ -1,9 +1,10 @@
--- ARGV: now, ttl, keep, and a JSON array of outcomes, each an array of strings:
---   {id, token, status, then the fields of MUTABLE in order ('' deletes the field)}.
+-- ARGV: now, ttl, keep, a JSON array of outcomes, each an array of strings
+--   {id, token, status, then the value of each field named in ARGV[5] ('' deletes it)},
+-- and the JSON array of those field names (`asyncmq.job.OUTCOME_FIELDS`).
 -- A job is stored only while it is active under that token: a stale worker's outcome is
 -- refused. An outcome sent again (its reply was lost) finds its own `settled_token` and is
 -- reported stored, not refused. Returns one flag per job.
-local MUTABLE = {'started_at', 'finished_at', 'delay_until', 'ready_at', 'result', 'error', 'progress'}
+local MUTABLE = cjson.decode(ARGV[5])
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, woke, trimmed = {}, false, {}
 for j, outcome in ipairs(cjson.decode(ARGV[4])) do

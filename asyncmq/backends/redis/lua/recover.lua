@@ -1,38 +1,29 @@
--- ARGV: now, max_stalls, limit, ttl, recovery_id. Takes back active jobs whose lease ended:
--- to waiting, or to failed past max_stalls. Returns the recovered jobs. A recovery sent again
--- (its reply was lost with a dropped connection) returns the jobs the first one took back, so
+-- ARGV: requeue, fail (transitions, their wire form), max_stalls, now, limit, ttl, keep,
+-- recovery_id. Takes back active jobs whose lease ended: each by `requeue`, or by `fail`
+-- when this stall is past max_stalls. Returns the recovered jobs. A recovery sent again (its
+-- reply was lost with a dropped connection) returns the jobs the first one took back, so
 -- their job:stalled events are not lost.
-local receipt = base .. 'recovery:' .. ARGV[5]
+local receipt = base .. 'recovery:' .. ARGV[8]
 local done = redis.call('LRANGE', receipt, 0, -1)
 if #done > 0 then
   local again = {}
   for _, id in ipairs(done) do again[#again + 1] = redis.call('HGETALL', job_key(id)) end
   return again
 end
-local ids = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local requeue, fail, max_stalls = cjson.decode(ARGV[1]), cjson.decode(ARGV[2]), tonumber(ARGV[3])
+local now, ttl, keep = ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7])
+local ids = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[5]))
 local out = {}
 for _, id in ipairs(ids) do
-  redis.call('ZREM', base .. 'active', id)
   local key = job_key(id)
-  if redis.call('EXISTS', key) == 1 then -- else an index entry that lost its record: dropped
-    local stalls = redis.call('HINCRBY', key, 'stalls', 1)
-    redis.call('HINCRBY', key, 'token', 1)
-    redis.call('HDEL', key, 'lease_until', 'worker_id', 'delay_until') -- due now, not late
-    if stalls > tonumber(ARGV[2]) then
-      local message = 'the job\'s worker vanished ' .. stalls .. ' times (max_stalls=' .. ARGV[2] .. ')'
-      redis.call('HSET', key, 'status', 'failed', 'finished_at', ARGV[1],
-        'error', cjson.encode({type = 'StalledJobError', message = message}))
-      push_finished(id, 'failed', ARGV[1], tonumber(ARGV[4]))
-    else
-      redis.call('HSET', key, 'status', 'waiting', 'ready_at', ARGV[1])
-      push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[1])
-    end
+  if redis.call('HGET', key, 'status') == 'active' then
+    local stalls = tonumber(redis.call('HGET', key, 'stalls') or '0')
+    apply_transition(stalls + 1 > max_stalls and fail or requeue, id, 'active', now, ttl, keep)
     out[#out + 1] = redis.call('HGETALL', key)
     redis.call('RPUSH', receipt, id)
+  else -- an index entry that lost its record (or a record no longer active): dropped
+    redis.call('ZREM', base .. 'active', id)
   end
 end
-if #out > 0 then
-  redis.call('EXPIRE', receipt, 60)
-  wake_workers()
-end
+if #out > 0 then redis.call('EXPIRE', receipt, 60) end
 return out

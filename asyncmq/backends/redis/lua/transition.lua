@@ -1,0 +1,15 @@
+-- ARGV: transition (its wire form), id, now, ttl, keep. Applies the transition to the job
+-- when its status is one of the transition's sources; returns the job, or {} if it is
+-- missing or in another state. Sent again after a lost reply, it finds its own work (the
+-- target status with its first stamped field at this `now`) and returns the job again.
+local t = cjson.decode(ARGV[1])
+local id, now = ARGV[2], ARGV[3]
+local key = job_key(id)
+local status = redis.call('HGET', key, 'status')
+if not status then return {} end
+if status == t.target and t.stamp[1] and redis.call('HGET', key, t.stamp[1]) == now then
+  return redis.call('HGETALL', key)
+end
+if not t.sources[status] then return {} end
+apply_transition(t, id, status, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+return redis.call('HGETALL', key)

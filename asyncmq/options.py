@@ -1,0 +1,53 @@
+"""Enqueue options, declared once.
+
+`Queue.add`, the entries of `Queue.add_bulk`, `Queue.add_repeatable`, the `@task(...)`
+defaults and `task.options(...)` all take these names, typed by these dictionaries, and
+`check_options` refuses any other at run time, where type hints cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TypedDict
+
+from asyncmq.backoff import Backoff
+from asyncmq.errors import InvalidJobError
+
+__all__ = ["ENQUEUE_OPTIONS", "JOB_DEFAULTS", "EnqueueOptions", "JobDefaults", "check_options"]
+
+
+class JobDefaults(TypedDict, total=False):
+    """What a task or a schedule sets for each of its jobs, and one enqueue may override."""
+
+    #: Lower numbers run first; default `Settings.default_priority`.
+    priority: int | None
+    #: Extra attempts after a failure.
+    retries: int
+    #: The wait between attempts: a `Backoff`, or seconds for a fixed wait.
+    backoff: Backoff | float | timedelta | None
+    #: A job not started within this long expires.
+    ttl: float | timedelta | None
+    #: An attempt running longer fails with `JobTimeoutError`.
+    timeout: float | timedelta | None
+
+
+class EnqueueOptions(JobDefaults, total=False):
+    """Everything one enqueue may say."""
+
+    #: Run no sooner than this long from now.
+    delay: float | timedelta | None
+    #: The job's id (an id that exists in the queue adds nothing); default a random one.
+    job_id: str | None
+
+
+JOB_DEFAULTS = frozenset(JobDefaults.__optional_keys__)
+ENQUEUE_OPTIONS = frozenset(EnqueueOptions.__optional_keys__)
+
+
+def check_options(given: Mapping[str, object], allowed: frozenset[str], where: str) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        raise InvalidJobError(
+            f"{where} got unknown options {sorted(unknown)}; the options are {sorted(allowed)}"
+        )

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/memory_throughput.py --jobs 50000 --repeat 5
 
 Each figure is the median over repetitions, with its spread (min-max); enqueue and
-processing are timed apart, as the tuning guide asks. The measuring is `asyncmq.bench`'s,
+processing are timed apart (see docs/tuning.md). The measuring is `asyncmq.bench`'s,
 as in `asyncmq bench`; this script keeps the original command line and output.
 """
 

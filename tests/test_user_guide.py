@@ -1,4 +1,4 @@
-"""The user's tuning guide, example by example, working as written.
+"""The tuning examples users run (docs/tuning.md covers each knob), example by example, working as written.
 
 The guide's Redis examples run on the test Redis (its address, 127.0.0.1 rather than the
 guide's localhost, comes from ASYNCMQ_TEST_REDIS_URL); the others take `InMemoryBackend`

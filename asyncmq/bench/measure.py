@@ -1,4 +1,4 @@
-"""Timing one workload on one backend: each figure measured on its own, as the tuning guide asks.
+"""Timing one workload on one backend: each figure measured on its own (see docs/tuning.md).
 
 A round stores `jobs` jobs one `add` at a time and `jobs` more in bulk (two enqueue rates),
 then one worker drains all of them (the process rate, the worker's CPU time and peak memory),

@@ -2,7 +2,7 @@
 span per attempt, joined through the W3C trace context stored in the job's `meta`.
 
 It plugs into `asyncmq.core.hooks` (the engine never imports it) and follows the messaging
-semantic conventions (OBSERVABILITY.md, section 3):
+semantic conventions (docs/observability.md, section 3):
 
 - Producer: one PRODUCER span `send {queue}` per store call, ended once the backend has
   stored the jobs (ERROR if storing failed). Its context is injected with the configured

@@ -1,4 +1,4 @@
-"""The lifecycle events' payloads (OBSERVABILITY.md section 1) and progress reporting."""
+"""The lifecycle events' payloads (docs/observability.md, section 1) and progress reporting."""
 
 from __future__ import annotations
 

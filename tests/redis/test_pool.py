@@ -1,4 +1,4 @@
-"""The connection pool follows the worker's concurrency (the tuning guide's pool advice)."""
+"""The connection pool follows the worker's concurrency (docs/tuning.md, the Redis connection pool)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The user's guide says: concurrency 10-50 for I/O-bound tasks, 1-4 for CPU-bound ones. This
+"""docs/tuning.md says: concurrency 10-50 for I/O-bound tasks, 1-4 for CPU-bound ones. This
 measures why, on Redis: one worker in this process drains stored jobs at each concurrency,
 for a task that awaits 10 ms (I/O), one that holds the event loop for 1 ms (CPU, async) and
 one that computes for 1 ms in the worker's threads (CPU, a plain `def`).

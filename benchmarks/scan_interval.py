@@ -1,4 +1,4 @@
-"""The scan-interval table of the user's guide, measured on Redis: for each `scan_interval`,
+"""The scan-interval table of docs/tuning.md, measured on Redis: for each `scan_interval`,
 how late delayed jobs start (from `delay_until` to `started_at`: p50, p99, max) and how many
 backend calls per second the worker makes meanwhile, read from its own
 `asyncmq_backend_operations_total`; beside it, the same for a plain poller that promotes due

@@ -1,8 +1,8 @@
-"""The tuning examples users run (docs/tuning.md covers each knob), example by example, working as written.
+"""The performance-tuning examples users follow (see docs/tuning.md), one by one, working as written.
 
-The guide's Redis examples run on the test Redis (its address, 127.0.0.1 rather than the
-guide's localhost, comes from ASYNCMQ_TEST_REDIS_URL); the others take `InMemoryBackend`
-where the guide's examples build a backend only to hold a setting.
+The Redis examples run on the test Redis (its address, 127.0.0.1 rather than the examples'
+localhost, comes from ASYNCMQ_TEST_REDIS_URL); the others take `InMemoryBackend` where an
+example builds a backend only to hold a setting.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ REDIS_URL = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 @pytest.fixture
 async def guide_redis() -> AsyncIterator[None]:
-    """The guide uses the default prefix and the queue "perf": start and end with it empty."""
+    """The examples use the default prefix and the queue "perf": start and end with it empty."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(REDIS_URL)

@@ -29,7 +29,7 @@ class Settings:
     claim_batch_size: int = 50
     #: How long an active job stays owned by its worker without a heartbeat.
     lease_seconds: float = 30.0
-    #: A job whose worker vanished this many times goes to the dead-letter queue.
+    #: A job whose worker vanishes more often than this goes to the dead-letter queue (failed).
     max_stalls: int = 1
     #: How long a stopping worker lets running attempts finish before handing them back.
     shutdown_grace_seconds: float = 30.0

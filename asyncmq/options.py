@@ -45,9 +45,12 @@ JOB_DEFAULTS = frozenset(JobDefaults.__optional_keys__)
 ENQUEUE_OPTIONS = frozenset(EnqueueOptions.__optional_keys__)
 
 
-def check_options(given: Mapping[str, object], allowed: frozenset[str], where: str) -> None:
-    unknown = set(given) - allowed
-    if unknown:
-        raise InvalidJobError(
-            f"{where} got unknown options {sorted(unknown)}; the options are {sorted(allowed)}"
-        )
+def check_options(given: Mapping[str, object], allowed: frozenset[str], where: str, *about: object) -> None:
+    """Refuse options not in `allowed`; `where.format(*about)` names the call in the error
+    (formatted only then: this runs on every enqueue)."""
+    if given.keys() <= allowed:
+        return
+    unknown = sorted(set(given) - allowed)
+    raise InvalidJobError(
+        f"{where.format(*about)} got unknown options {unknown}; the options are {sorted(allowed)}"
+    )

@@ -140,22 +140,23 @@ class Queue:
         **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Validate and build a job without storing it; every check that can refuse a job is here."""
-        check_options(options, ENQUEUE_OPTIONS, f"a job of task {task_id!r}")
+        check_options(options, ENQUEUE_OPTIONS, "a job of task {!r}", task_id)
         if not isinstance(task_id, str) or not task_id:
             raise InvalidJobError(f"task id must be a non-empty string, got {task_id!r}")
-        retries = options.get("retries", 0)
+        # Unset options skip their conversions: this runs for every job.
+        retries, job_id, priority = options.get("retries", 0), options.get("job_id"), options.get("priority")
+        delay, backoff = options.get("delay"), options.get("backoff")
+        ttl, timeout = options.get("ttl"), options.get("timeout")
         if retries < 0:
             raise InvalidJobError(f"retries must be >= 0, got {retries}")
-        job_id = options.get("job_id")
         if job_id is not None and (not isinstance(job_id, str) or not job_id):
             raise InvalidJobError(f"job_id must be a non-empty string, got {job_id!r}")
         what = f"arguments of task {task_id!r}"
         payload = encode_value([list(args), dict(kwargs or {})], what, settings.max_payload_bytes)
         job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
         created_at = time.time() if now is None else now
-        delay_s = seconds(options.get("delay"), "delay")
-        backoff = Backoff.coerce(options.get("backoff"))
-        priority = options.get("priority")
+        delay_s = None if delay is None else seconds(delay, "delay")
+        spec = None if backoff is None else Backoff.coerce(backoff)
         job = Job(
             id=job_id or new_job_id(),
             queue=self.name,
@@ -164,9 +165,9 @@ class Queue:
             kwargs=job_kwargs,
             priority=settings.default_priority if priority is None else priority,
             max_retries=retries,
-            backoff=None if backoff is None else backoff.to_spec(),
-            ttl_s=seconds(options.get("ttl"), "ttl", allow_zero=False),
-            timeout_s=seconds(options.get("timeout"), "timeout", allow_zero=False),
+            backoff=None if spec is None else spec.to_spec(),
+            ttl_s=None if ttl is None else seconds(ttl, "ttl", allow_zero=False),
+            timeout_s=None if timeout is None else seconds(timeout, "timeout", allow_zero=False),
             created_at=created_at,
         )
         if delay_s:
@@ -202,7 +203,7 @@ class Queue:
             if "task_id" not in spec:
                 raise InvalidJobError(f"add_bulk entry {index} has no 'task_id'")
             options = {key: value for key, value in spec.items() if key not in _BULK_FIELDS}
-            check_options(options, ENQUEUE_OPTIONS, f"add_bulk entry {index}")
+            check_options(options, ENQUEUE_OPTIONS, "add_bulk entry {}", index)
             built.append(
                 self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
             )
@@ -245,7 +246,7 @@ class Queue:
         milliseconds of its time, once, however many workers run. Adding the same
         schedule again changes nothing. The options are `asyncmq.options.JobDefaults`.
         """
-        check_options(options, JOB_DEFAULTS, f"the schedule of task {task_id!r}")
+        check_options(options, JOB_DEFAULTS, "the schedule of task {!r}", task_id)
         self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
         rep = Repeatable.build(
             self.name,

@@ -8,16 +8,17 @@ for (`metrics`, `tracing`), importing `asyncmq.observability` only then.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asyncmq.backends import backend_from_url
-from asyncmq.conf import Settings, active_settings
+from asyncmq.conf import Settings, active_settings, settings
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
 
 __all__ = ["apply_settings", "default_backend"]
 
+_lazy: Any = settings  # its `_wrapped` is the settings object in force, None before loading
 _backend: tuple[Settings, BaseBackend] | None = None
 _applied: Settings | None = None
 
@@ -36,6 +37,8 @@ def apply_settings() -> None:
     """Turn on what the settings in force ask for, once per settings object. Cheap enough to
     call on every enqueue: an identity test once done."""
     global _applied
+    if _applied is not None and _applied is _lazy._wrapped:
+        return
     loaded = active_settings()
     if _applied is loaded:
         return

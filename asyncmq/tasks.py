@@ -26,7 +26,7 @@ class Task(Generic[P, R]):
     `defaults` are the options of every job it enqueues, unless one enqueue says otherwise."""
 
     def __init__(self, fn: Callable[P, R], *, name: str, queue: str, defaults: JobDefaults) -> None:
-        check_options(defaults, JOB_DEFAULTS, f"task {name!r}")
+        check_options(defaults, JOB_DEFAULTS, "task {!r}", name)
         retries = defaults.get("retries", 0)
         if retries < 0:
             raise ConfigurationError(f"task {name!r}: retries must be >= 0, got {retries}")
@@ -62,7 +62,7 @@ class Task(Generic[P, R]):
         """This task with enqueue options (`asyncmq.options.EnqueueOptions`) and, with
         `queue`, another queue: kept apart from the task's own arguments, so a task may take
         an argument called `delay` or `priority`."""
-        check_options(options, ENQUEUE_OPTIONS, f"{self.name}.options()")
+        check_options(options, ENQUEUE_OPTIONS, "{}.options()", self.name)
         return BoundEnqueue(self, queue, options)
 
 

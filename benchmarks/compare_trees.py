@@ -22,13 +22,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: (key in `asyncmq bench --json`, title)
+#: (key in `asyncmq bench --json`, title, factor to the title's unit)
 FIGURES = (
-    ("enqueue_one_by_one_jobs_per_s", "enqueue one by one (jobs/s)"),
-    ("enqueue_bulk_jobs_per_s", "bulk enqueue (jobs/s)"),
-    ("process_jobs_per_s", "process (jobs/s)"),
-    ("latency_p99_ms", "latency p99 (ms)"),
-    ("worker_cpu_s_per_1000_jobs", "worker CPU (s per 1,000 jobs)"),
+    ("enqueue_one_by_one_jobs_per_s", "enqueue one by one (jobs/s)", 1),
+    ("enqueue_bulk_jobs_per_s", "bulk enqueue (jobs/s)", 1),
+    ("process_jobs_per_s", "process (jobs/s)", 1),
+    ("latency_p99_ms", "latency p99 (ms)", 1),
+    ("worker_cpu_s_per_1000_jobs", "worker CPU (µs/job)", 1000),
 )
 
 
@@ -39,7 +39,7 @@ def bench_once(tree: Path, backend: str, workload: str, jobs: int, out: Path) ->
     command += ["--jobs", str(jobs), "--repeat", "1", "--json", str(out)]
     subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True)
     result = json.loads(out.read_text())["results"][workload]
-    return {key: float(result[key]["median"]) for key, _ in FIGURES if key in result}
+    return {key: float(result[key]["median"]) * factor for key, _, factor in FIGURES if key in result}
 
 
 def main() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for backend, workload in cases:
         before, after = runs[("before", backend, workload)], runs[("after", backend, workload)]
-        for key, title in FIGURES:
+        for key, title, _ in FIGURES:
             if key not in before[0]:
                 continue
             b = statistics.median(r[key] for r in before)

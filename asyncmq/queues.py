@@ -140,7 +140,8 @@ class Queue:
         **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Validate and build a job without storing it; every check that can refuse a job is here."""
-        check_options(options, ENQUEUE_OPTIONS, "a job of task {!r}", task_id)
+        if not options.keys() <= ENQUEUE_OPTIONS:
+            check_options(options, ENQUEUE_OPTIONS, "a job of task {!r}", task_id)
         if not isinstance(task_id, str) or not task_id:
             raise InvalidJobError(f"task id must be a non-empty string, got {task_id!r}")
         # Unset options skip their conversions: this runs for every job.

@@ -10,9 +10,21 @@ from dataclasses import dataclass, field
 from asyncmq.core.event import Event, Payload
 from asyncmq.core.seam import event_emitter
 from asyncmq.job import JobState
+from asyncmq.tasks import task
 from asyncmq.worker import Worker
 
-__all__ = ["GATES", "WAIT_S", "EventRecorder", "Gate", "StartWorker", "counts", "gate"]
+__all__ = ["GATES", "WAIT_S", "EventRecorder", "Gate", "StartWorker", "always_fail", "counts", "gate", "noop"]
+
+
+@task
+async def noop() -> None:
+    return None
+
+
+@task
+async def always_fail() -> None:
+    raise ValueError("boom")
+
 
 #: How long a test waits for something that should take milliseconds before it fails.
 WAIT_S = 5.0

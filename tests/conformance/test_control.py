@@ -13,17 +13,7 @@ from asyncmq import JobState, Queue
 from asyncmq.backends.base import BaseBackend
 from asyncmq.errors import JobNotFoundError
 from asyncmq.transitions import Retention
-from tests.conformance.support import WAIT_S, EventRecorder, StartWorker, counts, gate
-
-
-@asyncmq.task
-async def noop() -> None:
-    return None
-
-
-@asyncmq.task
-async def always_fail() -> None:
-    raise ValueError("boom")
+from tests.conformance.support import WAIT_S, EventRecorder, StartWorker, always_fail, counts, gate, noop
 
 
 @asyncmq.task

@@ -9,24 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-import asyncmq
 from asyncmq import Job, JobState, Queue
 from asyncmq.backends.base import BaseBackend
 from asyncmq.conf import configure
 from asyncmq.conf.global_settings import Settings
 from asyncmq.transitions import CANCEL, RELEASE, RETRY, Transition, stall_recovery
-from tests.conformance.support import counts
-
-
-@asyncmq.task
-async def noop() -> None:
-    return None
-
-
-@asyncmq.task
-async def always_fail() -> None:
-    raise ValueError("boom")
-
+from tests.conformance.support import always_fail, counts, noop
 
 NOOP = noop.name
 

@@ -1,6 +1,7 @@
 """Lifecycle events: how metrics, tracing and user code observe jobs.
 
-The engine emits through `asyncmq.core.seam.event_emitter`; subscribers
+The engine emits through `event_emitter` (the process's, also `asyncmq.core.seam.seam.events`
+and `asyncmq.event_emitter`); subscribers
 (`asyncmq.observability`, user callbacks) listen. The engine never imports a subscriber.
 A callback that raises is logged and counted in `listener_errors`, and never breaks the
 job or the worker. Async callbacks run as their
@@ -21,7 +22,7 @@ from asyncmq.logging import get_logger
 if TYPE_CHECKING:
     from asyncmq.job import Job
 
-__all__ = ["BatchListener", "Event", "EventEmitter", "JobListener", "Listener", "Payload"]
+__all__ = ["BatchListener", "Event", "EventEmitter", "JobListener", "Listener", "Payload", "event_emitter"]
 
 log = get_logger(__name__)
 
@@ -62,13 +63,14 @@ class Event(StrEnum):
 class EventEmitter:
     """Synchronous fan-out to listeners; async listeners are scheduled, not awaited."""
 
-    def __init__(self, on_listener_error: Callable[[str], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._listeners: dict[Event, list[Listener]] = {event: [] for event in Event}
         self._job_listeners: dict[Event, list[JobListener]] = {event: [] for event in Event}
         self._batch_listeners: dict[Event, list[BatchListener]] = {event: [] for event in Event}
         self._pending: set[asyncio.Task[None]] = set()
         self.listener_errors: Counter[str] = Counter()
-        self._on_listener_error = on_listener_error
+        #: Called with the event name when a listener raises (the seam's error listeners).
+        self.on_listener_error: Callable[[str], None] | None = None
 
     def reset(self) -> None:
         """Unsubscribe every listener and forget the error counts."""
@@ -192,5 +194,8 @@ class EventEmitter:
     def _record_error(self, event: Event, callback: object) -> None:
         self.listener_errors[event.value] += 1
         log.exception("listener %r for %s raised; the job goes on", callback, event.value)
-        if self._on_listener_error is not None:
-            self._on_listener_error(event.value)
+        if self.on_listener_error is not None:
+            self.on_listener_error(event.value)
+
+
+event_emitter = EventEmitter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from asyncmq.core.event import EventEmitter
+from asyncmq.core.event import event_emitter as _process_events
 from asyncmq.core.hooks import Hooks
 
 __all__ = ["ErrorListener", "OperationListener", "Seam", "event_emitter", "hooks", "seam"]
@@ -25,8 +26,9 @@ ErrorListener = Callable[[str], None]
 class Seam:
     """Events, hooks, backend operations and listener errors, subscribed to in one object."""
 
-    def __init__(self) -> None:
-        self.events = EventEmitter(on_listener_error=self._listener_failed)
+    def __init__(self, events: EventEmitter | None = None) -> None:
+        self.events = events if events is not None else EventEmitter()
+        self.events.on_listener_error = self._listener_failed
         self.hooks = Hooks()
         #: Read by every backend round trip: empty means nothing is timed.
         self.operation_listeners: list[OperationListener] = []
@@ -62,8 +64,8 @@ class Seam:
             listener(event)
 
 
-seam = Seam()
-#: The process's event emitter (`seam.events`): `event_emitter.on("job:failed", callback)`.
+seam = Seam(_process_events)
+#: The process's event emitter (`seam.events`, `asyncmq.core.event.event_emitter`).
 event_emitter = seam.events
 #: The process's job hooks (`seam.hooks`).
 hooks = seam.hooks

@@ -9,7 +9,8 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.core.event import Event, EventEmitter, Payload
-from asyncmq.core.seam import event_emitter
+from asyncmq.core.hooks import JobHook
+from asyncmq.core.seam import Seam, event_emitter, seam
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
@@ -122,3 +123,40 @@ def test_a_job_emitted_alone_reaches_batch_listeners_as_a_batch_of_one_and_failu
     emitter.off_jobs(Event.JOB_STARTED, broken)
     emitter.emit_job(Event.JOB_STARTED, job)
     assert emitter.listener_errors["job:started"] == 2
+
+
+async def test_one_seam_reports_events_hooks_round_trips_and_failing_listeners_and_reset_detaches_them() -> (
+    None
+):
+
+    seam = Seam()
+    seen: list[str] = []
+
+    def broken(payload: Payload) -> None:
+        raise RuntimeError("listener bug")
+
+    seam.events.on(Event.QUEUE_PAUSED, broken)
+    seam.on_listener_error(lambda event: seen.append(f"error {event}"))
+    seam.on_operation(lambda backend, operation, s: seen.append(f"{backend} {operation}"))
+    seam.hooks.add(JobHook())
+    seam.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
+    seam.operation("redis", "claim", 0.001)
+    assert seen == ["error queue:paused", "redis claim"]
+    assert seam.hooks.active is not None
+
+    seam.reset()
+
+    seam.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
+    seam.operation("redis", "claim", 0.001)
+    assert seen == ["error queue:paused", "redis claim"]  # nobody is listening any more
+    assert (seam.hooks.active, seam.operation_listeners) == (None, [])
+    assert seam.events.listener_errors == {}
+
+
+async def test_a_backend_round_trip_reaches_the_process_seams_operation_listeners() -> None:
+    calls: list[tuple[str, str]] = []
+    seam.on_operation(lambda backend, operation, s: calls.append((backend, operation)))
+    backend = InMemoryBackend()
+    backend.record_operation("claim", 0.0)
+    assert calls == [("memory", "claim")]
+    assert backend.operation_counts["claim"] == 1

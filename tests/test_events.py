@@ -125,32 +125,29 @@ def test_a_job_emitted_alone_reaches_batch_listeners_as_a_batch_of_one_and_failu
     assert emitter.listener_errors["job:started"] == 2
 
 
-async def test_one_seam_reports_events_hooks_round_trips_and_failing_listeners_and_reset_detaches_them() -> (
-    None
-):
-
-    seam = Seam()
+async def test_one_seam_takes_every_kind_of_subscriber_and_reset_detaches_them_all() -> None:
+    own = Seam()  # apart from the process's
     seen: list[str] = []
 
     def broken(payload: Payload) -> None:
         raise RuntimeError("listener bug")
 
-    seam.events.on(Event.QUEUE_PAUSED, broken)
-    seam.on_listener_error(lambda event: seen.append(f"error {event}"))
-    seam.on_operation(lambda backend, operation, s: seen.append(f"{backend} {operation}"))
-    seam.hooks.add(JobHook())
-    seam.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
-    seam.operation("redis", "claim", 0.001)
+    own.events.on(Event.QUEUE_PAUSED, broken)
+    own.on_listener_error(lambda event: seen.append(f"error {event}"))
+    own.on_operation(lambda backend, operation, s: seen.append(f"{backend} {operation}"))
+    own.hooks.add(JobHook())
+    own.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
+    own.operation("redis", "claim", 0.001)
     assert seen == ["error queue:paused", "redis claim"]
-    assert seam.hooks.active is not None
+    assert own.hooks.active is not None
 
-    seam.reset()
+    own.reset()
 
-    seam.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
-    seam.operation("redis", "claim", 0.001)
+    own.events.emit(Event.QUEUE_PAUSED, {"queue": "q"})
+    own.operation("redis", "claim", 0.001)
     assert seen == ["error queue:paused", "redis claim"]  # nobody is listening any more
-    assert (seam.hooks.active, seam.operation_listeners) == (None, [])
-    assert seam.events.listener_errors == {}
+    assert (own.hooks.active, own.operation_listeners) == (None, [])
+    assert own.events.listener_errors == {}
 
 
 async def test_a_backend_round_trip_reaches_the_process_seams_operation_listeners() -> None:

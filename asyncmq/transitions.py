@@ -40,7 +40,7 @@ __all__ = [
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: stores cache by it
 class Transition:
     name: str
     #: The states a job may be in for the transition to apply; in any other, nothing happens.

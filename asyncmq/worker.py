@@ -126,8 +126,8 @@ class Worker:
     async def process(self) -> bool:
         """Claim one job, run it and store its outcome; `False` if none was ready."""
         if not self._buffer:
-            claimed = await self._claim(1)
-            if not claimed:
+            await self._claim(1)
+            if not self._buffer:
                 return False
         await self._execute(self._buffer.popleft())
         await self._flush()
@@ -317,7 +317,9 @@ class Worker:
             if self._buffer and not self._stopping:
                 await self._execute(self._buffer.popleft())
 
-    async def _claim(self, limit: int) -> int:
+    async def _claim(self, limit: int) -> bool:
+        """Claim up to `limit` jobs into the buffer. True when it is worth claiming again at
+        once: jobs came, or the rate limit held some back (and its wait is already over)."""
         now = time.time()
         result = await self.backend.claim(
             self.queue.name, self.id, limit, self.queue.lease_s, now, self.queue.rate
@@ -329,7 +331,8 @@ class Worker:
                 {"queue": self.queue.name, "held_back": limit, "wait_s": result.rate_limited_for_s},
             )
             await self._idle(asyncio.sleep(result.rate_limited_for_s))
-        return len(result.jobs)
+            return True
+        return bool(result.jobs)
 
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A

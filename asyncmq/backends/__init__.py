@@ -15,6 +15,7 @@ __all__ = ["backend_from_url"]
 _SCHEMES = {
     "memory": "memory://",
     "redis": "redis://host:6379/0, rediss:// (TLS), redis+cluster://host:7000",
+    "postgres": "postgresql://user@host:5432/db (?schema=NAME)",
 }
 
 
@@ -29,5 +30,9 @@ def backend_from_url(url: str) -> BaseBackend:
         from asyncmq.backends.redis import redis_backend_from_url
 
         return redis_backend_from_url(url)
+    if scheme in ("postgresql", "postgres"):
+        from asyncmq.backends.postgres import postgres_backend_from_url
+
+        return postgres_backend_from_url(url)
     known = ", ".join(_SCHEMES.values())
     raise ConfigurationError(f"unsupported backend URL {url!r}: known schemes are {known}")

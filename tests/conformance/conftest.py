@@ -9,6 +9,7 @@ tests can share one real server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -67,6 +68,48 @@ async def _redis_backend(url: str, cluster: bool) -> AsyncIterator[BaseBackend]:
         await backend.close()
 
 
+#: One schema for the whole run (made by the first backend, dropped at the end): tests keep
+#: apart by their queue names, as on the shared Redis.
+POSTGRES_SCHEMA = f"asyncmq_test_{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def _postgres_backend() -> AsyncIterator[BaseBackend]:
+    from asyncmq.backends.postgres import PostgresBackend
+    from asyncmq.errors import ConfigurationError
+
+    url = _server_url("ASYNCMQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    backend = PostgresBackend(url, schema=POSTGRES_SCHEMA)
+    try:
+        await backend.connect()
+    except ConfigurationError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {url}: {exc}")
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schema() -> Iterator[None]:
+    yield
+    url = os.environ.get("ASYNCMQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+    async def drop() -> None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(url)
+        except (OSError, asyncpg.PostgresError):
+            return
+        await conn.execute(f"DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE")
+        await conn.close()
+
+    asyncio.run(drop())
+
+
 def _redis() -> AbstractAsyncContextManager[BaseBackend]:
     return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), cluster=False)
 
@@ -80,6 +123,7 @@ BACKENDS: dict[str, BackendFactory] = {
     "memory": _memory_backend,
     "redis": _redis,
     "redis-cluster": _redis_cluster,
+    "postgres": _postgres_backend,
 }
 
 

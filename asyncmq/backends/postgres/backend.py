@@ -1,0 +1,706 @@
+"""The PostgreSQL backend: jobs in one table, claimed and finished in batches, woken by NOTIFY.
+
+Every operation is one statement (or one function call) on a pooled asyncpg connection, so
+asyncpg prepares it once per connection and reuses it. Claims take up to `limit` rows with
+`FOR UPDATE SKIP LOCKED`, so any number of workers share a queue without waiting on each
+other; a batch of outcomes is one `UPDATE ... FROM unnest(...)`, a bulk enqueue one
+`INSERT ... SELECT FROM unnest(...)`. The schema is in `asyncmq.backends.postgres.schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
+from asyncmq.backends.postgres import schema as pg_schema
+from asyncmq.backends.postgres.listener import Listener
+from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.job import OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
+from asyncmq.logging import get_logger
+from asyncmq.schedule import Repeatable
+from asyncmq.transitions import Retention, StallRecovery, Transition
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigurationError(
+        "the PostgreSQL backend needs its extra: pip install 'asyncmq[postgres]'"
+    ) from exc
+
+__all__ = ["PostgresBackend"]
+
+log = get_logger(__name__)
+
+#: The job's columns in `Job` field order (the table adds `seq` and `settled_token`).
+_JOB_COLUMNS = (
+    "id", "queue", "task", "args", "kwargs", "status", "priority", "max_retries", "attempt", "backoff",
+    "ttl_s", "timeout_s", "created_at", "delay_until", "ready_at", "started_at", "finished_at",
+    "lease_until", "worker_id", "token", "stalls", "result", "error", "progress", "repeat_key", "meta",
+)  # fmt: skip
+_COLUMN_TYPES = {
+    **dict.fromkeys(("id", "queue", "task", "status", "worker_id", "repeat_key"), "text"),
+    **dict.fromkeys(("priority", "max_retries", "attempt", "stalls"), "integer"),
+    "token": "bigint",
+    **dict.fromkeys(
+        (
+            "ttl_s",
+            "timeout_s",
+            "created_at",
+            "delay_until",
+            "ready_at",
+            "started_at",
+            "finished_at",
+            "lease_until",
+        ),
+        "double precision",
+    ),
+    **dict.fromkeys(("args", "kwargs", "backoff", "result", "error", "progress", "meta"), "jsonb"),
+}
+#: What an enqueue writes; the rest start at their column defaults.
+_ENQUEUE_COLUMNS = (
+    "queue", "id", "task", "status", "priority", "args", "kwargs", "max_retries", "backoff", "ttl_s",
+    "timeout_s", "created_at", "delay_until", "ready_at", "repeat_key", "meta",
+)  # fmt: skip
+_FINISHED = tuple(state.value for state in TERMINAL_STATES)
+_PURGE_BATCH = 5000
+_RECOVER_BATCH = 1000
+
+
+def _job(record: Any) -> Job | None:
+    """A job from a row; `None` (logged) for a row that does not make a valid job."""
+    try:
+        return Job.from_record({name: record[name] for name in _JOB_COLUMNS})
+    except (MalformedJobError, KeyError, TypeError) as exc:
+        log.error("skipping malformed job row %r: %s", record.get("id") if record else None, exc)
+        return None
+
+
+def _jobs(records: Sequence[Any]) -> list[Job]:
+    return [job for record in records if (job := _job(record)) is not None]
+
+
+def _placeholders(columns: Sequence[str]) -> str:
+    """unnest() arguments; JSON goes as text (encoded here), so any connection can send it."""
+    return ", ".join(
+        f"${i + 1}::text[]::jsonb[]"
+        if _COLUMN_TYPES[name] == "jsonb"
+        else f"${i + 1}::{_COLUMN_TYPES[name]}[]"
+        for i, name in enumerate(columns)
+    )
+
+
+def _column(jobs: Sequence[Job], name: str) -> list[Any]:
+    if name == "status":
+        return [job.status.value for job in jobs]
+    if _COLUMN_TYPES[name] == "jsonb":
+        return [None if (v := getattr(job, name)) is None else orjson.dumps(v).decode() for job in jobs]
+    return [getattr(job, name) for job in jobs]
+
+
+@cache
+def _set_clause(transition: Transition, first: int, now_given: bool) -> str:
+    """The SET list that applies `transition`. Its parameters start at $first: the moment
+    (when the transition stamps one, or `now_given`: the statement uses it anyway), then the
+    assigned values in order (`_set_args`)."""
+    takes_now = now_given or bool(transition.stamp)
+    parts = [f"status = '{transition.target.value}'", "token = j.token + 1"]
+    parts += [f"{name} = j.{name} + ({int(delta)})" for name, delta in transition.add.items()]
+    parts += [f"{name} = NULL" for name in transition.clear]
+    parts += [f"{name} = ${first}" for name in transition.stamp]
+    after = first + 1 if takes_now else first
+    parts += [f"{name} = ${after + i}::{_COLUMN_TYPES[name]}" for i, name in enumerate(transition.assign)]
+    if transition.target is JobState.WAITING:
+        parts.append("seq = nextval('{s}.jobs_seq')")  # back in line: at its end
+    return ", ".join(parts)
+
+
+def _set_args(transition: Transition, now: float, now_given: bool) -> list[Any]:
+    head = [now] if now_given or transition.stamp else []
+    return head + list(transition.assign.values())
+
+
+def _sources(transition: Transition) -> str:
+    return ", ".join(f"'{state.value}'" for state in sorted(transition.sources))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """JSON columns as Python values, by orjson, in the binary format (a version byte, then
+    the text): composite rows (the claim function's) can only be decoded in binary."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + orjson.dumps(value),
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+class PostgresBackend(BaseBackend):
+    """Jobs in PostgreSQL, shared by every process that names the same database and schema.
+
+    `dsn_or_pool` takes a URL (`postgresql://user@host:5432/db`) or a ready asyncpg pool whose
+    connections decode `jsonb` as JSON (see `init_connection`). `max_connections` grows to a
+    worker's concurrency plus a few (`size_for`). With `migrate` (the default) a missing or
+    older schema is brought up to date on connect; without it the backend refuses to run and
+    names the command that does (`asyncmq db migrate`). `prepared_statements=False` is for
+    poolers that cannot keep them (PgBouncer in transaction mode).
+    """
+
+    name = "postgres"
+    init_connection = staticmethod(_init_connection)
+
+    def __init__(
+        self,
+        dsn_or_pool: str | asyncpg.Pool = "postgresql://localhost:5432/postgres",
+        *,
+        schema: str = "asyncmq",
+        max_connections: int = 20,
+        migrate: bool = True,
+        prepared_statements: bool = True,
+        events_keep: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self.schema = pg_schema.schema_name(schema)
+        self._dsn = dsn_or_pool if isinstance(dsn_or_pool, str) else None
+        self._pool: asyncpg.Pool | None = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        self._owns_pool = isinstance(dsn_or_pool, str)
+        self.max_connections = max_connections
+        self.migrate = migrate
+        self.prepared_statements = prepared_statements
+        self.events_keep = events_keep
+        self._listener: Listener | None = None
+        self._connect_lock = asyncio.Lock()
+        self._known_queues: set[str] = set()
+        self._sql: dict[str, str] = {}
+        self._claims = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self._dsn or self._pool!r} schema={self.schema!r}>"
+
+    # -- connection -------------------------------------------------------------------
+    def size_for(self, concurrency: int) -> None:
+        # Slots (each may report progress), plus a claim, a flush, a heartbeat and the scheduler.
+        self.max_connections = max(self.max_connections, concurrency + 6)
+
+    async def connect(self) -> None:
+        if self._listener is not None:
+            return
+        async with self._connect_lock:
+            if self._listener is not None:
+                return
+            if self._pool is None:
+                self._pool = await self._open_pool()
+            async with self._pool.acquire() as conn:
+                await self._check_schema(conn)
+            listener = Listener(self._dsn, self._pool, pg_schema.channel(self.schema))
+            await listener.start()
+            self._listener = listener
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        assert self._dsn is not None
+        try:
+            return await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self.max_connections,
+                init=_init_connection,
+                statement_cache_size=100 if self.prepared_statements else 0,
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL at {_redacted(self._dsn)}: {exc}"
+            ) from exc
+
+    async def _check_schema(self, conn: asyncpg.Connection) -> None:
+        version = await pg_schema.applied_version(conn, self.schema)
+        pg_schema.check_known(version, self.schema)
+        if version < pg_schema.LATEST:
+            if not self.migrate:
+                raise ConfigurationError(
+                    f"the PostgreSQL schema {self.schema!r} is at version {version}, this asyncmq needs "
+                    f"{pg_schema.LATEST}: run `asyncmq db migrate --backend URL`"
+                )
+            await pg_schema.migrate(conn, self.schema)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._pool is not None and self._owns_pool:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise ConfigurationError("PostgresBackend is not connected: await backend.connect() first")
+        return self._pool
+
+    def sql(self, key: str, text: str) -> str:
+        """`text` with the schema filled in, built once per statement."""
+        found = self._sql.get(key)
+        if found is None:
+            found = self._sql[key] = text.replace("{s}", self.schema)
+        return found
+
+    async def _fetch(self, operation: str, query: str, *args: Any, conn: Any = None) -> list[Any]:
+        await self.connect()
+        started = time.perf_counter()
+        if conn is not None:
+            rows = await conn.fetch(query, *args)
+        else:
+            rows = await self.pool.fetch(query, *args)
+        self.record_operation(operation, started)
+        return list(rows)
+
+    async def _remember_queue(self, queue: str) -> None:
+        """Name the queue in `queues` (through the pool: a caller's transaction may roll back)."""
+        if queue not in self._known_queues:
+            query = self.sql("remember", "INSERT INTO {s}.queues (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            await self._fetch("remember_queue", query, queue)
+            self._known_queues.add(queue)
+
+    # -- producing --------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
+        """Store jobs in one statement. With `connection` (the caller's asyncpg connection,
+        in a transaction of theirs), the jobs exist, and wake workers, only once it commits."""
+        if not jobs:
+            return []
+        for queue in {job.queue for job in jobs}:
+            await self._remember_queue(queue)
+        columns = [_column(jobs, name) for name in _ENQUEUE_COLUMNS]
+        query = self.sql(
+            "enqueue",
+            f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
+            f"SELECT * FROM unnest({_placeholders(_ENQUEUE_COLUMNS)}) "
+            "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
+        )
+        rows = await self._fetch("enqueue", query, *columns, conn=connection)
+        new = {(row["queue"], row["id"]) for row in rows}
+        stored = []
+        for job in jobs:  # an id twice in one batch: the first is the one stored
+            key = (job.queue, job.id)
+            stored.append(key in new)
+            new.discard(key)
+        return stored
+
+    # -- consuming --------------------------------------------------------------------
+    async def claim(
+        self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
+    ) -> ClaimResult:
+        query = self.sql("claim", "SELECT wait_s, job FROM {s}.claim($1, $2, $3, $4, $5, $6, $7)")
+        rate_args = (rate.limit, rate.interval_s) if rate is not None else (0, 1.0)
+        rows = await self._fetch("claim", query, queue, limit, worker_id, now + lease_s, now, *rate_args)
+        if rows and rows[0]["wait_s"] is not None:
+            return ClaimResult([], float(rows[0]["wait_s"]))
+        return ClaimResult(_jobs([row["job"] for row in rows]))
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        await self.connect()
+        assert self._listener is not None
+        await self._listener.wait(f"w:{queue}", timeout_s)
+
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        if not jobs:
+            return []
+        fields = ("queue", "id", "token", "status", *OUTCOME_FIELDS)
+        columns = [_column(jobs, name) for name in fields]
+        sets = ", ".join(f"{name} = o.{name}" for name in OUTCOME_FIELDS)
+        query = self.sql(
+            "finish",
+            f"""
+            WITH o AS (
+                SELECT * FROM unnest({_placeholders(fields)}) AS o({", ".join(fields)})
+            ), done AS (
+                UPDATE {{s}}.jobs AS j
+                SET status = o.status, token = j.token + 1, settled_token = o.token,
+                    lease_until = NULL, worker_id = NULL, {sets},
+                    seq = CASE WHEN o.status = 'waiting' THEN nextval('{{s}}.jobs_seq') ELSE j.seq END
+                FROM o
+                WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+                RETURNING j.queue, j.id
+            )
+            SELECT queue, id FROM done
+            UNION ALL
+            SELECT j.queue, j.id FROM {{s}}.jobs AS j JOIN o ON j.queue = o.queue AND j.id = o.id
+            WHERE j.settled_token = o.token
+            """,
+        )
+        rows = await self._fetch("finish", query, *columns)
+        accepted = {(row["queue"], row["id"]) for row in rows}
+        for queue, status in {(job.queue, job.status.value) for job in jobs if job.status in TERMINAL_STATES}:
+            await self._trim(queue, status, retention.keep)
+        return [(job.queue, job.id) in accepted for job in jobs]
+
+    async def _trim(self, queue: str, status: str, keep: int, conn: Any = None) -> int:
+        """Delete all but the newest `keep` jobs of a finished state, when there are more."""
+        query = self.sql(
+            "trim",
+            """
+            WITH extra AS (
+                SELECT greatest(
+                    coalesce((SELECT n FROM {s}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
+                ) AS n
+            ), gone AS (
+                DELETE FROM {s}.jobs AS j USING (
+                    SELECT queue, id FROM {s}.jobs
+                    WHERE queue = $1 AND status = $2
+                    ORDER BY finished_at LIMIT (SELECT n FROM extra)
+                ) AS old
+                WHERE j.queue = old.queue AND j.id = old.id
+                RETURNING 1
+            )
+            SELECT count(*) AS n FROM gone
+            """,
+        )
+        rows = await self._fetch("trim", query, queue, status, keep, conn=conn)
+        return int(rows[0]["n"])
+
+    async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
+        if not jobs:
+            return
+        clause = _set_clause(transition, 4, False)
+        query = self.sql(
+            f"release:{transition.name}:{clause}",
+            f"""
+            UPDATE {{s}}.jobs AS j SET {clause}
+            FROM unnest($1::text[], $2::text[], $3::bigint[]) AS o(queue, id, token)
+            WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token
+                AND j.status IN ({_sources(transition)})
+            """,
+        )
+        args = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
+        await self._fetch("release", query, *args, *_set_args(transition, now, False))
+
+    async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
+        await self._remember_queue(worker.queue)
+        info = {name: getattr(worker, name) for name in WorkerInfo.__dataclass_fields__}
+        query = self.sql(
+            "heartbeat",
+            """
+            WITH alive AS (
+                INSERT INTO {s}.workers (queue, id, info, expires_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (queue, id) DO UPDATE SET info = EXCLUDED.info, expires_at = EXCLUDED.expires_at
+            ), held AS (
+                UPDATE {s}.jobs AS j SET lease_until = $5
+                FROM unnest($6::text[], $7::bigint[]) AS o(id, token)
+                WHERE j.queue = $1 AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+                RETURNING j.id
+            )
+            SELECT id FROM held
+            """,
+        )
+        ids, tokens = [job.id for job in jobs], [job.token for job in jobs]
+        rows = await self._fetch(
+            "heartbeat", query, worker.queue, worker.id, info, worker.expires_at, lease_until, ids, tokens
+        )
+        kept = {row["id"] for row in rows}
+        return [job_id for job_id in ids if job_id not in kept]
+
+    async def remove_worker(self, worker: WorkerInfo) -> None:
+        query = self.sql("remove_worker", "DELETE FROM {s}.workers WHERE queue = $1 AND id = $2")
+        await self._fetch("remove_worker", query, worker.queue, worker.id)
+
+    async def save_progress(self, job: Job) -> bool:
+        query = self.sql(
+            "progress",
+            "UPDATE {s}.jobs SET progress = $4::jsonb WHERE queue = $1 AND id = $2 AND token = $3 "
+            "AND status = 'active' RETURNING 1",
+        )
+        return bool(await self._fetch("progress", query, job.queue, job.id, job.token, job.progress))
+
+    # -- scheduling -------------------------------------------------------------------
+    async def promote_due(self, queue: str, now: float, limit: int) -> tuple[int, float | None]:
+        query = self.sql(
+            "promote",
+            """
+            WITH moved AS (
+                UPDATE {s}.jobs AS j
+                SET status = 'waiting', ready_at = $2, token = j.token + 1, seq = nextval('{s}.jobs_seq')
+                FROM (
+                    SELECT queue, id FROM {s}.jobs
+                    WHERE queue = $1 AND status = 'delayed' AND delay_until <= $2
+                    ORDER BY delay_until LIMIT $3 FOR UPDATE SKIP LOCKED
+                ) AS due
+                WHERE j.queue = due.queue AND j.id = due.id
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM moved) AS promoted,
+                (SELECT delay_until FROM {s}.jobs WHERE queue = $1 AND status = 'delayed' AND delay_until > $2
+                 ORDER BY delay_until LIMIT 1) AS following
+            """,
+        )
+        (row,) = await self._fetch("promote", query, queue, now, limit)
+        return int(row["promoted"]), row["following"]
+
+    async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
+        await self.connect()
+        assert self._listener is not None
+        await self._listener.wait(f"d:{queue}", timeout_s)
+
+    async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
+        recovered: list[Job] = []
+        await self.connect()
+        async with self.pool.acquire() as conn, conn.transaction():
+            for transition, test in ((recovery.fail, ">"), (recovery.requeue, "<=")):
+                clause = _set_clause(transition, 3, True)
+                query = self.sql(
+                    f"recover:{test}:{clause}",
+                    f"""
+                    UPDATE {{s}}.jobs AS j SET {clause}
+                    FROM (
+                        SELECT queue, id FROM {{s}}.jobs
+                        WHERE queue = $1 AND status = 'active' AND lease_until < $3
+                            AND stalls + 1 {test} $2
+                        ORDER BY lease_until LIMIT {_RECOVER_BATCH} FOR UPDATE SKIP LOCKED
+                    ) AS stalled
+                    WHERE j.queue = stalled.queue AND j.id = stalled.id
+                    RETURNING j.*
+                    """,
+                )
+                args = (queue, recovery.max_stalls, *_set_args(transition, now, True))
+                rows = await self._fetch("recover", query, *args, conn=conn)
+                recovered += _jobs(rows)
+            if any(job.status in TERMINAL_STATES for job in recovered):
+                await self._trim(queue, JobState.FAILED.value, recovery.retention.keep, conn=conn)
+        return recovered
+
+    async def add_repeatable(self, repeatable: Repeatable) -> bool:
+        await self._remember_queue(repeatable.queue)
+        query = self.sql(
+            "add_repeatable",
+            "INSERT INTO {s}.repeatables (queue, key, record, next_run_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+        )
+        rows = await self._fetch(
+            "add_repeatable",
+            query,
+            repeatable.queue,
+            repeatable.key,
+            repeatable.to_record(),
+            repeatable.next_run_at,
+        )
+        return bool(rows)
+
+    async def remove_repeatable(self, queue: str, key: str) -> bool:
+        query = self.sql(
+            "remove_repeatable", "DELETE FROM {s}.repeatables WHERE queue = $1 AND key = $2 RETURNING 1"
+        )
+        return bool(await self._fetch("remove_repeatable", query, queue, key))
+
+    async def repeatables(self, queue: str) -> list[Repeatable]:
+        query = self.sql(
+            "repeatables", "SELECT record, next_run_at FROM {s}.repeatables WHERE queue = $1 ORDER BY key"
+        )
+        found = []
+        for row in await self._fetch("repeatables", query, queue):
+            rep = Repeatable.from_record(row["record"])
+            rep.next_run_at = row["next_run_at"]
+            found.append(rep)
+        return found
+
+    async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
+        query = self.sql(
+            "advance_repeatable",
+            "UPDATE {s}.repeatables SET next_run_at = $4 WHERE queue = $1 AND key = $2 "
+            "AND next_run_at IN ($3, $4) RETURNING 1",
+        )
+        return bool(await self._fetch("advance_repeatable", query, queue, key, expected_at, next_at))
+
+    # -- control and inspection -------------------------------------------------------
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        query = self.sql(
+            "pause",
+            "WITH q AS (INSERT INTO {s}.queues AS q (name, paused) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused) "
+            "SELECT CASE WHEN $2 THEN NULL ELSE pg_notify($3, 'w:' || $1) END",
+        )
+        self._known_queues.add(queue)
+        await self._fetch(
+            "resume" if not paused else "pause", query, queue, paused, pg_schema.channel(self.schema)
+        )
+
+    async def transition(
+        self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
+    ) -> Job | None:
+        clause = _set_clause(transition, 3, False)
+        first_stamp = transition.stamp[0] if transition.stamp else None
+        resent = (
+            f"OR (j.status = '{transition.target.value}' AND j.{first_stamp} = $3)" if first_stamp else ""
+        )
+        query = self.sql(
+            f"transition:{transition.name}:{clause}",
+            f"""
+            WITH done AS (
+                UPDATE {{s}}.jobs AS j SET {clause}
+                WHERE j.queue = $1 AND j.id = $2 AND j.status IN ({_sources(transition)})
+                RETURNING j.*
+            )
+            SELECT * FROM done
+            UNION ALL
+            SELECT j.* FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
+            """,
+        )
+        rows = await self._fetch("transition", query, queue, job_id, *_set_args(transition, now, False))
+        if not rows:
+            return None
+        if transition.target in TERMINAL_STATES:
+            await self._trim(queue, transition.target.value, retention.keep)
+        return _job(rows[0])
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        query = self.sql("get_job", "SELECT * FROM {s}.jobs WHERE queue = $1 AND id = $2")
+        rows = await self._fetch("get_job", query, queue, job_id)
+        return _job(rows[0]) if rows else None
+
+    async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
+        order = {
+            JobState.WAITING: "priority, seq",
+            JobState.DELAYED: "delay_until",
+            JobState.ACTIVE: "lease_until",
+        }.get(state, "finished_at DESC")
+        query = self.sql(
+            f"list:{order}",
+            f"SELECT * FROM {{s}}.jobs WHERE queue = $1 AND status = $2 ORDER BY {order} LIMIT $3 OFFSET $4",
+        )
+        return _jobs(await self._fetch("list_jobs", query, queue, state.value, limit, offset))
+
+    async def remove_job(self, queue: str, job_id: str) -> bool:
+        query = self.sql(
+            "remove_job",
+            "DELETE FROM {s}.jobs WHERE queue = $1 AND id = $2 AND status <> 'active' RETURNING 1",
+        )
+        return bool(await self._fetch("remove_job", query, queue, job_id))
+
+    async def drain(self, queue: str) -> int:
+        query = self.sql(
+            "drain",
+            "WITH gone AS (DELETE FROM {s}.jobs WHERE queue = $1 AND status IN ('waiting', 'delayed') "
+            "RETURNING 1) SELECT count(*) AS n FROM gone",
+        )
+        (row,) = await self._fetch("drain", query, queue)
+        return int(row["n"])
+
+    async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
+        """Delete finished jobs past the retention in batches of 5,000 (short transactions,
+        so vacuum keeps up), then all but the newest `keep` of each finished state."""
+        query = self.sql(
+            "purge",
+            f"""
+            WITH gone AS (
+                DELETE FROM {{s}}.jobs AS j USING (
+                    SELECT queue, id FROM {{s}}.jobs
+                    WHERE queue = $1 AND status = $2 AND finished_at < $3
+                    LIMIT {_PURGE_BATCH}
+                ) AS old
+                WHERE j.queue = old.queue AND j.id = old.id
+                RETURNING 1
+            )
+            SELECT count(*) AS n FROM gone
+            """,
+        )
+        removed = 0
+        for status in _FINISHED:
+            while True:
+                (row,) = await self._fetch("purge", query, queue, status, now - retention.ttl_s)
+                removed += int(row["n"])
+                if int(row["n"]) < _PURGE_BATCH:
+                    break
+            await self._trim(queue, status, retention.keep)
+        await self._trim_events(queue)
+        return removed
+
+    async def stats(self, queue: str, now: float) -> QueueStats:
+        query = self.sql(
+            "stats",
+            """
+            SELECT
+                (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM {s}.counts WHERE queue = $1)
+                    AS counts,
+                (SELECT ready_at FROM {s}.jobs WHERE queue = $1 AND status = 'waiting'
+                 ORDER BY ready_at LIMIT 1) AS oldest,
+                (SELECT paused FROM {s}.queues WHERE name = $1) AS paused,
+                (SELECT coalesce(jsonb_agg(info ORDER BY id), '[]'::jsonb) FROM {s}.workers
+                 WHERE queue = $1 AND expires_at >= $2) AS workers
+            """,
+        )
+        (row,) = await self._fetch("stats", query, queue, now)
+        counts = {state.value: int(row["counts"].get(state.value, 0)) for state in JobState}
+        workers = [WorkerInfo(**info) for info in row["workers"]]
+        return QueueStats(counts, row["oldest"], bool(row["paused"]), workers)
+
+    async def queues(self) -> list[str]:
+        query = self.sql("queues", "SELECT name FROM {s}.queues ORDER BY name")
+        return [row["name"] for row in await self._fetch("queues", query)]
+
+    # -- cross-process events ---------------------------------------------------------
+    async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if not events:
+            return
+        query = self.sql(
+            "publish_events",
+            "WITH added AS (INSERT INTO {s}.events (queue, name, payload) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) RETURNING queue) "
+            "SELECT pg_notify($4, 'e:' || queue) FROM (SELECT DISTINCT queue FROM added) AS q",
+        )
+        queues = [payload["queue"] for _, payload in events]
+        names = [name for name, _ in events]
+        payloads = [orjson.loads(orjson.dumps(payload, default=str)) for _, payload in events]
+        await self._fetch("publish_events", query, queues, names, payloads, pg_schema.channel(self.schema))
+
+    async def read_events(
+        self, queue: str, after: str, block_s: float
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        await self.connect()
+        assert self._listener is not None
+        if after == "$":
+            query = self.sql(
+                "last_event", "SELECT coalesce(max(position), 0) AS p FROM {s}.events WHERE queue = $1"
+            )
+            after = str((await self._fetch("read_events", query, queue))[0]["p"])
+        query = self.sql(
+            "read_events",
+            "SELECT position, name, payload FROM {s}.events WHERE queue = $1 AND position > $2 "
+            "ORDER BY position LIMIT 1000",
+        )
+        rows = await self._fetch("read_events", query, queue, int(after))
+        if not rows and block_s > 0:
+            await self._listener.wait(f"e:{queue}", block_s)
+            rows = await self._fetch("read_events", query, queue, int(after))
+        return [(str(row["position"]), row["name"], row["payload"]) for row in rows]
+
+    async def _trim_events(self, queue: str) -> None:
+        query = self.sql(
+            "trim_events",
+            "DELETE FROM {s}.events WHERE queue = $1 AND position <= "
+            "(SELECT max(position) FROM {s}.events WHERE queue = $1) - $2",
+        )
+        await self._fetch("trim_events", query, queue, self.events_keep)
+
+
+def _redacted(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_backend_from_url(url: str) -> PostgresBackend:
+    """`postgresql://` or `postgres://`; `?schema=NAME` picks the schema (default asyncmq)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", "asyncmq")
+    dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
+    return PostgresBackend(dsn, schema=schema)

@@ -1,0 +1,97 @@
+"""One LISTEN connection per backend: NOTIFY wakes the waiters of a key (`w:<queue>` for
+workers, `d:<queue>` for schedulers, `e:<queue>` for event readers) within milliseconds.
+
+The connection is its own, outside the pool (a pooled one would be handed to a query). When
+it drops, it is opened again in the background, and every waiter is woken: a notification
+sent while nobody listened is lost, so each waiter looks again (the catch-up query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+
+from asyncmq.logging import get_logger
+
+__all__ = ["Listener"]
+
+log = get_logger(__name__)
+
+_RECONNECT_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class Listener:
+    def __init__(self, dsn: str | None, pool: asyncpg.Pool, channel: str) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self.channel = channel
+        self._events: dict[str, asyncio.Event] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        self._conn = await self._open()
+
+    async def _open(self) -> asyncpg.Connection:
+        if self._dsn is not None:
+            conn = await asyncpg.connect(self._dsn)
+        else:  # a pool handed in, no address known: one of its connections listens
+            conn = await self._pool.acquire()
+        await conn.add_listener(self.channel, self._notified)
+        conn.add_termination_listener(self._lost)
+        return conn
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        event = self._events.get(payload)
+        if event is None:  # nobody waits yet: kept, so the first wait does not miss it
+            event = self._events[payload] = asyncio.Event()
+        event.set()
+
+    def _lost(self, conn: Any) -> None:
+        if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
+            return
+        log.warning("the LISTEN connection to PostgreSQL dropped; opening it again")
+        self._conn = None
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                self._conn = await self._open()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                delay = _RECONNECT_S[min(attempt, len(_RECONNECT_S) - 1)]
+                attempt += 1
+                log.warning("LISTEN reconnect failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            for event in self._events.values():  # catch up on what was missed meanwhile
+                event.set()
+            return
+
+    async def wait(self, key: str, timeout_s: float) -> None:
+        """Until `key` is notified (or was, since the last wait ended), or `timeout_s`."""
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        if timeout_s > 0 and not event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout_s)
+        event.clear()
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                if self._dsn is None:
+                    await self._pool.release(self._conn)
+                else:
+                    await self._conn.close(timeout=2)
+            self._conn = None

@@ -1,0 +1,282 @@
+"""The PostgreSQL schema and its versioned migrations.
+
+Each migration is a list of statements applied in one transaction, under an advisory lock so
+that two processes starting at once apply it once. Migrations only add: they never drop a
+table or a column that holds user data. `schema_version` records what is applied; a backend
+refuses to run on a version it does not know (`asyncmq db migrate` applies what is missing).
+
+Layout (every table in the backend's own schema, `asyncmq` by default):
+
+    jobs          one row per job: a column per `asyncmq.job.Job` field, plus `seq` (the order
+                  of arrival into `waiting`) and `settled_token` (an outcome sent twice is
+                  recognised); fill factor 70, vacuumed often: rows move between states
+    counts        jobs per (queue, status), kept by a statement-level trigger on `jobs`, so a
+                  scrape reads O(queues) rows, never counts the jobs
+    queues        one row per known queue: the paused flag and the rate limit's token bucket
+    repeatables   schedules and their next firing time
+    workers       live workers and when their heartbeat runs out
+    events        published lifecycle events for `asyncmq events tail`, trimmed by the scheduler
+
+Partial indexes serve each hot statement: claiming (`jobs_waiting`: queue, priority, seq of
+waiting jobs), the oldest waiting age (`jobs_waiting_since`), promotion (`jobs_delayed`),
+stalled recovery (`jobs_active`) and retention (`jobs_finished`).
+
+The same trigger sends `NOTIFY` on the schema's channel when a queue gains waiting jobs
+(`w:<queue>`) or delayed ones (`d:<queue>`): delivered at commit, so a job enqueued in a
+transaction that rolls back wakes nobody.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from asyncmq.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["LATEST", "MIGRATIONS", "applied_version", "channel", "migrate", "schema_name"]
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+#: Serialises migrations across processes (any constant both sides agree on).
+_LOCK_ID = 0x61_73_79_6E_63_6D_71  # "asyncmq"
+
+
+def schema_name(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid PostgreSQL schema name {name!r}: use lowercase letters, digits and '_', "
+            "starting with a letter or '_', at most 41 characters"
+        )
+    return name
+
+
+def channel(schema: str) -> str:
+    """The NOTIFY channel of a schema's wake-ups."""
+    return f"{schema}_wake"
+
+
+_V1 = """
+CREATE SEQUENCE {s}.jobs_seq;
+
+CREATE TABLE {s}.jobs (
+    queue text NOT NULL,
+    id text NOT NULL,
+    seq bigint NOT NULL DEFAULT nextval('{s}.jobs_seq'),
+    task text NOT NULL,
+    status text NOT NULL CHECK (status IN
+        ('waiting', 'delayed', 'active', 'completed', 'failed', 'expired', 'cancelled')),
+    priority integer NOT NULL,
+    args jsonb NOT NULL DEFAULT '[]',
+    kwargs jsonb NOT NULL DEFAULT '{{}}',
+    max_retries integer NOT NULL DEFAULT 0,
+    attempt integer NOT NULL DEFAULT 0,
+    backoff jsonb,
+    ttl_s double precision,
+    timeout_s double precision,
+    created_at double precision NOT NULL,
+    delay_until double precision,
+    ready_at double precision,
+    started_at double precision,
+    finished_at double precision,
+    lease_until double precision,
+    worker_id text,
+    token bigint NOT NULL DEFAULT 0,
+    stalls integer NOT NULL DEFAULT 0,
+    result jsonb,
+    error jsonb,
+    progress jsonb,
+    repeat_key text,
+    meta jsonb NOT NULL DEFAULT '{{}}',
+    settled_token bigint,
+    PRIMARY KEY (queue, id)
+) WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+CREATE INDEX jobs_waiting ON {s}.jobs (queue, priority, seq) WHERE status = 'waiting';
+CREATE INDEX jobs_waiting_since ON {s}.jobs (queue, ready_at) WHERE status = 'waiting';
+CREATE INDEX jobs_delayed ON {s}.jobs (queue, delay_until) WHERE status = 'delayed';
+CREATE INDEX jobs_active ON {s}.jobs (queue, lease_until) WHERE status = 'active';
+CREATE INDEX jobs_finished ON {s}.jobs (queue, status, finished_at)
+    WHERE status IN ('completed', 'failed', 'expired', 'cancelled');
+
+CREATE TABLE {s}.counts (
+    queue text NOT NULL,
+    status text NOT NULL,
+    n bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, status)
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+
+CREATE TABLE {s}.queues (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    tokens double precision,
+    tokens_at double precision
+) WITH (fillfactor = 50);
+
+CREATE TABLE {s}.repeatables (
+    queue text NOT NULL,
+    key text NOT NULL,
+    record jsonb NOT NULL,
+    next_run_at double precision NOT NULL,
+    PRIMARY KEY (queue, key)
+);
+
+CREATE TABLE {s}.workers (
+    queue text NOT NULL,
+    id text NOT NULL,
+    info jsonb NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (queue, id)
+) WITH (fillfactor = 50);
+
+CREATE TABLE {s}.events (
+    position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue text NOT NULL,
+    name text NOT NULL,
+    payload jsonb NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX events_queue ON {s}.events (queue, position);
+
+-- Keeps `counts` and wakes listeners, once per statement (a batch is one trigger call).
+CREATE FUNCTION {s}.jobs_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {s}.counts AS c (queue, status, n)
+            SELECT queue, status, count(*) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        PERFORM pg_notify('{channel}', kind || queue) FROM (
+            SELECT DISTINCT CASE status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, queue
+            FROM new_rows WHERE status IN ('waiting', 'delayed')) AS woken;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE {s}.counts AS c SET n = c.n - gone.n
+        FROM (SELECT queue, status, count(*) AS n FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2) AS gone
+        WHERE c.queue = gone.queue AND c.status = gone.status;
+    ELSE
+        INSERT INTO {s}.counts AS c (queue, status, n)
+            SELECT queue, status, sum(delta) FROM (
+                SELECT queue, status, -1 AS delta FROM old_rows
+                UNION ALL SELECT queue, status, 1 FROM new_rows) AS moved
+            GROUP BY 1, 2 HAVING sum(delta) <> 0 ORDER BY 1, 2
+        ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        PERFORM pg_notify('{channel}', kind || queue) FROM (
+            SELECT DISTINCT CASE n.status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, n.queue
+            FROM new_rows AS n JOIN old_rows AS o ON o.queue = n.queue AND o.id = n.id
+            WHERE n.status IN ('waiting', 'delayed') AND o.status <> n.status) AS woken;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_inserted AFTER INSERT ON {s}.jobs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.jobs_changed();
+CREATE TRIGGER jobs_updated AFTER UPDATE ON {s}.jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.jobs_changed();
+CREATE TRIGGER jobs_deleted AFTER DELETE ON {s}.jobs
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.jobs_changed();
+
+-- Claims up to p_limit waiting jobs (lowest priority number, then first in), none while the
+-- queue is paused, no more than its rate limit allows: one row (wait_s, NULL) when the
+-- bucket holds starts back, else one row (NULL, job) per claimed job.
+CREATE FUNCTION {s}.claim(
+    p_queue text, p_limit integer, p_worker text, p_lease_until double precision,
+    p_now double precision, p_rate integer, p_interval double precision
+) RETURNS TABLE (wait_s double precision, job {s}.jobs) LANGUAGE plpgsql AS $$
+DECLARE
+    v_paused boolean;
+    v_tokens double precision;
+    v_at double precision;
+    v_per_s double precision;
+    v_claimed integer;
+BEGIN
+    IF p_rate > 0 THEN
+        INSERT INTO {s}.queues (name) VALUES (p_queue) ON CONFLICT DO NOTHING;
+        SELECT q.paused, q.tokens, q.tokens_at INTO v_paused, v_tokens, v_at
+            FROM {s}.queues AS q WHERE q.name = p_queue FOR UPDATE;
+    ELSE
+        SELECT q.paused INTO v_paused FROM {s}.queues AS q WHERE q.name = p_queue;
+    END IF;
+    IF v_paused THEN
+        RETURN;
+    END IF;
+    IF p_rate > 0 THEN
+        v_per_s := p_rate / p_interval;
+        v_tokens := least(
+            p_rate, coalesce(v_tokens, p_rate) + greatest(0, p_now - coalesce(v_at, p_now)) * v_per_s);
+        IF v_tokens < 1 THEN
+            UPDATE {s}.queues SET tokens = v_tokens, tokens_at = p_now WHERE name = p_queue;
+            RETURN QUERY SELECT (1 - v_tokens) / v_per_s, NULL::{s}.jobs;
+            RETURN;
+        END IF;
+        p_limit := least(p_limit, floor(v_tokens)::integer);
+    END IF;
+    RETURN QUERY
+        WITH picked AS (
+            SELECT j.queue, j.id FROM {s}.jobs AS j
+            WHERE j.queue = p_queue AND j.status = 'waiting'
+            ORDER BY j.priority, j.seq
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {s}.jobs AS j
+        SET status = 'active', attempt = j.attempt + 1, token = j.token + 1,
+            worker_id = p_worker, lease_until = p_lease_until
+        FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
+        RETURNING NULL::double precision, j;
+    IF p_rate > 0 THEN
+        GET DIAGNOSTICS v_claimed = ROW_COUNT;
+        UPDATE {s}.queues SET tokens = v_tokens - v_claimed, tokens_at = p_now WHERE name = p_queue;
+    END IF;
+END $$;
+"""
+
+#: (version, statements). Append only; never edit one that has shipped.
+MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1),)
+LATEST = MIGRATIONS[-1][0]
+
+
+async def applied_version(conn: asyncpg.Connection, schema: str) -> int:
+    """The schema's version; 0 when asyncmq's tables are not there yet."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.schema_version")
+    if not exists:
+        return 0
+    version = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_version")
+    return int(version or 0)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+    """Apply every migration the schema lacks, in one transaction each; return their versions.
+    Refuses a schema newer than this code knows."""
+    schema = schema_name(schema)
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {schema}.schema_version "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await applied_version(conn, schema)
+        check_known(current, schema)
+        for version, statements in MIGRATIONS:
+            if version > current:
+                await conn.execute(statements.format(s=schema, channel=channel(schema)))
+                await conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES ($1)", version)
+                applied.append(version)
+    return applied
+
+
+def check_known(version: int, schema: str) -> None:
+    if version > LATEST:
+        raise ConfigurationError(
+            f"the PostgreSQL schema {schema!r} is at version {version}, newer than this asyncmq knows "
+            f"({LATEST}): upgrade asyncmq"
+        )

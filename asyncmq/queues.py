@@ -183,18 +183,21 @@ class Queue:
         task_id: str,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: Any = None,
         **options: Unpack[EnqueueOptions],
     ) -> str:
         """Store one job and return its id. Adding an id that exists adds nothing (logged).
         The options are `asyncmq.options.EnqueueOptions`: delay, priority, retries, backoff,
-        ttl, timeout, job_id."""
+        ttl, timeout, job_id. `connection` (PostgreSQL: an asyncpg connection of yours, in a
+        transaction) stores the job in your transaction: it exists only if that commits."""
         job = self.build_job(task_id, args, kwargs, **options)
-        await self.store([job])
+        await self.store([job], connection=connection)
         return job.id
 
-    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]], *, connection: Any = None) -> list[str]:
         """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`,
-        each entry taking the options of `add`.
+        each entry taking the options of `add` (and `connection` as there).
 
         Every job is validated before any is stored, so one bad entry stores nothing.
         """
@@ -208,17 +211,17 @@ class Queue:
             built.append(
                 self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
             )
-        await self.store(built)
+        await self.store(built, connection=connection)
         return [job.id for job in built]
 
-    async def store(self, jobs: list[Job]) -> list[Job]:
+    async def store(self, jobs: list[Job], *, connection: Any = None) -> list[Job]:
         """Store jobs made by `build_job` (or `occurrence`) and emit their events; returns
         those stored (an id that exists in the queue adds nothing, logged)."""
         backend = self.backend  # first: it may switch on the hooks the settings ask for
         hook = hooks.active
         state = hook.before_enqueue(jobs) if hook is not None else None
         try:
-            stored = await backend.enqueue(jobs)
+            stored = await backend.enqueue(jobs, connection=connection)
         except BaseException as exc:
             if hook is not None:
                 hook.after_enqueue(jobs, state, exc)

@@ -58,12 +58,14 @@ class Task(Generic[P, R]):
         """
         return await self.options().enqueue(backend, *args, **kwargs)
 
-    def options(self, *, queue: str | None = None, **options: Unpack[EnqueueOptions]) -> BoundEnqueue:
-        """This task with enqueue options (`asyncmq.options.EnqueueOptions`) and, with
-        `queue`, another queue: kept apart from the task's own arguments, so a task may take
-        an argument called `delay` or `priority`."""
+    def options(
+        self, *, queue: str | None = None, connection: Any = None, **options: Unpack[EnqueueOptions]
+    ) -> BoundEnqueue:
+        """This task with enqueue options (`asyncmq.options.EnqueueOptions`), another `queue`,
+        or a `connection` whose transaction the job joins (see `Queue.add`): kept apart from
+        the task's own arguments, so a task may take an argument called `delay` or `priority`."""
         check_options(options, ENQUEUE_OPTIONS, "{}.options()", self.name)
-        return BoundEnqueue(self, queue, options)
+        return BoundEnqueue(self, queue, options, connection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class BoundEnqueue:
     task: Task[Any, Any]
     queue: str | None
     options: EnqueueOptions
+    connection: Any = None
 
     async def enqueue(self, backend: BaseBackend | None = None, /, *args: Any, **kwargs: Any) -> str:
         from asyncmq.queues import Queue
@@ -78,7 +81,7 @@ class BoundEnqueue:
         given = {name: value for name, value in self.options.items() if value is not None}
         options: EnqueueOptions = {**self.task.defaults, **given}  # type: ignore[typeddict-item]
         queue = Queue(self.queue or self.task.queue, backend=backend)
-        return await queue.add(self.task.name, args, kwargs, **options)
+        return await queue.add(self.task.name, args, kwargs, connection=self.connection, **options)
 
 
 @overload

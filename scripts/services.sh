@@ -4,6 +4,8 @@
 #   - Redis on 127.0.0.1:6379 (the machine's own, started here if it is not running)
 #   - a three-node Redis Cluster on 127.0.0.1:7101-7103, started for this run and
 #     stopped by stop_services
+#   - PostgreSQL on 127.0.0.1:5432 (the machine's own cluster, started here if it is not
+#     running; installed from Debian when missing), database `test`, trust auth on loopback
 #   - Prometheus and promtool (Debian's prometheus package), Alertmanager and amtool
 #     (prometheus-alertmanager): the tests check /metrics, the rules and the configs with
 #     them, and start their own servers on loopback ports
@@ -62,6 +64,24 @@ start_redis_cluster() {
     export ASYNCMQ_TEST_REDIS_CLUSTER_URL="redis+cluster://127.0.0.1:${CLUSTER_PORTS[0]}"
 }
 
+postgres_ok() {
+    pg_isready -h 127.0.0.1 -p 5432 -q
+}
+
+start_postgres() {
+    need_debian_package pg_ctlcluster postgresql
+    if ! postgres_ok; then
+        echo "== starting postgresql on 127.0.0.1:5432"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+        wait_for 30 postgres_ok
+    fi
+    if ! psql -h 127.0.0.1 -U postgres -d test -c 'SELECT 1' >/dev/null 2>&1; then
+        # A fresh install: the test database, and trust for loopback (tests only).
+        su postgres -c "psql -q -c 'CREATE DATABASE test'" >/dev/null 2>&1 || true
+    fi
+    export ASYNCMQ_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test
+}
+
 stop_services() {
     for port in "${CLUSTER_PORTS[@]}"; do
         redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
@@ -70,5 +90,6 @@ stop_services() {
 
 start_redis
 start_redis_cluster
+start_postgres
 need_debian_package promtool prometheus
 need_debian_package amtool prometheus-alertmanager

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncmq.core.seam import seam
+from asyncmq.errors import ConfigurationError
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -102,9 +103,18 @@ class BaseBackend(ABC):
 
     # -- producing ------------------------------------------------------------------
     @abstractmethod
-    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+    async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
         """Store jobs (`waiting` or `delayed` by their status). An id that already exists
-        in the queue is left untouched and reported `False`."""
+        in the queue is left untouched and reported `False`. `connection`: a connection of
+        the caller's, whose transaction the jobs join (backends that have one; the others
+        refuse it with `refuse_connection`)."""
+
+    def refuse_connection(self, connection: Any) -> None:
+        if connection is not None:
+            raise ConfigurationError(
+                f"the {self.name} backend cannot enqueue in a caller's transaction (connection=): "
+                "the PostgreSQL backend can"
+            )
 
     # -- consuming ------------------------------------------------------------------
     @abstractmethod

@@ -14,6 +14,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
 from asyncmq.job import TERMINAL_STATES, Job, JobState
@@ -146,7 +147,8 @@ class InMemoryBackend(BaseBackend):
             self._trim(store, job.status, retention.keep)
 
     # -- producing --------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+    async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
+        self.refuse_connection(connection)
         stored = []
         for job in jobs:
             store = self._store(job.queue)

@@ -10,6 +10,7 @@ import click
 
 from asyncmq.cli.bench import bench
 from asyncmq.cli.common import AsyncMQGroup
+from asyncmq.cli.db import db_group
 from asyncmq.cli.demo import demo
 from asyncmq.cli.events import events_group
 from asyncmq.cli.exporter import exporter
@@ -42,3 +43,4 @@ cli.add_command(events_group)
 cli.add_command(exporter)
 cli.add_command(observability_group)
 cli.add_command(bench)
+cli.add_command(db_group)

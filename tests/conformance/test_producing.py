@@ -34,9 +34,9 @@ def enqueue_calls(backend: BaseBackend, monkeypatch: pytest.MonkeyPatch) -> list
     calls: list[int] = []
     original = backend.enqueue
 
-    async def counting(jobs: Sequence[Job]) -> list[bool]:
+    async def counting(jobs: Sequence[Job], *, connection: object = None) -> list[bool]:
         calls.append(len(jobs))
-        return await original(jobs)
+        return await original(jobs, connection=connection)
 
     monkeypatch.setattr(backend, "enqueue", counting)
     return calls

@@ -196,15 +196,19 @@ class PostgresBackend(BaseBackend):
             if self._listener is not None:
                 return
             if self._pool is None:
-                self._pool = await self._open_pool()
+                self._pool = await self.open_pool()
             async with self._pool.acquire() as conn:
                 await self._check_schema(conn)
             listener = Listener(self._dsn, self._pool, pg_schema.channel(self.schema))
             await listener.start()
             self._listener = listener
 
-    async def _open_pool(self) -> asyncpg.Pool:
-        assert self._dsn is not None
+    async def open_pool(self) -> asyncpg.Pool:
+        """A new pool on this backend's address (the backend's own, or a command's)."""
+        if self._dsn is None:
+            raise ConfigurationError(
+                "this PostgresBackend was given a pool: it has no address to open another"
+            )
         try:
             return await asyncpg.create_pool(
                 self._dsn,
@@ -300,7 +304,8 @@ class PostgresBackend(BaseBackend):
         rows = await self._fetch("claim", query, queue, limit, worker_id, now + lease_s, now, *rate_args)
         if rows and rows[0]["wait_s"] is not None:
             return ClaimResult([], float(rows[0]["wait_s"]))
-        return ClaimResult(_jobs([row["job"] for row in rows]))
+        claimed = sorted((row["job"] for row in rows), key=lambda job: (job["priority"], job["seq"]))
+        return ClaimResult(_jobs(claimed))  # in claim order: an UPDATE returns rows as it finds them
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self.connect()
@@ -349,12 +354,11 @@ class PostgresBackend(BaseBackend):
                     coalesce((SELECT n FROM {s}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
                 ) AS n
             ), gone AS (
-                DELETE FROM {s}.jobs AS j USING (
-                    SELECT queue, id FROM {s}.jobs
+                DELETE FROM {s}.jobs WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM {s}.jobs
                     WHERE queue = $1 AND status = $2
                     ORDER BY finished_at LIMIT (SELECT n FROM extra)
-                ) AS old
-                WHERE j.queue = old.queue AND j.id = old.id
+                ))
                 RETURNING 1
             )
             SELECT count(*) AS n FROM gone
@@ -424,12 +428,11 @@ class PostgresBackend(BaseBackend):
             WITH moved AS (
                 UPDATE {s}.jobs AS j
                 SET status = 'waiting', ready_at = $2, token = j.token + 1, seq = nextval('{s}.jobs_seq')
-                FROM (
-                    SELECT queue, id FROM {s}.jobs
+                WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM {s}.jobs
                     WHERE queue = $1 AND status = 'delayed' AND delay_until <= $2
                     ORDER BY delay_until LIMIT $3 FOR UPDATE SKIP LOCKED
-                ) AS due
-                WHERE j.queue = due.queue AND j.id = due.id
+                ))
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM moved) AS promoted,
@@ -455,13 +458,12 @@ class PostgresBackend(BaseBackend):
                     f"recover:{test}:{clause}",
                     f"""
                     UPDATE {{s}}.jobs AS j SET {clause}
-                    FROM (
-                        SELECT queue, id FROM {{s}}.jobs
+                    WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM {{s}}.jobs
                         WHERE queue = $1 AND status = 'active' AND lease_until < $3
                             AND stalls + 1 {test} $2
                         ORDER BY lease_until LIMIT {_RECOVER_BATCH} FOR UPDATE SKIP LOCKED
-                    ) AS stalled
-                    WHERE j.queue = stalled.queue AND j.id = stalled.id
+                    ))
                     RETURNING j.*
                     """,
                 )
@@ -595,12 +597,11 @@ class PostgresBackend(BaseBackend):
             "purge",
             f"""
             WITH gone AS (
-                DELETE FROM {{s}}.jobs AS j USING (
-                    SELECT queue, id FROM {{s}}.jobs
+                DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM {{s}}.jobs
                     WHERE queue = $1 AND status = $2 AND finished_at < $3
                     LIMIT {_PURGE_BATCH}
-                ) AS old
-                WHERE j.queue = old.queue AND j.id = old.id
+                ))
                 RETURNING 1
             )
             SELECT count(*) AS n FROM gone

@@ -88,10 +88,14 @@ class Listener:
         if self._reconnecting is not None:
             self._reconnecting.cancel()
             await asyncio.gather(self._reconnecting, return_exceptions=True)
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                if self._dsn is None:
-                    await self._pool.release(self._conn)
-                else:
-                    await self._conn.close(timeout=2)
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            conn.remove_termination_listener(self._lost)
+            await conn.remove_listener(self.channel, self._notified)
+        with contextlib.suppress(Exception):
+            if self._dsn is None:
+                await self._pool.release(conn)  # a pool's connection goes back clean
+            else:
+                await conn.close(timeout=2)

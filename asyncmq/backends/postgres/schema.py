@@ -17,9 +17,12 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
     workers       live workers and when their heartbeat runs out
     events        published lifecycle events for `asyncmq events tail`, trimmed by the scheduler
 
-Partial indexes serve each hot statement: claiming (`jobs_waiting`: queue, priority, seq of
-waiting jobs), the oldest waiting age (`jobs_waiting_since`), promotion (`jobs_delayed`),
-stalled recovery (`jobs_active`) and retention (`jobs_finished`).
+Each statement that moves a batch picks its rows by an index (`FOR UPDATE SKIP LOCKED`
+where others may race for them) and changes them by `ctid` (a TID scan: no join that could
+turn into a scan of the table). Partial indexes serve each hot statement: claiming
+(`jobs_waiting`: queue, priority, seq of waiting jobs), the oldest waiting age
+(`jobs_waiting_since`), promotion (`jobs_delayed`), stalled recovery (`jobs_active`) and
+retention (`jobs_finished`).
 
 The same trigger sends `NOTIFY` on the schema's channel when a queue gains waiting jobs
 (`w:<queue>`) or delayed ones (`d:<queue>`): delivered at commit, so a job enqueued in a
@@ -219,17 +222,16 @@ BEGIN
         p_limit := least(p_limit, floor(v_tokens)::integer);
     END IF;
     RETURN QUERY
-        WITH picked AS (
-            SELECT j.queue, j.id FROM {s}.jobs AS j
-            WHERE j.queue = p_queue AND j.status = 'waiting'
-            ORDER BY j.priority, j.seq
-            LIMIT p_limit
-            FOR UPDATE SKIP LOCKED
-        )
         UPDATE {s}.jobs AS j
         SET status = 'active', attempt = j.attempt + 1, token = j.token + 1,
             worker_id = p_worker, lease_until = p_lease_until
-        FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
+        WHERE j.ctid = ANY(ARRAY(
+            SELECT w.ctid FROM {s}.jobs AS w
+            WHERE w.queue = p_queue AND w.status = 'waiting'
+            ORDER BY w.priority, w.seq
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ))
         RETURNING NULL::double precision, j;
     IF p_rate > 0 THEN
         GET DIAGNOSTICS v_claimed = ROW_COUNT;

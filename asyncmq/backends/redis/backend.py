@@ -268,7 +268,8 @@ class RedisBackend(BaseBackend):
             self._known_queues.add(queue)
 
     # -- producing --------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+    async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
+        self.refuse_connection(connection)
         if not jobs:
             return []
         await self.connect()

@@ -1,0 +1,60 @@
+"""Enqueueing in the caller's transaction: the job exists, and wakes a worker, only if the
+caller's transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from asyncmq.backends.memory import InMemoryBackend
+from asyncmq.backends.postgres import PostgresBackend
+from asyncmq.errors import ConfigurationError
+from asyncmq.queues import Queue
+from tests.conformance.support import noop
+
+
+async def test_a_job_added_in_a_rolled_back_transaction_never_exists_nor_wakes_a_worker(
+    backend: PostgresBackend, conn: asyncpg.Connection
+) -> None:
+    queue = Queue("orders", backend=backend)
+    woken = asyncio.create_task(backend.wait_for_jobs("orders", 0.5))
+    await asyncio.sleep(0)  # the waiter is listening
+
+    transaction = conn.transaction()
+    await transaction.start()
+    job_id = await queue.add(noop.name, connection=conn)
+    await queue.add_bulk([{"task_id": noop.name}], connection=conn)
+    await transaction.rollback()
+
+    started = asyncio.get_running_loop().time()
+    await woken
+    assert asyncio.get_running_loop().time() - started > 0.3  # it waited out its timeout
+    assert await backend.get_job("orders", job_id) is None
+    assert (await queue.counts())["waiting"] == 0
+
+
+async def test_a_job_added_in_a_committed_transaction_is_there_and_wakes_a_worker_at_commit(
+    backend: PostgresBackend, conn: asyncpg.Connection
+) -> None:
+    queue = Queue("orders", backend=backend)
+    async with conn.transaction():
+        job_id = await noop.options(connection=conn, queue="orders").enqueue(backend)
+        assert await backend.get_job("orders", job_id) is None  # not before the commit
+        woken = asyncio.create_task(backend.wait_for_jobs("orders", 5))
+        await asyncio.sleep(0.05)
+        assert not woken.done()
+
+    await asyncio.wait_for(woken, 2)
+    assert (await backend.get_job("orders", job_id)) is not None
+    assert await queue.worker().process() is True
+
+
+async def test_a_backend_without_transactions_refuses_a_connection_by_name() -> None:
+    queue = Queue("orders", backend=InMemoryBackend())
+    with pytest.raises(
+        ConfigurationError, match="the memory backend cannot enqueue in a caller's transaction"
+    ):
+        await queue.add(noop.name, connection=object())
+    assert (await queue.counts())["waiting"] == 0

@@ -210,6 +210,10 @@ class BaseBackend(ABC):
         """Delete finished jobs past their retention; return how many."""
 
     @abstractmethod
+    async def delete_queue(self, queue: str) -> None:
+        """Delete the queue and everything it holds: jobs, schedules, workers, flags, events."""
+
+    @abstractmethod
     async def stats(self, queue: str, now: float) -> QueueStats: ...
 
     @abstractmethod

@@ -367,6 +367,9 @@ class InMemoryBackend(BaseBackend):
             self._trim(store, state, retention.keep)
         return removed
 
+    async def delete_queue(self, queue: str) -> None:
+        self._stores.pop(queue, None)
+
     async def stats(self, queue: str, now: float) -> QueueStats:
         store = self._peek(queue)
         counts = {

@@ -205,20 +205,8 @@ async def latencies_ms(queue: Queue, ids: Sequence[str]) -> list[float]:
 
 
 async def remove_queue(backend: BaseBackend, name: str) -> None:
-    """Delete every key of queue `name` on Redis; an in-memory queue goes with its backend."""
-    from asyncmq.backends.memory import InMemoryBackend
-
-    if isinstance(backend, InMemoryBackend):
-        return
-    from asyncmq.backends.redis import RedisBackend
-
-    if not isinstance(backend, RedisBackend):
-        return
-    client = backend.client
-    keys = [key async for key in client.scan_iter(match=f"{backend.prefix}:{{{name}}}:*", count=1000)]
-    for start in range(0, len(keys), 1000):
-        await client.delete(*keys[start : start + 1000])
-    await client.srem(f"{backend.prefix}:queues", name)
+    """Delete the round's queue and all it holds."""
+    await backend.delete_queue(name)
 
 
 # -- worker processes -----------------------------------------------------------------------

@@ -200,3 +200,18 @@ async def test_a_running_worker_purges_finished_jobs_past_result_ttl(
     await asyncio.wait_for(purged.wait(), WAIT_S)
 
     assert await queue.counts() == counts()
+
+
+async def test_deleting_a_queue_removes_everything_it_holds(queue: Queue, backend: BaseBackend) -> None:
+    job_id = await queue.add(NOOP)
+    await queue.add(NOOP, delay=60)
+    await queue.add_repeatable(NOOP, every=60)
+    await queue.pause()
+
+    await backend.delete_queue(queue.name)
+
+    assert await queue.counts() == counts()
+    assert await queue.repeatables() == []
+    assert await backend.get_job(queue.name, job_id) is None
+    assert queue.name not in await backend.queues()
+    assert (await queue.stats()).paused is False

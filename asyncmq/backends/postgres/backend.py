@@ -318,6 +318,7 @@ class PostgresBackend(BaseBackend):
         fields = ("queue", "id", "token", "status", *OUTCOME_FIELDS)
         columns = [_column(jobs, name) for name in fields]
         sets = ", ".join(f"{name} = o.{name}" for name in OUTCOME_FIELDS)
+        keep = len(fields) + 1
         query = self.sql(
             "finish",
             f"""
@@ -331,6 +332,22 @@ class PostgresBackend(BaseBackend):
                 FROM o
                 WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
                 RETURNING j.queue, j.id
+            ), excess AS (  -- what the finished states will hold past `keep` once these are in
+                SELECT o.queue, o.status, count(*) + coalesce(max(c.n), 0) - ${keep} AS n
+                FROM o LEFT JOIN (
+                    SELECT queue, status, sum(n) AS n FROM {{s}}.counts GROUP BY queue, status
+                ) AS c ON c.queue = o.queue AND c.status = o.status
+                WHERE o.status IN ({", ".join(f"'{state}'" for state in _FINISHED)})
+                GROUP BY o.queue, o.status
+            ), trimmed AS (  -- the oldest of them go, in the same statement
+                DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
+                    SELECT old.ctid FROM excess CROSS JOIN LATERAL (
+                        SELECT j.ctid FROM {{s}}.jobs AS j
+                        WHERE j.queue = excess.queue AND j.status = excess.status
+                        ORDER BY j.finished_at LIMIT greatest(excess.n, 0)
+                    ) AS old
+                    WHERE excess.n > 0
+                ))
             )
             SELECT queue, id FROM done
             UNION ALL
@@ -338,10 +355,8 @@ class PostgresBackend(BaseBackend):
             WHERE j.settled_token = o.token
             """,
         )
-        rows = await self._fetch("finish", query, *columns)
+        rows = await self._fetch("finish", query, *columns, retention.keep)
         accepted = {(row["queue"], row["id"]) for row in rows}
-        for queue, status in {(job.queue, job.status.value) for job in jobs if job.status in TERMINAL_STATES}:
-            await self._trim(queue, status, retention.keep)
         return [(job.queue, job.id) in accepted for job in jobs]
 
     async def _trim(self, queue: str, status: str, keep: int, conn: Any = None) -> int:
@@ -351,7 +366,7 @@ class PostgresBackend(BaseBackend):
             """
             WITH extra AS (
                 SELECT greatest(
-                    coalesce((SELECT n FROM {s}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
+                    coalesce((SELECT sum(n) FROM {s}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
                 ) AS n
             ), gone AS (
                 DELETE FROM {s}.jobs WHERE ctid = ANY(ARRAY(
@@ -618,13 +633,29 @@ class PostgresBackend(BaseBackend):
         await self._trim_events(queue)
         return removed
 
+    async def delete_queue(self, queue: str) -> None:
+        query = self.sql(
+            "delete_queue",
+            """
+            WITH jobs AS (DELETE FROM {s}.jobs WHERE queue = $1),
+                reps AS (DELETE FROM {s}.repeatables WHERE queue = $1),
+                workers AS (DELETE FROM {s}.workers WHERE queue = $1),
+                events AS (DELETE FROM {s}.events WHERE queue = $1),
+                counts AS (DELETE FROM {s}.counts WHERE queue = $1)
+            DELETE FROM {s}.queues WHERE name = $1
+            """,
+        )
+        await self._fetch("delete_queue", query, queue)
+        self._known_queues.discard(queue)
+
     async def stats(self, queue: str, now: float) -> QueueStats:
         query = self.sql(
             "stats",
             """
             SELECT
-                (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM {s}.counts WHERE queue = $1)
-                    AS counts,
+                (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
+                    SELECT status, sum(n) AS n FROM {s}.counts WHERE queue = $1 GROUP BY status) AS c
+                ) AS counts,
                 (SELECT ready_at FROM {s}.jobs WHERE queue = $1 AND status = 'waiting'
                  ORDER BY ready_at LIMIT 1) AS oldest,
                 (SELECT paused FROM {s}.queues WHERE name = $1) AS paused,

@@ -11,7 +11,9 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
                   of arrival into `waiting`) and `settled_token` (an outcome sent twice is
                   recognised); fill factor 70, vacuumed often: rows move between states
     counts        jobs per (queue, status), kept by a statement-level trigger on `jobs`, so a
-                  scrape reads O(queues) rows, never counts the jobs
+                  scrape reads O(queues) rows, never counts the jobs; spread over 16 rows
+                  (`shard`: the connection's pid) so that a claim and a finish committing
+                  at once do not queue behind one row lock
     queues        one row per known queue: the paused flag and the rate limit's token bucket
     repeatables   schedules and their next firing time
     workers       live workers and when their heartbeat runs out
@@ -113,8 +115,9 @@ CREATE INDEX jobs_finished ON {s}.jobs (queue, status, finished_at)
 CREATE TABLE {s}.counts (
     queue text NOT NULL,
     status text NOT NULL,
+    shard smallint NOT NULL,
     n bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (queue, status)
+    PRIMARY KEY (queue, status, shard)
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 
 CREATE TABLE {s}.queues (
@@ -153,23 +156,23 @@ CREATE INDEX events_queue ON {s}.events (queue, position);
 CREATE FUNCTION {s}.jobs_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO {s}.counts AS c (queue, status, n)
-            SELECT queue, status, count(*) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        INSERT INTO {s}.counts AS c (queue, status, shard, n)
+            SELECT queue, status, pg_backend_pid() % 16, count(*) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
         PERFORM pg_notify('{channel}', kind || queue) FROM (
             SELECT DISTINCT CASE status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, queue
             FROM new_rows WHERE status IN ('waiting', 'delayed')) AS woken;
     ELSIF TG_OP = 'DELETE' THEN
-        UPDATE {s}.counts AS c SET n = c.n - gone.n
-        FROM (SELECT queue, status, count(*) AS n FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2) AS gone
-        WHERE c.queue = gone.queue AND c.status = gone.status;
+        INSERT INTO {s}.counts AS c (queue, status, shard, n)
+            SELECT queue, status, pg_backend_pid() % 16, -count(*) FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
     ELSE
-        INSERT INTO {s}.counts AS c (queue, status, n)
-            SELECT queue, status, sum(delta) FROM (
+        INSERT INTO {s}.counts AS c (queue, status, shard, n)
+            SELECT queue, status, pg_backend_pid() % 16, sum(delta) FROM (
                 SELECT queue, status, -1 AS delta FROM old_rows
                 UNION ALL SELECT queue, status, 1 FROM new_rows) AS moved
             GROUP BY 1, 2 HAVING sum(delta) <> 0 ORDER BY 1, 2
-        ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
         PERFORM pg_notify('{channel}', kind || queue) FROM (
             SELECT DISTINCT CASE n.status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, n.queue
             FROM new_rows AS n JOIN old_rows AS o ON o.queue = n.queue AND o.id = n.id

@@ -483,6 +483,14 @@ class RedisBackend(BaseBackend):
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
         return int(await self._run("purge", queue, repr(now), repr(retention.ttl_s), retention.keep))
 
+    async def delete_queue(self, queue: str) -> None:
+        await self.connect()
+        keys = [key async for key in self.client.scan_iter(match=self._base(queue) + "*", count=1000)]
+        for key in keys:  # one by one: a cluster client refuses a multi-key DEL across slots
+            await self.client.delete(key)
+        await self._timed("delete_queue", self.client.srem(f"{self.prefix}:queues", queue))
+        self._known_queues.discard(queue)
+
     async def stats(self, queue: str, now: float) -> QueueStats:
         await self.connect()
         base = self._base(queue)

@@ -640,12 +640,15 @@ class PostgresBackend(BaseBackend):
             WITH jobs AS (DELETE FROM {s}.jobs WHERE queue = $1),
                 reps AS (DELETE FROM {s}.repeatables WHERE queue = $1),
                 workers AS (DELETE FROM {s}.workers WHERE queue = $1),
-                events AS (DELETE FROM {s}.events WHERE queue = $1),
-                counts AS (DELETE FROM {s}.counts WHERE queue = $1)
+                events AS (DELETE FROM {s}.events WHERE queue = $1)
             DELETE FROM {s}.queues WHERE name = $1
             """,
         )
-        await self._fetch("delete_queue", query, queue)
+        counts = self.sql("delete_counts", "DELETE FROM {s}.counts WHERE queue = $1")
+        await self.connect()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._fetch("delete_queue", query, queue, conn=conn)
+            await self._fetch("delete_queue", counts, queue, conn=conn)  # after the jobs' trigger
         self._known_queues.discard(queue)
 
     async def stats(self, queue: str, now: float) -> QueueStats:

@@ -68,7 +68,7 @@ async def test_an_enqueue_hook_writes_metadata_that_is_stored_and_seen_by_the_ta
 
 async def test_an_enqueue_hook_is_told_when_storing_fails() -> None:
     class Broken(InMemoryBackend):
-        async def enqueue(self, jobs: Sequence[Job]) -> list[bool]:
+        async def enqueue(self, jobs: Sequence[Job], *, connection: object = None) -> list[bool]:
             raise ConnectionError("store down")
 
     hooks.add(Stamp())

@@ -114,10 +114,12 @@ async def test_the_rate_limit_spaces_starts_by_its_token_bucket_and_loses_no_job
 
     starts = sorted(payload["timestamps"]["started_at"] for payload in events.of("job:started"))
     assert len(starts) == 8
-    # A full bucket lets 5 start at once; then one token comes back every 0.2 s.
+    # A full bucket lets 5 start at once; then one token comes back every 0.2 s. A start is
+    # stamped a claim's round trip after the bucket's clock read (longer for the first claim
+    # on a connection, which prepares its statement): 30 ms of slack.
     assert starts[4] - starts[0] < 0.1
     for k in (5, 6, 7):
-        assert starts[k] - starts[0] >= (k - 4) * 0.2 - 0.01
+        assert starts[k] - starts[0] >= (k - 4) * 0.2 - 0.03
     assert starts[7] - starts[0] < 1.5
     assert events.of("queue:rate_limited") != []
     assert sorted(payload["id"] for payload in events.of("job:completed")) == sorted(ids)

@@ -1,0 +1,65 @@
+"""The schema: created and brought up to date once, checked on connect, never downgraded, and
+a database that cannot be reached is one clear error."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from asyncmq.backends.postgres import PostgresBackend
+from asyncmq.backends.postgres import schema as pg_schema
+from asyncmq.errors import ConfigurationError
+from tests.cli.helpers import invoke
+from tests.postgres.conftest import MakeBackend
+
+
+async def test_migrating_twice_applies_each_migration_once(conn: asyncpg.Connection, schema: str) -> None:
+    assert await pg_schema.migrate(conn, schema) == [version for version, _ in pg_schema.MIGRATIONS]
+    assert await pg_schema.migrate(conn, schema) == []
+    assert await pg_schema.applied_version(conn, schema) == pg_schema.LATEST
+
+
+async def test_a_backend_that_may_not_migrate_names_the_command_that_does(make_backend: MakeBackend) -> None:
+    with pytest.raises(ConfigurationError, match=r"is at version 0, this asyncmq needs .*asyncmq db migrate"):
+        await make_backend(migrate=False)
+
+
+async def test_a_schema_newer_than_this_asyncmq_is_refused(
+    make_backend: MakeBackend, conn: asyncpg.Connection, schema: str
+) -> None:
+    await pg_schema.migrate(conn, schema)
+    await conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES (999)")
+    with pytest.raises(ConfigurationError, match="is at version 999, newer than this asyncmq knows"):
+        await make_backend()
+
+
+async def test_an_unreachable_database_is_one_clear_error(make_backend: MakeBackend) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"cannot connect to PostgreSQL at postgresql://u@127\.0\.0\.1:1/x"
+    ):
+        await make_backend(dsn="postgresql://u:secret@127.0.0.1:1/x")
+
+
+def test_the_cli_says_in_one_line_when_the_login_is_refused(postgres_url: str) -> None:
+    refused = postgres_url.replace("postgres@", "no_such_role@", 1)
+    done = invoke("queue", "list", "--backend", refused)
+    assert done.exit_code == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "cannot connect to PostgreSQL" in done.stderr
+    assert "no_such_role" in done.stderr
+
+
+def test_db_migrate_check_fails_until_migrate_has_run(postgres_url: str, schema: str, conn: object) -> None:
+    url = f"{postgres_url}?schema={schema}"
+    check = invoke("db", "migrate", "--check", "--backend", url)
+    assert check.exit_code == 1
+    assert "run `asyncmq db migrate`" in check.stderr
+    migrated = invoke("db", "migrate", "--backend", url)
+    assert migrated.exit_code == 0
+    assert f"to {pg_schema.LATEST}" in migrated.stdout
+    assert invoke("db", "migrate", "--check", "--backend", url).exit_code == 0
+
+
+def test_the_backend_refuses_a_bad_schema_name() -> None:
+    with pytest.raises(ConfigurationError, match="invalid PostgreSQL schema name 'drop table'"):
+        PostgresBackend("postgresql://x@127.0.0.1/x", schema="drop table")

@@ -73,13 +73,21 @@ _PURGE_BATCH = 5000
 _RECOVER_BATCH = 1000
 
 
-def _job(record: Any) -> Job | None:
-    """A job from a row; `None` (logged) for a row that does not make a valid job."""
+def _job_or_reason(record: Any) -> Job | str:
+    """A job from a row, or why the row makes none."""
     try:
         return Job.from_record({name: record[name] for name in _JOB_COLUMNS})
     except (MalformedJobError, KeyError, TypeError) as exc:
-        log.error("skipping malformed job row %r: %s", record.get("id") if record else None, exc)
+        return str(exc)
+
+
+def _job(record: Any) -> Job | None:
+    """A job from a row; `None` (logged) for a row that does not make a valid job."""
+    found = _job_or_reason(record)
+    if isinstance(found, str):
+        log.error("skipping malformed job row %r: %s", record.get("id") if record else None, found)
         return None
+    return found
 
 
 def _jobs(records: Sequence[Any]) -> list[Job]:
@@ -305,7 +313,35 @@ class PostgresBackend(BaseBackend):
         if rows and rows[0]["wait_s"] is not None:
             return ClaimResult([], float(rows[0]["wait_s"]))
         claimed = sorted((row["job"] for row in rows), key=lambda job: (job["priority"], job["seq"]))
-        return ClaimResult(_jobs(claimed))  # in claim order: an UPDATE returns rows as it finds them
+        jobs: list[Job] = []  # in claim order: an UPDATE returns rows as it finds them
+        malformed: list[tuple[str, int, str]] = []
+        for record in claimed:
+            found = _job_or_reason(record)
+            if isinstance(found, str):
+                malformed.append((record["id"], record["token"], found))
+            else:
+                jobs.append(found)
+        if malformed:
+            await self._fail_malformed(queue, malformed, now)
+        return ClaimResult(jobs)
+
+    async def _fail_malformed(self, queue: str, rows: list[tuple[str, int, str]], now: float) -> None:
+        """A row no worker can run (changed by hand, written by other code) fails at once, with
+        the reason in its error, rather than stalling again and again."""
+        for job_id, _, reason in rows:
+            log.error("job %s of queue %r is malformed and fails: %s", job_id, queue, reason)
+        query = self.sql(
+            "fail_malformed",
+            """
+            UPDATE {s}.jobs AS j
+            SET status = 'failed', token = j.token + 1, finished_at = $5, lease_until = NULL,
+                worker_id = NULL, error = jsonb_build_object('type', 'MalformedJobError', 'message', o.reason)
+            FROM unnest($2::text[], $3::bigint[], $4::text[]) AS o(id, token, reason)
+            WHERE j.queue = $1 AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+            """,
+        )
+        ids, tokens, reasons = (list(column) for column in zip(*rows, strict=True))
+        await self._fetch("fail_malformed", query, queue, ids, tokens, reasons, now)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self.connect()

@@ -22,9 +22,12 @@ import pytest
 from asyncmq.backends.postgres import PostgresBackend
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
+from tests.cli.helpers import asyncmq_command
 from tests.conformance.support import StartWorker
 from tests.postgres.conftest import MakeBackend
+from tests.redis.app import nap
 
+ROOT = Path(__file__).resolve().parents[2]
 RUNS: collections.Counter[str] = collections.Counter()
 #: (attempts to reach, set when reached): what `_runs_reach` waits on.
 TARGET: list[tuple[int, asyncio.Event]] = []
@@ -194,3 +197,37 @@ async def test_a_server_restart_mid_run_loses_no_job(
         assert RUNS.total() - jobs <= 50
     finally:
         await backend.close()
+
+
+# -- a worker process killed with SIGKILL ---------------------------------------------
+@pytest.mark.slow
+async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
+    backend: PostgresBackend, postgres_url: str, schema: str, tmp_path: Path, start_worker: StartWorker
+) -> None:
+    jobs = 300
+    queue = Queue("killed", backend=backend)
+    ids = await queue.add_bulk([{"task_id": nap.name, "args": [n, 0.02]} for n in range(jobs)])
+    root = ROOT
+    with (tmp_path / "worker.log").open("wb") as log:
+        child = await asyncio.create_subprocess_exec(
+            *asyncmq_command(), "worker", "start", "killed", "--backend", f"{postgres_url}?schema={schema}",
+            "--app", "tests.redis.app", "--concurrency", "10",
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root), "ASYNCMQ_LEASE_SECONDS": "1.0"},
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while (await queue.counts())["completed"] < jobs // 5:
+                assert child.returncode is None, (tmp_path / "worker.log").read_text()
+                assert time.monotonic() < deadline, "the worker process completed nothing"
+                await asyncio.sleep(0.05)
+        finally:
+            child.kill()
+            await child.wait()
+    assert (await queue.counts())["active"] > 0, "the killed worker held no job: nothing to recover"
+
+    # The rescuer's lease is longer, so only the dead worker's jobs stall.
+    await start_worker(Queue("killed", backend=backend, lease=2.0).worker(handle_signals=False))
+    await _until_all_done(queue, jobs)
+    completed = await queue.list_jobs("completed", limit=jobs * 2)
+    assert sorted(job.id for job in completed) == sorted(ids)

@@ -150,6 +150,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Hand a connection back to the pool as it is. asyncpg's default reset (`RESET ALL`,
+    `UNLISTEN *`, ...) is a round trip on every release, doubling each statement's cost; this
+    backend's statements leave no session state behind (they set nothing, listen elsewhere,
+    and take only transaction-scoped locks)."""
+
+
 class PostgresBackend(BaseBackend):
     """Jobs in PostgreSQL, shared by every process that names the same database and schema.
 
@@ -223,6 +230,7 @@ class PostgresBackend(BaseBackend):
                 min_size=1,
                 max_size=self.max_connections,
                 init=_init_connection,
+                reset=_keep_session,
                 statement_cache_size=100 if self.prepared_statements else 0,
             )
         except (OSError, asyncpg.PostgresError) as exc:

@@ -15,6 +15,7 @@ import orjson
 from asyncmq.errors import InvalidQueueNameError, MalformedJobError, PayloadTooLargeError, SerializationError
 
 __all__ = [
+    "FIELD_KINDS",
     "OUTCOME_FIELDS",
     "TERMINAL_STATES",
     "Job",
@@ -196,6 +197,18 @@ _FLOAT_FIELDS = frozenset(
     }
 )
 _JSON_FIELDS = frozenset(_FIELD_NAMES) - _STR_FIELDS - _INT_FIELDS - _FLOAT_FIELDS
+#: Each field's kind ("str", "int", "float" or "json"), in field order: what a store with typed
+#: columns needs to lay a job out.
+FIELD_KINDS: dict[str, str] = {
+    name: "str"
+    if name in _STR_FIELDS
+    else "int"
+    if name in _INT_FIELDS
+    else "float"
+    if name in _FLOAT_FIELDS
+    else "json"
+    for name in _FIELD_NAMES
+}
 
 
 _DEFAULTS = {

@@ -22,7 +22,7 @@ from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimi
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
 from asyncmq.errors import ConfigurationError, MalformedJobError
-from asyncmq.job import OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
+from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -38,31 +38,11 @@ __all__ = ["PostgresBackend"]
 
 log = get_logger(__name__)
 
-#: The job's columns in `Job` field order (the table adds `seq` and `settled_token`).
-_JOB_COLUMNS = (
-    "id", "queue", "task", "args", "kwargs", "status", "priority", "max_retries", "attempt", "backoff",
-    "ttl_s", "timeout_s", "created_at", "delay_until", "ready_at", "started_at", "finished_at",
-    "lease_until", "worker_id", "token", "stalls", "result", "error", "progress", "repeat_key", "meta",
-)  # fmt: skip
-_COLUMN_TYPES = {
-    **dict.fromkeys(("id", "queue", "task", "status", "worker_id", "repeat_key"), "text"),
-    **dict.fromkeys(("priority", "max_retries", "attempt", "stalls"), "integer"),
-    "token": "bigint",
-    **dict.fromkeys(
-        (
-            "ttl_s",
-            "timeout_s",
-            "created_at",
-            "delay_until",
-            "ready_at",
-            "started_at",
-            "finished_at",
-            "lease_until",
-        ),
-        "double precision",
-    ),
-    **dict.fromkeys(("args", "kwargs", "backoff", "result", "error", "progress", "meta"), "jsonb"),
-}
+#: The job's columns in `Job` field order (the table adds `seq` and `settled_token`), and
+#: their SQL types by the field's kind (`token` counts past 2^31: bigint).
+_JOB_COLUMNS = tuple(FIELD_KINDS)
+_SQL_TYPES = {"str": "text", "int": "integer", "float": "double precision", "json": "jsonb"}
+_COLUMN_TYPES = {name: _SQL_TYPES[kind] for name, kind in FIELD_KINDS.items()} | {"token": "bigint"}
 #: What an enqueue writes; the rest start at their column defaults.
 _ENQUEUE_COLUMNS = (
     "queue", "id", "task", "status", "priority", "args", "kwargs", "max_retries", "backoff", "ttl_s",

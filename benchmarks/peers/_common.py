@@ -9,6 +9,10 @@ How the process rate is measured, the same way for every system: the no-op task 
 the worker process; the first call writes `bench:first`, the N-th `bench:last` (two writes per run,
 not per job). The rate is N / (last - first): from the worker's first job to its last, so that
 interpreter start-up and imports, which differ by seconds between systems, are not counted.
+
+On PostgreSQL (`--postgres`, run.py's PostgreSQL set) the jobs live in PostgreSQL and Redis still
+keeps only that bookkeeping. Each peer there creates its database if it is missing (see
+`postgres_database`) and drops and recreates its own tables before its run.
 """
 
 from __future__ import annotations
@@ -26,24 +30,29 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "HERE",
     "LATENCY_KEY",
+    "POSTGRES_URL",
     "MiniRedis",
     "NoopCounter",
+    "PostgresDatabase",
     "Settings",
     "apaced",
     "paced",
+    "postgres_database",
     "run",
     "settings",
     "venv_bin",
 ]
 
 HERE = Path(__file__).resolve().parent
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/asyncmq_bench"
 LATENCY_KEY = "bench:latency"
 FIRST_KEY = "bench:first"
 LAST_KEY = "bench:last"
@@ -121,6 +130,7 @@ class NoopCounter:
 
 class Settings(argparse.Namespace):
     redis: str
+    postgres: str
     jobs: int
     one_by_one: int
     concurrency: int
@@ -131,6 +141,11 @@ class Settings(argparse.Namespace):
 def settings(description: str | None = None) -> Settings:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/9", help="a database of its own: flushed")
+    parser.add_argument(
+        "--postgres",
+        default=POSTGRES_URL,
+        help="PostgreSQL peers: their database (created if missing; each drops and recreates its own tables)",
+    )
     parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs the worker drains")
     parser.add_argument(
         "--one-by-one",
@@ -144,8 +159,34 @@ def settings(description: str | None = None) -> Settings:
     args = parser.parse_args(namespace=Settings())
     if args.redis.rstrip("/").endswith(("/0", ":6379")):
         parser.error("refusing to use (and flush) Redis database 0: pass a database of the benchmark's own")
+    if postgres_database(args.postgres).name in ("", "postgres", "template0", "template1"):
+        parser.error("refusing to use PostgreSQL's own databases: pass a database of the benchmark's own")
     args.one_by_one = min(args.one_by_one, args.jobs)
     return args
+
+
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """A benchmark database: its URL and name, and the URL of the `postgres` database that creates it."""
+
+    url: str
+    name: str
+    maintenance_url: str
+
+
+def postgres_database(url: str, peer: str = "") -> PostgresDatabase:
+    """The database named in `url`, or with `peer` the peer's own next to it (`<name>_<peer>`), so that
+    peers never touch each other's tables. Create it, if missing, from `maintenance_url`:
+    `SELECT 1 FROM pg_database WHERE datname = <name>`, then `CREATE DATABASE "<name>"`."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if peer:
+        name = f"{name}_{peer}"
+    return PostgresDatabase(
+        url=urlunsplit(parts._replace(path=f"/{name}")),
+        name=name,
+        maintenance_url=urlunsplit(parts._replace(path="/postgres")),
+    )
 
 
 def flush(args: Settings) -> MiniRedis:
@@ -169,6 +210,7 @@ def start_worker(command: Sequence[str], args: Settings) -> subprocess.Popen[byt
         "BENCH_JOBS": str(args.jobs),
         "BENCH_CONCURRENCY": str(args.concurrency),
         "BENCH_REDIS": args.redis,
+        "BENCH_POSTGRES": args.postgres,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
     }
     with (logs / f"{log_name}.log").open("wb") as log:
@@ -266,7 +308,7 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     redis = flush(args)
     if prepare is not None:
-        prepare()  # what must follow the flush, such as creating a stream's consumer group
+        prepare()  # what must follow the flush: a stream's consumer group, a PostgreSQL peer's tables
     figures: dict[str, Any] = {"jobs": args.jobs, "bulk_method": bulk_method, "notes": notes}
     figures["enqueue_one_by_one"] = timed(enqueue_one_by_one, args.one_by_one)
     rest = args.jobs - args.one_by_one

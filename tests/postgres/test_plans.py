@@ -1,6 +1,9 @@
 """The hot statements use their indexes: on a table of 100,000 jobs, the plans PostgreSQL
-actually runs for claiming, promotion and stalled recovery (read from `auto_explain`, nested
-statements of the claim function included) scan an index, never the whole table."""
+actually runs for claiming, promotion, stalled recovery, outcomes with their retention and
+purging (read from `auto_explain`, nested statements of the claim function included) scan
+an index, never the whole table or the whole queue. Plans are the generic ones a long-running
+worker's prepared statements settle on, where a parameter cannot prove a partial index's
+predicate."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import asyncpg
 import pytest
 
 from asyncmq.backends.postgres import PostgresBackend
+from asyncmq.job import JobState
 from asyncmq.queues import Queue
 from asyncmq.transitions import Retention, stall_recovery
 from tests.conformance.support import noop
@@ -24,7 +28,8 @@ async def _explained(postgres_url: str, schema: str, plans: list[str]) -> Postgr
         conn.add_log_listener(lambda _conn, message: plans.append(message.message))
         await conn.execute(
             "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
-            "SET auto_explain.log_nested_statements = on; SET client_min_messages = log"
+            "SET auto_explain.log_nested_statements = on; SET client_min_messages = log; "
+            "SET plan_cache_mode = force_generic_plan"
         )
 
     init = PostgresBackend.init_connection
@@ -40,7 +45,7 @@ def _plans_of(plans: list[str], marker: str) -> list[str]:
 
 # The plans arrive through a log listener that stays on the pool's connections.
 @pytest.mark.filterwarnings("ignore:.*active log listener:asyncpg.exceptions.InterfaceWarning")
-async def test_claim_promotion_and_recovery_use_their_indexes_on_100000_jobs(
+async def test_hot_statements_use_their_indexes_on_100000_jobs_in_generic_plans(
     backend: PostgresBackend, postgres_url: str, schema: str, conn: asyncpg.Connection
 ) -> None:
     queue = Queue("big", backend=backend)
@@ -59,6 +64,11 @@ async def test_claim_promotion_and_recovery_use_their_indexes_on_100000_jobs(
         await explained.promote_due("big", time.time() + 7200, 1000)
         recovery = stall_recovery(1, Retention(ttl_s=60, keep=100))
         assert len(await explained.recover_stalled("big", time.time() + 1, recovery)) == 50
+        finished = (await explained.claim("big", "w", 50, 60, time.time(), None)).jobs
+        for job in finished:
+            job.status, job.finished_at = JobState.COMPLETED, time.time()
+        assert all(await explained.finish(finished, Retention(ttl_s=60, keep=10)))  # 40 trimmed
+        await explained.purge_finished("big", time.time() + 3600, Retention(ttl_s=60, keep=10))
     finally:
         await explained.close()
         await explained.pool.close()
@@ -73,3 +83,16 @@ async def test_claim_promotion_and_recovery_use_their_indexes_on_100000_jobs(
         for plan in found:
             assert f"Index Scan using {index}" in plan or f"Index Only Scan using {index}" in plan, plan
             assert "Seq Scan on jobs" not in plan, plan
+
+    # An outcome finds its row by primary key, and retention the oldest finished jobs by
+    # their index: neither reads through the queue's other jobs.
+    for marker, indexes in (
+        ("settled_token = o.token", ("jobs_pkey", "jobs_finished")),
+        ("finished_at <", ("jobs_finished",)),
+    ):
+        found = _plans_of(plans, marker)
+        assert found, f"no plan logged for {marker!r}"
+        for plan in found:
+            for index in indexes:
+                assert f"using {index} on jobs" in plan, plan
+            assert "Seq Scan on jobs" not in plan and "Bitmap" not in plan, plan

@@ -49,6 +49,10 @@ _ENQUEUE_COLUMNS = (
     "timeout_s", "created_at", "delay_until", "ready_at", "repeat_key", "meta",
 )  # fmt: skip
 _FINISHED = tuple(state.value for state in TERMINAL_STATES)
+#: Said in every statement that looks finished jobs up by a status it is given: a prepared
+#: statement's generic plan can use the partial index `jobs_finished` only when its
+#: predicate is written out (a `status = $2` alone does not imply it).
+_FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in _FINISHED) + ")"
 _PURGE_BATCH = 5000
 _RECOVER_BATCH = 1000
 
@@ -354,20 +358,20 @@ class PostgresBackend(BaseBackend):
                     lease_until = NULL, worker_id = NULL, {sets},
                     seq = CASE WHEN o.status = 'waiting' THEN nextval('{{s}}.jobs_seq') ELSE j.seq END
                 FROM o
-                WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+                WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token  -- still ours: active
                 RETURNING j.queue, j.id
             ), excess AS (  -- what the finished states will hold past `keep` once these are in
                 SELECT o.queue, o.status, count(*) + coalesce(max(c.n), 0) - ${keep} AS n
                 FROM o LEFT JOIN (
                     SELECT queue, status, sum(n) AS n FROM {{s}}.counts GROUP BY queue, status
                 ) AS c ON c.queue = o.queue AND c.status = o.status
-                WHERE o.status IN ({", ".join(f"'{state}'" for state in _FINISHED)})
+                WHERE o.status IN {_FINISHED_SQL}
                 GROUP BY o.queue, o.status
             ), trimmed AS (  -- the oldest of them go, in the same statement
                 DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
                     SELECT old.ctid FROM excess CROSS JOIN LATERAL (
                         SELECT j.ctid FROM {{s}}.jobs AS j
-                        WHERE j.queue = excess.queue AND j.status = excess.status
+                        WHERE j.queue = excess.queue AND j.status = excess.status AND j.status IN {_FINISHED_SQL}
                         ORDER BY j.finished_at LIMIT greatest(excess.n, 0)
                     ) AS old
                     WHERE excess.n > 0
@@ -387,15 +391,15 @@ class PostgresBackend(BaseBackend):
         """Delete all but the newest `keep` jobs of a finished state, when there are more."""
         query = self.sql(
             "trim",
-            """
+            f"""
             WITH extra AS (
                 SELECT greatest(
-                    coalesce((SELECT sum(n) FROM {s}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
+                    coalesce((SELECT sum(n) FROM {{s}}.counts WHERE queue = $1 AND status = $2), 0) - $3, 0
                 ) AS n
             ), gone AS (
-                DELETE FROM {s}.jobs WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM {s}.jobs
-                    WHERE queue = $1 AND status = $2
+                DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM {{s}}.jobs
+                    WHERE queue = $1 AND status = $2 AND status IN {_FINISHED_SQL}
                     ORDER BY finished_at LIMIT (SELECT n FROM extra)
                 ))
                 RETURNING 1
@@ -607,11 +611,12 @@ class PostgresBackend(BaseBackend):
             JobState.DELAYED: "delay_until",
             JobState.ACTIVE: "lease_until",
         }.get(state, "finished_at DESC")
-        query = self.sql(
-            f"list:{order}",
-            f"SELECT * FROM {{s}}.jobs WHERE queue = $1 AND status = $2 ORDER BY {order} LIMIT $3 OFFSET $4",
+        query = self.sql(  # the state written out: a generic plan then uses its partial index
+            f"list:{state.value}",
+            f"SELECT * FROM {{s}}.jobs WHERE queue = $1 AND status = '{state.value}' "
+            f"ORDER BY {order} LIMIT $2 OFFSET $3",
         )
-        return _jobs(await self._fetch("list_jobs", query, queue, state.value, limit, offset))
+        return _jobs(await self._fetch("list_jobs", query, queue, limit, offset))
 
     async def remove_job(self, queue: str, job_id: str) -> bool:
         query = self.sql(
@@ -638,7 +643,7 @@ class PostgresBackend(BaseBackend):
             WITH gone AS (
                 DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM {{s}}.jobs
-                    WHERE queue = $1 AND status = $2 AND finished_at < $3
+                    WHERE queue = $1 AND status = $2 AND status IN {_FINISHED_SQL} AND finished_at < $3
                     LIMIT {_PURGE_BATCH}
                 ))
                 RETURNING 1

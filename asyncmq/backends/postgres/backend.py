@@ -371,7 +371,8 @@ class PostgresBackend(BaseBackend):
                 DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
                     SELECT old.ctid FROM excess CROSS JOIN LATERAL (
                         SELECT j.ctid FROM {{s}}.jobs AS j
-                        WHERE j.queue = excess.queue AND j.status = excess.status AND j.status IN {_FINISHED_SQL}
+                        WHERE j.queue = excess.queue AND j.status = excess.status
+                            AND j.status IN {_FINISHED_SQL}
                         ORDER BY j.finished_at LIMIT greatest(excess.n, 0)
                     ) AS old
                     WHERE excess.n > 0

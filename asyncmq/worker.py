@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import math
 import os
 import signal
 import socket
@@ -54,6 +55,11 @@ _SETTLED_EVENTS = {
     JobState.DELAYED: Event.JOB_RETRIED,
 }
 _IDLE_WAIT_S = 5.0  # a safety net: new jobs wake idle workers through the backend
+_SMOOTHING = 0.2  # weight of the newest sample in the claim and attempt time averages
+
+
+def _averaged(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _SMOOTHING * (sample - average)
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:
@@ -97,6 +103,8 @@ class Worker:
         self._outcomes: list[Job] = []
         self._unstored_outcomes = 0  # outcomes not stored yet: queued or in a flush
         self._backend_errors = 0  # consecutive failed claims, for backoff
+        self._claim_s: float | None = None  # average claim round trip
+        self._attempt_s: float | None = None  # average time a slot spends on one job
         self._stopping = False
         self._closing = False
         self._stopped: asyncio.Event | None = None
@@ -168,6 +176,7 @@ class Worker:
             self._add_outcome(job)
             return
         job.started_at, job.finished_at = now, None
+        started = time.perf_counter()
         event_emitter.emit_job(Event.JOB_STARTED, job)
         self._running[job.id] = (job, asyncio.current_task())
         ctx_token = _current.set(JobContext(job, self.backend))
@@ -192,6 +201,7 @@ class Worker:
             _current.reset(ctx_token)
             if self._running.get(job.id, (None, None))[0] is job:  # a later claim may run it now
                 del self._running[job.id]
+            self._attempt_s = _averaged(self._attempt_s, time.perf_counter() - started)
         job.finished_at = time.time()
         self._add_outcome(job)
 
@@ -321,9 +331,11 @@ class Worker:
         """Claim up to `limit` jobs into the buffer. True when it is worth claiming again at
         once: jobs came, or the rate limit held some back (and its wait is already over)."""
         now = time.time()
+        started = time.perf_counter()
         result = await self.backend.claim(
             self.queue.name, self.id, limit, self.queue.lease_s, now, self.queue.rate
         )
+        self._claim_s = _averaged(self._claim_s, time.perf_counter() - started)
         self._buffer.extend(result.jobs)
         if result.rate_limited_for_s is not None:
             event_emitter.emit(
@@ -337,9 +349,8 @@ class Worker:
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A
         backend error (a dropped connection, a restarting server) is waited out, never fatal."""
-        wanted = max(2 * self.concurrency - len(self._running), 1)  # a job ahead for each slot
         try:
-            if await self._claim(min(wanted, self.claim_batch)) or self._stopping:
+            if await self._claim(self._wanted()) or self._stopping:
                 return
             if self.burst and await self._nothing_left():
                 self.stop()
@@ -355,6 +366,18 @@ class Worker:
             self._backend_errors = 0
         finally:
             self._awaiting_jobs = False
+
+    def _wanted(self) -> int:
+        """A job for each idle slot, plus the jobs the slots will get through while the next
+        claim is on its way (Little's law: their rate times the round trip). Short jobs then
+        come in batches of `claim_batch`, and long ones are not held back from other workers.
+        Until both times are known, a job ahead for each slot."""
+        if self._claim_s is None or self._attempt_s is None:
+            ahead = self.concurrency
+        else:
+            ahead = math.ceil(self.concurrency * self._claim_s / max(self._attempt_s, 1e-6))
+        wanted = self.concurrency - len(self._running) + ahead - len(self._buffer)
+        return max(1, min(wanted, self.claim_batch))
 
     async def _idle(self, waiting: Any) -> None:
         """Wait in a task that `stop()` can cancel, so an idle worker stops at once."""

@@ -26,7 +26,7 @@ class Settings:
     #: Attempts a worker runs at once, per queue, unless the queue or the CLI says otherwise.
     worker_concurrency: int = 10
     #: Jobs a worker claims in one backend round trip, at most.
-    claim_batch_size: int = 50
+    claim_batch_size: int = 100
     #: How long an active job stays owned by its worker without a heartbeat.
     lease_seconds: float = 30.0
     #: A job whose worker vanishes more often than this goes to the dead-letter queue (failed).

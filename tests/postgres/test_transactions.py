@@ -19,6 +19,7 @@ async def test_a_job_added_in_a_rolled_back_transaction_never_exists_nor_wakes_a
     backend: PostgresBackend, conn: asyncpg.Connection
 ) -> None:
     queue = Queue("orders", backend=backend)
+    await backend.wait_for_jobs("orders", 0)  # opens the LISTEN; a first wait returns at once
     woken = asyncio.create_task(backend.wait_for_jobs("orders", 0.5))
     await asyncio.sleep(0)  # the waiter is listening
 
@@ -39,6 +40,7 @@ async def test_a_job_added_in_a_committed_transaction_is_there_and_wakes_a_worke
     backend: PostgresBackend, conn: asyncpg.Connection
 ) -> None:
     queue = Queue("orders", backend=backend)
+    await backend.wait_for_jobs("orders", 0)  # opens the LISTEN; a first wait returns at once
     async with conn.transaction():
         job_id = await noop.options(connection=conn, queue="orders").enqueue(backend)
         assert await backend.get_job("orders", job_id) is None  # not before the commit

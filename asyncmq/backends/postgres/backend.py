@@ -78,12 +78,14 @@ def _jobs(records: Sequence[Any]) -> list[Job]:
     return [job for record in records if (job := _job(record)) is not None]
 
 
-def _placeholders(columns: Sequence[str]) -> str:
-    """unnest() arguments; JSON goes as text (encoded here), so any connection can send it."""
+def _placeholders(columns: Sequence[str], *, array: bool = True) -> str:
+    """Typed parameters for `columns`, arrays for unnest() by default. JSON goes as text
+    (encoded here), so any connection can send it, a caller's own included."""
+    suffix = "[]" if array else ""
     return ", ".join(
-        f"${i + 1}::text[]::jsonb[]"
+        f"${i + 1}::text{suffix}::jsonb{suffix}"
         if _COLUMN_TYPES[name] == "jsonb"
-        else f"${i + 1}::{_COLUMN_TYPES[name]}[]"
+        else f"${i + 1}::{_COLUMN_TYPES[name]}{suffix}"
         for i, name in enumerate(columns)
     )
 
@@ -174,6 +176,7 @@ class PostgresBackend(BaseBackend):
         self.migrate = migrate
         self.prepared_statements = prepared_statements
         self.events_keep = events_keep
+        self._connected = False
         self._listener: Listener | None = None
         self._connect_lock = asyncio.Lock()
         self._known_queues: set[str] = set()
@@ -189,18 +192,28 @@ class PostgresBackend(BaseBackend):
         self.max_connections = max(self.max_connections, concurrency + 6)
 
     async def connect(self) -> None:
-        if self._listener is not None:
+        if self._connected:
             return
         async with self._connect_lock:
-            if self._listener is not None:
+            if self._connected:
                 return
             if self._pool is None:
                 self._pool = await self.open_pool()
             async with self._pool.acquire() as conn:
                 await self._check_schema(conn)
-            listener = Listener(self._dsn, self._pool, pg_schema.channel(self.schema))
-            await listener.start()
-            self._listener = listener
+            self._connected = True
+
+    async def _wait(self, key: str, timeout_s: float) -> None:
+        """Until `key` is notified, or `timeout_s`. The LISTEN connection opens at the first
+        wait, so a process that only adds jobs never receives their wake-ups."""
+        await self.connect()
+        if self._listener is None:
+            async with self._connect_lock:
+                if self._listener is None:
+                    listener = Listener(self._dsn, self.pool, pg_schema.channel(self.schema))
+                    await listener.start()
+                    self._listener = listener
+        await self._listener.wait(key, timeout_s)
 
     async def open_pool(self) -> asyncpg.Pool:
         """A new pool on this backend's address (the backend's own, or a command's)."""
@@ -234,9 +247,11 @@ class PostgresBackend(BaseBackend):
             await pg_schema.migrate(conn, self.schema)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.stop()
-            self._listener = None
+        async with self._connect_lock:  # not while a wait opens the LISTEN connection
+            self._connected = False
+            if self._listener is not None:
+                await self._listener.stop()
+                self._listener = None
         if self._pool is not None and self._owns_pool:
             await self._pool.close()
             self._pool = None
@@ -279,14 +294,24 @@ class PostgresBackend(BaseBackend):
             return []
         for queue in {job.queue for job in jobs}:
             await self._remember_queue(queue)
-        columns = [_column(jobs, name) for name in _ENQUEUE_COLUMNS]
-        query = self.sql(
-            "enqueue",
-            f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
-            f"SELECT * FROM unnest({_placeholders(_ENQUEUE_COLUMNS)}) "
-            "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
-        )
-        rows = await self._fetch("enqueue", query, *columns, conn=connection)
+        if len(jobs) == 1:  # the common call: plain values, cheaper than arrays both ends
+            query = self.sql(
+                "enqueue_one",
+                f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
+                f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)}) "
+                "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
+            )
+            values = [column[0] for column in (_column(jobs, name) for name in _ENQUEUE_COLUMNS)]
+            rows = await self._fetch("enqueue", query, *values, conn=connection)
+        else:
+            query = self.sql(
+                "enqueue",
+                f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
+                f"SELECT * FROM unnest({_placeholders(_ENQUEUE_COLUMNS)}) "
+                "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
+            )
+            columns = [_column(jobs, name) for name in _ENQUEUE_COLUMNS]
+            rows = await self._fetch("enqueue", query, *columns, conn=connection)
         new = {(row["queue"], row["id"]) for row in rows}
         stored = []
         for job in jobs:  # an id twice in one batch: the first is the one stored
@@ -336,9 +361,7 @@ class PostgresBackend(BaseBackend):
         await self._fetch("fail_malformed", query, queue, ids, tokens, reasons, now)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
-        await self.connect()
-        assert self._listener is not None
-        await self._listener.wait(f"w:{queue}", timeout_s)
+        await self._wait(f"w:{queue}", timeout_s)
 
     async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
         if not jobs:
@@ -488,9 +511,7 @@ class PostgresBackend(BaseBackend):
         return int(row["promoted"]), row["following"]
 
     async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
-        await self.connect()
-        assert self._listener is not None
-        await self._listener.wait(f"d:{queue}", timeout_s)
+        await self._wait(f"d:{queue}", timeout_s)
 
     async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         recovered: list[Job] = []
@@ -723,8 +744,6 @@ class PostgresBackend(BaseBackend):
     async def read_events(
         self, queue: str, after: str, block_s: float
     ) -> list[tuple[str, str, dict[str, Any]]]:
-        await self.connect()
-        assert self._listener is not None
         if after == "$":
             query = self.sql(
                 "last_event", "SELECT coalesce(max(position), 0) AS p FROM {s}.events WHERE queue = $1"
@@ -737,7 +756,7 @@ class PostgresBackend(BaseBackend):
         )
         rows = await self._fetch("read_events", query, queue, int(after))
         if not rows and block_s > 0:
-            await self._listener.wait(f"e:{queue}", block_s)
+            await self._wait(f"e:{queue}", block_s)
             rows = await self._fetch("read_events", query, queue, int(after))
         return [(str(row["position"]), row["name"], row["payload"]) for row in rows]
 

@@ -1,5 +1,6 @@
-"""One LISTEN connection per backend: NOTIFY wakes the waiters of a key (`w:<queue>` for
-workers, `d:<queue>` for schedulers, `e:<queue>` for event readers) within milliseconds.
+"""One LISTEN connection per backend, opened at its first wait (a process that only adds
+jobs has none): NOTIFY wakes the waiters of a key (`w:<queue>` for workers, `d:<queue>` for
+schedulers, `e:<queue>` for event readers) within milliseconds.
 
 The connection is its own, outside the pool (a pooled one would be handed to a query). When
 it drops, it is opened again in the background, and every waiter is woken: a notification
@@ -74,10 +75,13 @@ class Listener:
             return
 
     async def wait(self, key: str, timeout_s: float) -> None:
-        """Until `key` is notified (or was, since the last wait ended), or `timeout_s`."""
+        """Until `key` is notified (or was, since the last wait ended), or `timeout_s`. A
+        key's first wait returns at once: its caller looked before this LISTEN may have
+        begun, and a notification sent before it is lost, so the caller looks again."""
         event = self._events.get(key)
         if event is None:
-            event = self._events[key] = asyncio.Event()
+            self._events[key] = asyncio.Event()
+            return
         if timeout_s > 0 and not event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout_s)

@@ -115,6 +115,21 @@ async def test_killing_every_connection_of_a_running_worker_loses_no_job(
     assert RUNS.total() - jobs <= 3 * 50  # ...again only if it was in flight at a kill
 
 
+async def test_a_producer_whose_idle_connections_were_killed_goes_on_without_an_error(
+    make_backend: MakeBackend, postgres_url: str, conn: asyncpg.Connection
+) -> None:
+    name = f"asyncmq-fault-{uuid.uuid4().hex[:8]}"
+    queue = Queue("faults", backend=await make_backend(dsn=_named(postgres_url, name)))
+    first = await queue.add(counted.name, (1,))  # on the connection the backend keeps out
+    for n in range(2, 5):
+        assert await _terminate(conn, name)
+        await asyncio.sleep(0.05)  # the kill reaches the client while it is idle
+        await queue.add(counted.name, (n,))  # nothing was sent on the dead one: sent again
+
+    assert (await queue.counts())["waiting"] == 4
+    assert await queue.get_job(first) is not None
+
+
 # -- a private cluster, restarted -------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as probe:

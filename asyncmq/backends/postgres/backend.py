@@ -54,6 +54,8 @@ _FINISHED = tuple(state.value for state in TERMINAL_STATES)
 #: predicate is written out (a `status = $2` alone does not imply it).
 _FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in _FINISHED) + ")"
 _PURGE_BATCH = 5000
+#: What asyncpg raises for a connection found closed or broken before a statement is sent.
+_UNSENT = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
 _RECOVER_BATCH = 1000
 
 
@@ -88,6 +90,28 @@ def _placeholders(columns: Sequence[str], *, array: bool = True) -> str:
         else f"${i + 1}::{_COLUMN_TYPES[name]}{suffix}"
         for i, name in enumerate(columns)
     )
+
+
+def _enqueue_sql(rows: str) -> str:
+    """Store `rows` (their columns `_ENQUEUE_COLUMNS`) and, in the same statement, count them
+    and wake the queues' workers (schedulers, for delayed ones). A trigger would do the same
+    for every insert but cost a single job ~45 us more (its call and transition table)."""
+    return f"""
+        WITH added AS (
+            INSERT INTO {{s}}.jobs ({", ".join(_ENQUEUE_COLUMNS)}) {rows}
+            ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, status
+        ), counted AS (
+            INSERT INTO {{s}}.counts AS c (queue, status, shard, n)
+            SELECT queue, status, pg_backend_pid() % 16, count(*) FROM added GROUP BY 1, 2 ORDER BY 1, 2
+            ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+        )
+        SELECT queue, id FROM added
+        UNION ALL  -- a row per woken queue, no job: (NULL, '')
+        SELECT NULL, pg_notify('{{channel}}', kind || queue)::text FROM (
+            SELECT DISTINCT CASE status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, queue
+            FROM added WHERE status IN ('waiting', 'delayed')
+        ) AS woken
+    """
 
 
 def _column(jobs: Sequence[Job], name: str) -> list[Any]:
@@ -177,6 +201,8 @@ class PostgresBackend(BaseBackend):
         self.prepared_statements = prepared_statements
         self.events_keep = events_keep
         self._connected = False
+        self._held: Any = None  # a pool connection kept checked out (`_fetch_held`)
+        self._held_lock = asyncio.Lock()
         self._listener: Listener | None = None
         self._connect_lock = asyncio.Lock()
         self._known_queues: set[str] = set()
@@ -252,6 +278,7 @@ class PostgresBackend(BaseBackend):
             if self._listener is not None:
                 await self._listener.stop()
                 self._listener = None
+        await self._release_held()
         if self._pool is not None and self._owns_pool:
             await self._pool.close()
             self._pool = None
@@ -263,10 +290,11 @@ class PostgresBackend(BaseBackend):
         return self._pool
 
     def sql(self, key: str, text: str) -> str:
-        """`text` with the schema filled in, built once per statement."""
+        """`text` with the schema (and its wake-up channel) filled in, built once per statement."""
         found = self._sql.get(key)
         if found is None:
-            found = self._sql[key] = text.replace("{s}", self.schema)
+            found = text.replace("{s}", self.schema).replace("{channel}", pg_schema.channel(self.schema))
+            self._sql[key] = found
         return found
 
     async def _fetch(self, operation: str, query: str, *args: Any, conn: Any = None) -> list[Any]:
@@ -274,10 +302,40 @@ class PostgresBackend(BaseBackend):
         started = time.perf_counter()
         if conn is not None:
             rows = await conn.fetch(query, *args)
-        else:
+        elif self._held_lock.locked():
             rows = await self.pool.fetch(query, *args)
+        else:
+            async with self._held_lock:
+                rows = await self._fetch_held(query, args)
         self.record_operation(operation, started)
         return list(rows)
+
+    async def _fetch_held(self, query: str, args: Sequence[Any]) -> list[Any]:
+        """On the connection this backend keeps checked out, for whichever call finds it free:
+        the pool's checkout and return cost a lone statement a third of its client CPU. A
+        connection an error may have left unusable goes back to the pool, which replaces it;
+        one found dead before the statement was sent (killed while idle) costs nothing more
+        than that: the statement runs on the new one."""
+        for attempt in (1, 2):
+            if self._held is None:
+                self._held = await self.pool.acquire()
+            held = self._held
+            try:
+                return list(await held.fetch(query, *args))
+            except BaseException as exc:
+                if isinstance(exc, asyncpg.PostgresError) and not held.is_closed():
+                    raise  # the statement failed; its connection is fine
+                self._held = None
+                await self.pool.release(held)
+                if attempt == 2 or not isinstance(exc, _UNSENT):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _release_held(self) -> None:
+        async with self._held_lock:
+            held, self._held = self._held, None
+            if held is not None and self._pool is not None:
+                await self._pool.release(held)
 
     async def _remember_queue(self, queue: str) -> None:
         """Name the queue in `queues` (through the pool: a caller's transaction may roll back)."""
@@ -295,23 +353,13 @@ class PostgresBackend(BaseBackend):
         for queue in {job.queue for job in jobs}:
             await self._remember_queue(queue)
         if len(jobs) == 1:  # the common call: plain values, cheaper than arrays both ends
-            query = self.sql(
-                "enqueue_one",
-                f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
-                f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)}) "
-                "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
-            )
-            values = [column[0] for column in (_column(jobs, name) for name in _ENQUEUE_COLUMNS)]
-            rows = await self._fetch("enqueue", query, *values, conn=connection)
+            rows_sql = f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)})"
+            args = [column[0] for column in (_column(jobs, name) for name in _ENQUEUE_COLUMNS)]
         else:
-            query = self.sql(
-                "enqueue",
-                f"INSERT INTO {{s}}.jobs ({', '.join(_ENQUEUE_COLUMNS)}) "
-                f"SELECT * FROM unnest({_placeholders(_ENQUEUE_COLUMNS)}) "
-                "ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id",
-            )
-            columns = [_column(jobs, name) for name in _ENQUEUE_COLUMNS]
-            rows = await self._fetch("enqueue", query, *columns, conn=connection)
+            rows_sql = f"SELECT * FROM unnest({_placeholders(_ENQUEUE_COLUMNS)})"
+            args = [_column(jobs, name) for name in _ENQUEUE_COLUMNS]
+        query = self.sql(f"enqueue:{len(jobs) == 1}", _enqueue_sql(rows_sql))
+        rows = await self._fetch("enqueue", query, *args, conn=connection)
         new = {(row["queue"], row["id"]) for row in rows}
         stored = []
         for job in jobs:  # an id twice in one batch: the first is the one stored
@@ -706,12 +754,21 @@ class PostgresBackend(BaseBackend):
         query = self.sql(
             "stats",
             """
+            WITH RECURSIVE heads AS (  -- the first in line of each priority: the oldest of it
+                (SELECT priority, ready_at FROM {s}.jobs WHERE queue = $1 AND status = 'waiting'
+                 ORDER BY priority, seq LIMIT 1)
+                UNION ALL
+                SELECT next.priority, next.ready_at FROM heads CROSS JOIN LATERAL (
+                    SELECT priority, ready_at FROM {s}.jobs
+                    WHERE queue = $1 AND status = 'waiting' AND priority > heads.priority
+                    ORDER BY priority, seq LIMIT 1
+                ) AS next
+            )
             SELECT
                 (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
                     SELECT status, sum(n) AS n FROM {s}.counts WHERE queue = $1 GROUP BY status) AS c
                 ) AS counts,
-                (SELECT ready_at FROM {s}.jobs WHERE queue = $1 AND status = 'waiting'
-                 ORDER BY ready_at LIMIT 1) AS oldest,
+                (SELECT min(ready_at) FROM heads) AS oldest,
                 (SELECT paused FROM {s}.queues WHERE name = $1) AS paused,
                 (SELECT coalesce(jsonb_agg(info ORDER BY id), '[]'::jsonb) FROM {s}.workers
                  WHERE queue = $1 AND expires_at >= $2) AS workers

@@ -10,7 +10,8 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
     jobs          one row per job: a column per `asyncmq.job.Job` field, plus `seq` (the order
                   of arrival into `waiting`) and `settled_token` (an outcome sent twice is
                   recognised); fill factor 70, vacuumed often: rows move between states
-    counts        jobs per (queue, status), kept by a statement-level trigger on `jobs`, so a
+    counts        jobs per (queue, status), kept by a statement-level trigger on `jobs`
+                  (updates, deletes) and by the enqueue statement itself (inserts), so a
                   scrape reads O(queues) rows, never counts the jobs; spread over 16 rows
                   (`shard`: the connection's pid) so that a claim and a finish committing
                   at once do not queue behind one row lock
@@ -22,13 +23,13 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
 Each statement that moves a batch picks its rows by an index (`FOR UPDATE SKIP LOCKED`
 where others may race for them) and changes them by `ctid` (a TID scan: no join that could
 turn into a scan of the table). Partial indexes serve each hot statement: claiming
-(`jobs_waiting`: queue, priority, seq of waiting jobs), the oldest waiting age
-(`jobs_waiting_since`), promotion (`jobs_delayed`), stalled recovery (`jobs_active`) and
-retention (`jobs_finished`).
+(`jobs_waiting`: queue, priority, seq of waiting jobs; also the oldest waiting age, as the
+first in line of each priority), promotion (`jobs_delayed`), stalled recovery (`jobs_active`)
+and retention (`jobs_finished`).
 
-The same trigger sends `NOTIFY` on the schema's channel when a queue gains waiting jobs
-(`w:<queue>`) or delayed ones (`d:<queue>`): delivered at commit, so a job enqueued in a
-transaction that rolls back wakes nobody.
+The same trigger, and the enqueue statement, send `NOTIFY` on the schema's channel when a
+queue gains waiting jobs (`w:<queue>`) or delayed ones (`d:<queue>`): delivered at commit, so
+a job enqueued in a transaction that rolls back wakes nobody.
 """
 
 from __future__ import annotations
@@ -106,7 +107,6 @@ CREATE TABLE {s}.jobs (
 );
 
 CREATE INDEX jobs_waiting ON {s}.jobs (queue, priority, seq) WHERE status = 'waiting';
-CREATE INDEX jobs_waiting_since ON {s}.jobs (queue, ready_at) WHERE status = 'waiting';
 CREATE INDEX jobs_delayed ON {s}.jobs (queue, delay_until) WHERE status = 'delayed';
 CREATE INDEX jobs_active ON {s}.jobs (queue, lease_until) WHERE status = 'active';
 CREATE INDEX jobs_finished ON {s}.jobs (queue, status, finished_at)
@@ -153,16 +153,10 @@ CREATE TABLE {s}.events (
 CREATE INDEX events_queue ON {s}.events (queue, position);
 
 -- Keeps `counts` and wakes listeners, once per statement (a batch is one trigger call).
+-- Inserts do both in their own statement (the backend's enqueue, the only one that adds jobs).
 CREATE FUNCTION {s}.jobs_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO {s}.counts AS c (queue, status, shard, n)
-            SELECT queue, status, pg_backend_pid() % 16, count(*) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
-        PERFORM pg_notify('{channel}', kind || queue) FROM (
-            SELECT DISTINCT CASE status WHEN 'waiting' THEN 'w:' ELSE 'd:' END AS kind, queue
-            FROM new_rows WHERE status IN ('waiting', 'delayed')) AS woken;
-    ELSIF TG_OP = 'DELETE' THEN
+    IF TG_OP = 'DELETE' THEN
         INSERT INTO {s}.counts AS c (queue, status, shard, n)
             SELECT queue, status, pg_backend_pid() % 16, -count(*) FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
@@ -181,8 +175,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER jobs_inserted AFTER INSERT ON {s}.jobs
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.jobs_changed();
 CREATE TRIGGER jobs_updated AFTER UPDATE ON {s}.jobs
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.jobs_changed();

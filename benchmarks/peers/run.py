@@ -57,7 +57,7 @@ PEERS: dict[str, Peer] = {  # on Redis
 
 POSTGRES_PEERS: dict[str, Peer] = {  # with --postgres
     POSTGRES_REFERENCE: Peer(local=True),
-    "pgqueuer": Peer(max_jobs=5_000),
+    "pgqueuer": Peer(),
     "procrastinate": Peer(max_jobs=5_000),
     # Not a product: the ceiling of one Python process on this PostgreSQL (see its docstring).
     "asyncpg_loop": Peer(local=True),

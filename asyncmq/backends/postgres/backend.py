@@ -175,7 +175,8 @@ class PostgresBackend(BaseBackend):
     worker's concurrency plus a few (`size_for`). With `migrate` (the default) a missing or
     older schema is brought up to date on connect; without it the backend refuses to run and
     names the command that does (`asyncmq db migrate`). `prepared_statements=False` is for
-    poolers that cannot keep them (PgBouncer in transaction mode).
+    poolers that cannot keep them (PgBouncer in transaction mode). Every `vacuum_every`
+    outcomes the backend vacuums its jobs table (`None`: leave it to autovacuum).
     """
 
     name = "postgres"
@@ -190,6 +191,7 @@ class PostgresBackend(BaseBackend):
         migrate: bool = True,
         prepared_statements: bool = True,
         events_keep: int = 10_000,
+        vacuum_every: int | None = 50_000,
     ) -> None:
         super().__init__()
         self.schema = pg_schema.schema_name(schema)
@@ -200,6 +202,9 @@ class PostgresBackend(BaseBackend):
         self.migrate = migrate
         self.prepared_statements = prepared_statements
         self.events_keep = events_keep
+        self.vacuum_every = vacuum_every
+        self._settled_since_vacuum = 0
+        self._vacuuming: asyncio.Task[None] | None = None
         self._connected = False
         self._held: Any = None  # a pool connection kept checked out (`_fetch_held`)
         self._held_lock = asyncio.Lock()
@@ -273,6 +278,10 @@ class PostgresBackend(BaseBackend):
             await pg_schema.migrate(conn, self.schema)
 
     async def close(self) -> None:
+        if self._vacuuming is not None:
+            self._vacuuming.cancel()
+            await asyncio.gather(self._vacuuming, return_exceptions=True)
+            self._vacuuming = None
         async with self._connect_lock:  # not while a wait opens the LISTEN connection
             self._connected = False
             if self._listener is not None:
@@ -456,8 +465,33 @@ class PostgresBackend(BaseBackend):
             """,
         )
         rows = await self._fetch("finish", query, *columns, retention.keep)
+        self._count_churn(len(jobs))
         accepted = {(row["queue"], row["id"]) for row in rows}
         return [(job.queue, job.id) in accepted for job in jobs]
+
+    def _count_churn(self, settled: int) -> None:
+        """Each job leaves about three dead row versions (its claim, its outcome, its trim).
+        Autovacuum visits a database once a minute at most, time enough for a busy queue to
+        leave millions; so every `vacuum_every` outcomes this process vacuums `jobs` itself,
+        in the background (a worker already vacuuming it is skipped, not waited for)."""
+        if self.vacuum_every is None:
+            return
+        self._settled_since_vacuum += settled
+        if self._settled_since_vacuum >= self.vacuum_every and (
+            self._vacuuming is None or self._vacuuming.done()
+        ):
+            self._settled_since_vacuum = 0
+            self._vacuuming = asyncio.get_running_loop().create_task(self._vacuum())
+
+    async def _vacuum(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(self.sql("vacuum", "VACUUM (SKIP_LOCKED) {s}.jobs"))
+        except asyncpg.InsufficientPrivilegeError as exc:
+            self.vacuum_every = None
+            log.warning("cannot VACUUM %s.jobs (%s): leaving it to autovacuum", self.schema, exc)
+        except Exception:
+            log.warning("VACUUM of %s.jobs failed; trying again later", self.schema, exc_info=True)
 
     async def _trim(self, queue: str, status: str, keep: int, conn: Any = None) -> int:
         """Delete all but the newest `keep` jobs of a finished state, when there are more."""

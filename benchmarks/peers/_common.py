@@ -44,6 +44,7 @@ __all__ = [
     "PostgresDatabase",
     "Settings",
     "apaced",
+    "created_with_asyncpg",
     "paced",
     "postgres_database",
     "run",
@@ -187,6 +188,19 @@ def postgres_database(url: str, peer: str = "") -> PostgresDatabase:
         name=name,
         maintenance_url=urlunsplit(parts._replace(path="/postgres")),
     )
+
+
+async def created_with_asyncpg(database: PostgresDatabase) -> PostgresDatabase:
+    """`database`, created if missing, through asyncpg (imported here: not every peer's venv has it)."""
+    import asyncpg
+
+    admin = await asyncpg.connect(database.maintenance_url)
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database.name):
+            await admin.execute(f'CREATE DATABASE "{database.name}"')
+    finally:
+        await admin.close()
+    return database
 
 
 def flush(args: Settings) -> MiniRedis:

@@ -14,7 +14,7 @@ import sys
 from importlib.metadata import version
 
 import asyncpg
-from _common import apaced, postgres_database, run, settings
+from _common import apaced, created_with_asyncpg, postgres_database, run, settings
 from bench_asyncmq import BULK_CHUNK, QUEUE, latency, noop
 
 from asyncmq.backends.postgres import postgres_backend_from_url
@@ -30,13 +30,7 @@ def backend_url(url: str) -> str:
 
 async def reset(url: str) -> None:
     """The database created if missing; this peer's schema dropped (the backend recreates it)."""
-    database = postgres_database(url)
-    admin = await asyncpg.connect(database.maintenance_url)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database.name):
-            await admin.execute(f'CREATE DATABASE "{database.name}"')
-    finally:
-        await admin.close()
+    database = await created_with_asyncpg(postgres_database(url))
     conn = await asyncpg.connect(database.url)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")

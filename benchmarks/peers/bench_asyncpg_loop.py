@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from _common import NoopCounter, apaced, postgres_database, run, settings
+from _common import NoopCounter, apaced, created_with_asyncpg, postgres_database, run, settings
 
 CHANNEL = "bench_jobs"
 CLAIM_BATCH = 50
@@ -149,13 +149,7 @@ def work() -> None:
 
 async def reset(url: str) -> None:
     """Its database created if missing; its table dropped and created again."""
-    database = postgres_database(url, "asyncpg_loop")
-    admin = await asyncpg.connect(database.maintenance_url)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database.name):
-            await admin.execute(f'CREATE DATABASE "{database.name}"')
-    finally:
-        await admin.close()
+    database = await created_with_asyncpg(postgres_database(url, "asyncpg_loop"))
     conn = await asyncpg.connect(database.url)
     try:
         for statement in SCHEMA:

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 import asyncpg
-from _common import NoopCounter, apaced, postgres_database, run, settings, venv_bin
+from _common import NoopCounter, apaced, created_with_asyncpg, postgres_database, run, settings, venv_bin
 from pgqueuer import PgQueuer, Queries
 from pgqueuer.models import Job
 
@@ -59,13 +59,7 @@ async def create_pgqueuer() -> AsyncIterator[PgQueuer]:
 
 async def reset(url: str) -> None:
     """Its database created if missing; PgQueuer's schema uninstalled, installed, autovacuum tuned."""
-    database = postgres_database(url, "pgqueuer")
-    admin = await asyncpg.connect(database.maintenance_url)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database.name):
-            await admin.execute(f'CREATE DATABASE "{database.name}"')
-    finally:
-        await admin.close()
+    database = await created_with_asyncpg(postgres_database(url, "pgqueuer"))
     connection = await asyncpg.connect(database.url)
     try:
         queries = Queries.from_asyncpg_connection(connection)

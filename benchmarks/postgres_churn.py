@@ -95,7 +95,7 @@ def process(command: list[str]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def churn(args: argparse.Namespace, conn: asyncpg.Connection) -> list[tuple[str, dict[str, float]]]:
-    backend = PostgresBackend(url_with_schema(args.postgres).split("?")[0], schema=SCHEMA)
+    backend = PostgresBackend(args.postgres, schema=SCHEMA)
     queue = Queue("churn", backend=backend)
     await queue.counts()  # makes the schema
     readings = [("start", await sizes(conn))]
@@ -143,7 +143,7 @@ def free_port() -> int:
 
 
 async def scrape(args: argparse.Namespace) -> dict[str, float]:
-    backend = PostgresBackend(url_with_schema(args.postgres).split("?")[0], schema=SCHEMA)
+    backend = PostgresBackend(args.postgres, schema=SCHEMA)
     queue = Queue("scrape", backend=backend)
     for start in range(0, args.waiting, CHUNK):
         await queue.add_bulk([{"task_id": TASK}] * min(CHUNK, args.waiting - start))

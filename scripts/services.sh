@@ -6,6 +6,9 @@
 #     stopped by stop_services
 #   - PostgreSQL on 127.0.0.1:5432 (the machine's own cluster, started here if it is not
 #     running; installed from Debian when missing), database `test`, trust auth on loopback
+#   - a MongoDB wire-protocol server (nx-27017, from PyPI, in a venv of its own under
+#     .services) on 127.0.0.1:27017, in memory, started for this run and stopped by
+#     stop_services: no MongoDB server can be installed here (see the README)
 #   - Prometheus and promtool (Debian's prometheus package), Alertmanager and amtool
 #     (prometheus-alertmanager): the tests check /metrics, the rules and the configs with
 #     them, and start their own servers on loopback ports
@@ -82,7 +85,38 @@ start_postgres() {
     export ASYNCMQ_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test
 }
 
+MONGO_PORT=27017
+NX_VERSION=0.8.1
+
+mongo_ok() {
+    .venv/bin/python - "$MONGO_PORT" <<'PY' >/dev/null 2>&1
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+PY
+}
+
+start_mongo() {
+    local venv="$SERVICES_DIR/nx-$NX_VERSION"
+    if [ ! -x "$venv/bin/nx-27017" ]; then
+        echo "== installing the MongoDB wire-protocol server nx-27017 $NX_VERSION"
+        rm -rf "$venv" && python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet "nx-27017==$NX_VERSION"
+    fi
+    if ! mongo_ok; then
+        echo "== starting nx-27017 on 127.0.0.1:$MONGO_PORT"
+        mkdir -p "$SERVICES_DIR"
+        "$venv/bin/python" scripts/mongo_test_server.py -d --db memory --host 127.0.0.1 -p "$MONGO_PORT" \
+            --log-file "$SERVICES_DIR/nx.log" --pid-file "$SERVICES_DIR/nx.pid"
+        wait_for 30 mongo_ok
+    fi
+    export ASYNCMQ_TEST_MONGO_URL="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
+}
+
 stop_services() {
+    if [ -f "$SERVICES_DIR/nx.pid" ]; then
+        kill "$(cat "$SERVICES_DIR/nx.pid")" 2>/dev/null || true
+        rm -f "$SERVICES_DIR/nx.pid"
+    fi
     for port in "${CLUSTER_PORTS[@]}"; do
         redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
     done
@@ -91,5 +125,6 @@ stop_services() {
 start_redis
 start_redis_cluster
 start_postgres
+start_mongo
 need_debian_package promtool prometheus
 need_debian_package amtool prometheus-alertmanager

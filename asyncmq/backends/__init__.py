@@ -16,6 +16,7 @@ _SCHEMES = {
     "memory": "memory://",
     "redis": "redis://host:6379/0, rediss:// (TLS), redis+cluster://host:7000",
     "postgres": "postgresql://user@host:5432/db (?schema=NAME)",
+    "mongodb": "mongodb://host:27017/db, mongodb+srv://...",
 }
 
 
@@ -34,5 +35,9 @@ def backend_from_url(url: str) -> BaseBackend:
         from asyncmq.backends.postgres import postgres_backend_from_url
 
         return postgres_backend_from_url(url)
+    if scheme in ("mongodb", "mongodb+srv"):
+        from asyncmq.backends.mongo import mongo_backend_from_url
+
+        return mongo_backend_from_url(url)
     known = ", ".join(_SCHEMES.values())
     raise ConfigurationError(f"unsupported backend URL {url!r}: known schemes are {known}")

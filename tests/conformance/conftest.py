@@ -13,7 +13,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
 import pytest
@@ -110,6 +110,37 @@ def _drop_postgres_schema() -> Iterator[None]:
     asyncio.run(drop())
 
 
+#: One database for the whole run, dropped at the end, as the schema above.
+MONGO_DATABASE = f"asyncmq_test_{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def _mongo_backend() -> AsyncIterator[BaseBackend]:
+    from asyncmq.backends.mongo import MongoBackend
+
+    url = _server_url("ASYNCMQ_TEST_MONGO_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
+    backend = MongoBackend(url, database=MONGO_DATABASE)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_mongo_database() -> Iterator[None]:
+    yield
+    url = os.environ.get("ASYNCMQ_TEST_MONGO_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
+
+    async def drop() -> None:
+        from pymongo import AsyncMongoClient
+        from pymongo.errors import PyMongoError
+
+        client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=2000)
+        with suppress(PyMongoError):
+            await client.drop_database(MONGO_DATABASE)
+        await client.close()
+
+    asyncio.run(drop())
+
+
 def _redis() -> AbstractAsyncContextManager[BaseBackend]:
     return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), cluster=False)
 
@@ -124,6 +155,7 @@ BACKENDS: dict[str, BackendFactory] = {
     "redis": _redis,
     "redis-cluster": _redis_cluster,
     "postgres": _postgres_backend,
+    "mongodb": _mongo_backend,
 }
 
 

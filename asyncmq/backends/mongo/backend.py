@@ -1,0 +1,1034 @@
+"""The MongoDB backend: a document per job, claimed and finished in batches, woken by change streams.
+
+Built on PyMongo's async API (`pymongo.AsyncMongoClient`); a Motor client is accepted too.
+MongoDB updates one document atomically, and that is what every step relies on: a claim
+reads the first `limit` waiting jobs, then moves them to `active` with one `update_many`
+whose filter names each job with the token it was read with, so a job another worker took
+in between (its token moved on) is not matched, never taken twice. Outcomes are one
+unordered `bulk_write` per batch, each update matched by the worker's token (fencing).
+
+Collections (in the backend's database):
+- `jobs`: `_id` is `<queue>/<job id>`; partial indexes serve the claim (waiting, by
+  priority then `seq`), promotion (delayed, by due time), recovery (active, by lease) and
+  retention (finished, by state and finish time); a TTL index on `expire_at` deletes
+  finished jobs past their retention even when no scheduler runs.
+- `queues`: per queue, a flags document (`_id` the queue: paused, rate-limit bucket,
+  wake-ups) and the live-state counts (`asyncmq.backends.mongo.counts`).
+- `repeatables`, `workers`, `events`: `_id` prefixed with `<queue>/`.
+Fields of JSON kind (arguments, results, ...) are stored as JSON text: exactly what every
+other backend stores, whatever the values (integers past 64 bits, keys BSON refuses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
+from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
+from asyncmq.backends.mongo.waker import Waker
+from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState, new_job_id
+from asyncmq.logging import get_logger
+from asyncmq.schedule import Repeatable
+from asyncmq.transitions import Retention, StallRecovery, Transition
+
+try:
+    from pymongo import AsyncMongoClient, DeleteMany, InsertOne, ReturnDocument, UpdateOne
+    from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigurationError("the MongoDB backend needs its extra: pip install 'asyncmq[mongo]'") from exc
+
+__all__ = ["MongoBackend", "mongo_backend_from_url"]
+
+log = get_logger(__name__)
+
+_JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "json")
+#: What a job document holds besides the job's own fields.
+_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "expire_at")
+_FINISHED = sorted(state.value for state in TERMINAL_STATES)
+_RECOVER_BATCH = 1000
+_TRIM_BATCH = 5000
+#: A finished job's TTL index date is left out past this (the datetime range ends in 9999).
+_MAX_TTL_S = 1e10
+_INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
+    "jobs": [
+        (
+            [("queue", 1), ("priority", 1), ("seq", 1)],
+            {"name": "waiting", "partialFilterExpression": {"status": "waiting"}},
+        ),
+        (
+            [("queue", 1), ("delay_until", 1)],
+            {"name": "delayed", "partialFilterExpression": {"status": "delayed"}},
+        ),
+        (
+            [("queue", 1), ("lease_until", 1)],
+            {"name": "active", "partialFilterExpression": {"status": "active"}},
+        ),
+        (
+            [("queue", 1), ("status", 1), ("finished_at", 1)],
+            {"name": "finished", "partialFilterExpression": {"status": {"$in": _FINISHED}}},
+        ),
+        ([("expire_at", 1)], {"name": "expire_at", "expireAfterSeconds": 0}),
+    ],
+    "queues": [([("queue", 1)], {"name": "queue"})],
+}
+
+
+class _Sequence:
+    """Line order within a priority: the moment a job joins the line in milliseconds, times
+    2^20, plus a counter, so jobs added in the same millisecond keep their order in this
+    process (as an int64, good until the year 2250)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def at(self, moment: float) -> int:
+        return (int(moment * 1000) << 20) | (next(self._counter) & 0xFFFFF)
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return orjson.dumps(value).decode()
+    return value.value if isinstance(value, JobState) else value
+
+
+def _job_or_reason(document: dict[str, Any]) -> Job | str:
+    """A job from its document, or why the document makes none."""
+    try:
+        record = {name: value for name, value in document.items() if name not in _DOCUMENT_ONLY}
+        for name in _JSON_FIELDS & record.keys():
+            record[name] = orjson.loads(record[name])
+        return Job.from_record(record)
+    except (MalformedJobError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return f"job document {document.get('_id')!r} is malformed: {exc}"
+
+
+def _job(document: dict[str, Any] | None) -> Job | None:
+    if document is None:
+        return None
+    found = _job_or_reason(document)
+    if isinstance(found, str):
+        log.error("skipping a malformed job: %s", found)
+        return None
+    return found
+
+
+def _expire_at(finished_at: float | None, retention: Retention) -> datetime | None:
+    if finished_at is None or not retention.ttl_s < _MAX_TTL_S:
+        return None
+    return datetime.fromtimestamp(finished_at + retention.ttl_s, UTC)
+
+
+def _pairs(jobs: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    """A filter clause per (document id, token): matches each job only while unchanged."""
+    return [{"_id": key, "token": token} for key, token in jobs]
+
+
+class MongoBackend(BaseBackend):
+    """Jobs in MongoDB, shared by every process that names the same database.
+
+    `uri_or_client` takes a URL (`mongodb://host:27017`, `mongodb+srv://...`) or a client of
+    the caller's: PyMongo's `AsyncMongoClient` or Motor's `AsyncIOMotorClient`. Written for
+    MongoDB 6 to 8; change streams (a replica set, even of one member) wake workers within
+    milliseconds, and without them (`change_streams=False`, or a standalone server) idle
+    workers poll, backing off to `poll_max_s`.
+    """
+
+    name = "mongodb"
+
+    def __init__(
+        self,
+        uri_or_client: Any = "mongodb://127.0.0.1:27017",
+        *,
+        database: str = "asyncmq",
+        change_streams: bool | None = None,
+        poll_max_s: float = 1.0,
+        events_keep: int = 10_000,
+        max_connections: int = 20,
+    ) -> None:
+        super().__init__()
+        self._uri = uri_or_client if isinstance(uri_or_client, str) else None
+        self._client: Any = None if isinstance(uri_or_client, str) else uri_or_client
+        self.database_name = database
+        self.change_streams = change_streams
+        self.poll_max_s = poll_max_s
+        self.events_keep = events_keep
+        self.max_connections = max_connections
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+        self._known_queues: set[str] = set()
+        self._seq = _Sequence()
+        self._counts: CountsWriter | None = None
+        self._waker: Waker | None = None
+
+    def __repr__(self) -> str:
+        where = _redacted(self._uri) if self._uri else type(self._client).__name__
+        return f"<MongoBackend {where} database={self.database_name!r}>"
+
+    # -- connection -------------------------------------------------------------------
+    def size_for(self, concurrency: int) -> None:
+        self.max_connections = max(self.max_connections, concurrency + 6)
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        async with self._connect_lock:
+            if self._connected:
+                return
+            if self._client is None:
+                self._client = AsyncMongoClient(
+                    self._uri, maxPoolSize=self.max_connections, tz_aware=True, connect=False
+                )
+            database = self._client[self.database_name]
+            self.jobs, self.queues_ = database["jobs"], database["queues"]
+            self.repeatables_, self.workers_, self.events_ = (
+                database["repeatables"],
+                database["workers"],
+                database["events"],
+            )
+            try:
+                for name, indexes in _INDEXES.items():
+                    for keys, options in indexes:
+                        await database[name].create_index(keys, **options)
+            except PyMongoError as exc:
+                where = _redacted(self._uri) if self._uri else "the given client"
+                raise ConfigurationError(f"cannot use MongoDB at {where}: {exc}") from exc
+            self._counts = CountsWriter(self.queues_, self.record_operation)
+            self._waker = Waker(
+                {
+                    "w": (self.queues_, _queue_flags_keys),
+                    "d": (self.queues_, _queue_flags_keys),
+                    "e": (self.events_, _event_keys),
+                },
+                change_streams=self.change_streams,
+                poll_max_s=self.poll_max_s,
+            )
+            self._connected = True
+
+    async def close(self) -> None:
+        async with self._connect_lock:
+            if not self._connected:
+                return
+            self._connected = False
+            assert self._counts is not None
+            assert self._waker is not None
+            await self._counts.close()
+            await self._waker.close()
+            if self._uri is not None:
+                await _maybe_await(self._client.close())
+                self._client = None
+
+    @property
+    def counts_writer(self) -> CountsWriter:
+        if self._counts is None:
+            raise ConfigurationError("MongoBackend is not connected: await backend.connect() first")
+        return self._counts
+
+    @property
+    def waker(self) -> Waker:
+        if self._waker is None:
+            raise ConfigurationError("MongoBackend is not connected: await backend.connect() first")
+        return self._waker
+
+    async def _call(self, operation: str, call: Any) -> Any:
+        """Await one round trip, counted under `operation`."""
+        started = time.perf_counter()
+        result = await call
+        self.record_operation(operation, started)
+        return result
+
+    async def _find(
+        self, operation: str, collection: Any, *args: Any, sort: Any = None, limit: int = 0, skip: int = 0
+    ) -> list[dict[str, Any]]:
+        cursor = collection.find(*args)
+        if sort:
+            cursor = cursor.sort(sort)
+        if skip:
+            cursor = cursor.skip(skip)
+        if limit:
+            cursor = cursor.limit(limit)
+        found: list[dict[str, Any]] = await self._call(operation, cursor.to_list(None))
+        return found
+
+    async def _remember_queue(self, queue: str) -> None:
+        if queue not in self._known_queues:
+            await self.connect()
+            await self._call(
+                "remember_queue",
+                self.queues_.update_one({"_id": queue}, {"$setOnInsert": {"queue": queue}}, upsert=True),
+            )
+            self._known_queues.add(queue)
+
+    def _moved(self, queue: str, moves: Iterable[tuple[JobState | None, JobState | None]]) -> None:
+        """Count jobs moved from one state to another (`None`: added, or deleted)."""
+        counter: Counter[JobState] = Counter()
+        for source, target in moves:
+            if source is not None:
+                counter[source] -= 1
+            if target is not None:
+                counter[target] += 1
+        if any(state in COUNTED for state in counter):
+            self.counts_writer.add(queue, counter)
+        if counter.get(JobState.WAITING, 0) > 0:
+            self.waker.wake(f"w:{queue}")
+        if counter.get(JobState.DELAYED, 0) > 0:
+            self.waker.wake(f"d:{queue}")
+
+    # -- producing --------------------------------------------------------------------
+    def _document(self, job: Job, now: float) -> dict[str, Any]:
+        document: dict[str, Any] = {"_id": f"{job.queue}/{job.id}"}
+        for name, value in job.to_record().items():
+            if value is not None:
+                document[name] = _encode(name, value)
+        joins_line_at = job.delay_until if job.status is JobState.DELAYED and job.delay_until else now
+        document["seq"] = self._seq.at(joins_line_at)
+        return document
+
+    async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
+        """One unordered bulk insert; an id already stored is reported `False`, not raised."""
+        self.refuse_connection(connection)
+        if not jobs:
+            return []
+        for queue in {job.queue for job in jobs}:
+            await self._remember_queue(queue)
+        now = time.time()
+        documents = [self._document(job, now) for job in jobs]
+        refused: set[int] = set()
+        try:
+            await self._call(
+                "enqueue", self.jobs.bulk_write([InsertOne(d) for d in documents], ordered=False)
+            )
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            refused = {error["index"] for error in errors}
+        stored = [index not in refused for index in range(len(jobs))]
+        for queue in {job.queue for job in jobs}:
+            self._moved(
+                queue,
+                (
+                    (None, job.status)
+                    for job, ok in zip(jobs, stored, strict=True)
+                    if ok and job.queue == queue
+                ),
+            )
+        return stored
+
+    # -- consuming --------------------------------------------------------------------
+    async def claim(
+        self, queue: str, worker_id: str, limit: int, lease_s: float, now: float, rate: RateLimit | None
+    ) -> ClaimResult:
+        await self.connect()
+        flags = await self._call("claim", self.queues_.find_one({"_id": queue})) or {}
+        if flags.get("paused"):
+            return ClaimResult([])
+        if rate is not None:
+            limit, wait_s = await self._take_tokens(queue, flags, limit, rate, now)
+            if wait_s is not None:
+                return ClaimResult([], wait_s)
+        claimed = await self._claim_waiting(queue, worker_id, limit, now + lease_s)
+        if rate is not None and len(claimed) < limit:
+            await self._call(
+                "claim", self.queues_.update_one({"_id": queue}, {"$inc": {"tokens": limit - len(claimed)}})
+            )
+        if claimed:
+            self.waker.worked(f"w:{queue}")
+        jobs: list[Job] = []
+        malformed: list[tuple[dict[str, Any], str]] = []
+        for document in claimed:
+            found = _job_or_reason(document)
+            if isinstance(found, str):
+                malformed.append((document, found))
+            else:
+                jobs.append(found)
+        if malformed:
+            await self._fail_malformed(queue, malformed, now)
+        return ClaimResult(jobs)
+
+    async def _claim_waiting(
+        self, queue: str, worker_id: str, limit: int, lease_until: float
+    ) -> list[dict[str, Any]]:
+        """Read the first `limit` waiting jobs, then take those still as read, in one update.
+        Jobs another worker took in between are skipped; the rest are read again, once."""
+        claimed: list[dict[str, Any]] = []
+        for _ in range(2):
+            want = limit - len(claimed)
+            candidates = await self._find(
+                "claim",
+                self.jobs,
+                {"queue": queue, "status": "waiting"},
+                sort=[("priority", 1), ("seq", 1)],
+                limit=want,
+            )
+            if not candidates:
+                break
+            stamp = new_job_id()
+            taken = await self._call(
+                "claim",
+                self.jobs.update_many(
+                    {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)},
+                    {
+                        "$set": {
+                            "status": "active",
+                            "worker_id": worker_id,
+                            "lease_until": lease_until,
+                            "claimed_by": stamp,
+                        },
+                        "$inc": {"attempt": 1, "token": 1},
+                    },
+                ),
+            )
+            if taken.matched_count < len(candidates):  # lost some to other workers: which?
+                mine = await self._find(
+                    "claim",
+                    self.jobs,
+                    {"_id": {"$in": [d["_id"] for d in candidates]}, "claimed_by": stamp},
+                    {"_id": 1},
+                )
+                ids = {d["_id"] for d in mine}
+                candidates = [d for d in candidates if d["_id"] in ids]
+            for document in candidates:
+                document.update(status="active", worker_id=worker_id, lease_until=lease_until)
+                document["attempt"] = document.get("attempt", 0) + 1
+                document["token"] += 1
+            claimed += candidates
+            self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in candidates))
+            if len(claimed) == limit or taken.matched_count == len(candidates) == want:
+                break
+        return claimed
+
+    async def _take_tokens(
+        self, queue: str, flags: dict[str, Any], limit: int, rate: RateLimit, now: float
+    ) -> tuple[int, float | None]:
+        """Take up to `limit` starts from the queue's token bucket, compare-and-set on its
+        flags document; (0, seconds to wait) when not one is available."""
+        per_s = rate.limit / rate.interval_s
+        for _ in range(20):
+            tokens, at = flags.get("tokens"), flags.get("tokens_at")
+            available = min(
+                float(rate.limit),
+                (rate.limit if tokens is None else tokens) + max(0.0, now - (at or now)) * per_s,
+            )
+            if available < 1:
+                return 0, (1 - available) / per_s
+            granted = min(limit, int(available))
+            try:
+                result = await self._call(
+                    "claim",
+                    self.queues_.update_one(
+                        {"_id": queue, "tokens": tokens, "tokens_at": at},
+                        {
+                            "$set": {"tokens": available - granted, "tokens_at": now},
+                            "$setOnInsert": {"queue": queue},
+                        },
+                        upsert=True,
+                    ),
+                )
+                if result.matched_count or result.upserted_id is not None:
+                    return granted, None
+            except DuplicateKeyError:
+                pass  # another worker changed the bucket first
+            flags = await self._call("claim", self.queues_.find_one({"_id": queue})) or {}
+            if flags.get("paused"):
+                return 0, None
+        return 0, 1 / per_s
+
+    async def _fail_malformed(
+        self, queue: str, documents: list[tuple[dict[str, Any], str]], now: float
+    ) -> None:
+        """A document no worker can run fails at once, with the reason, rather than stalling
+        again and again."""
+        ops = []
+        for document, reason in documents:
+            log.error("a job of queue %r fails: %s", queue, reason)
+            error = orjson.dumps({"type": MalformedJobError.__name__, "message": reason}).decode()
+            ops.append(
+                UpdateOne(
+                    {"_id": document["_id"], "token": document["token"]},
+                    {
+                        "$set": {"status": "failed", "finished_at": now, "error": error},
+                        "$unset": {"lease_until": "", "worker_id": ""},
+                        "$inc": {"token": 1},
+                    },
+                )
+            )
+        result = await self._call("fail_malformed", self.jobs.bulk_write(ops, ordered=False))
+        self._moved(queue, ((JobState.ACTIVE, JobState.FAILED) for _ in range(result.matched_count)))
+
+    async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
+        await self.connect()
+        await self.waker.wait(f"w:{queue}", timeout_s)
+
+    def _outcome(self, job: Job, retention: Retention, stamp: str, now: float) -> UpdateOne:
+        values: dict[str, Any] = {"status": job.status.value, "settled_token": job.token, "settled_by": stamp}
+        cleared = {"lease_until": "", "worker_id": ""}
+        for name in OUTCOME_FIELDS:
+            value = getattr(job, name)
+            if value is None:
+                cleared[name] = ""
+            else:
+                values[name] = _encode(name, value)
+        if job.status is JobState.WAITING:
+            values["seq"] = self._seq.at(now)
+        elif job.status is JobState.DELAYED:
+            values["seq"] = self._seq.at(job.delay_until or now)
+        elif (expire_at := _expire_at(job.finished_at, retention)) is not None:
+            values["expire_at"] = expire_at
+        return UpdateOne(
+            {"_id": f"{job.queue}/{job.id}", "token": job.token},
+            {"$set": values, "$unset": cleared, "$inc": {"token": 1}},
+        )
+
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        if not jobs:
+            return []
+        await self.connect()
+        stamp, now = new_job_id(), time.time()
+        ops = [self._outcome(job, retention, stamp, now) for job in jobs]
+        result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
+        if result.matched_count == len(jobs):
+            accepted, now_settled = [True] * len(jobs), [True] * len(jobs)
+        else:  # some lost their lease, or were stored already (the same batch sent again)
+            found = await self._find(
+                "finish",
+                self.jobs,
+                {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
+                {"settled_token": 1, "settled_by": 1},
+            )
+            settled = {d["_id"]: d for d in found}
+            accepted, now_settled = [], []
+            for job in jobs:
+                document = settled.get(f"{job.queue}/{job.id}", {})
+                accepted.append(document.get("settled_token") == job.token)
+                now_settled.append(document.get("settled_by") == stamp)
+        for queue in {job.queue for job in jobs}:
+            self._moved(
+                queue,
+                (
+                    (JobState.ACTIVE, job.status)
+                    for job, ok in zip(jobs, now_settled, strict=True)
+                    if ok and job.queue == queue
+                ),
+            )
+            for state in {job.status for job in jobs if job.queue == queue and job.status in TERMINAL_STATES}:
+                await self._trim(queue, state.value, retention.keep)
+        return accepted
+
+    async def _trim(self, queue: str, status: str, keep: int) -> int:
+        """Delete all but the newest `keep` jobs of a finished state, when there are more."""
+        removed = 0
+        while True:
+            extra = await self._find(
+                "trim",
+                self.jobs,
+                {"queue": queue, "status": status},
+                {"_id": 1},
+                sort=[("finished_at", -1)],
+                skip=keep,
+                limit=_TRIM_BATCH,
+            )
+            if not extra:
+                return removed
+            result = await self._call(
+                "trim", self.jobs.delete_many({"_id": {"$in": [d["_id"] for d in extra]}, "status": status})
+            )
+            removed += int(result.deleted_count)
+            if len(extra) < _TRIM_BATCH:
+                return removed
+
+    def _transition_update(self, transition: Transition, now: float, retention: Retention) -> dict[str, Any]:
+        values: dict[str, Any] = {"status": transition.target.value}
+        cleared = {name: "" for name in transition.clear}
+        for name in transition.stamp:
+            values[name] = now
+        for name, value in transition.assign.items():
+            if value is None:
+                cleared[name] = ""
+            else:
+                values[name] = _encode(name, value)
+        if "ready_at" in transition.stamp:  # joins the line now, at its end
+            values["seq"] = self._seq.at(now)
+        if transition.target in TERMINAL_STATES:
+            if (expire_at := _expire_at(now, retention)) is not None:
+                values["expire_at"] = expire_at
+        else:
+            cleared["expire_at"] = ""
+        update: dict[str, Any] = {"$set": values, "$inc": {"token": 1, **transition.add}}
+        if cleared:
+            update["$unset"] = cleared
+        return update
+
+    async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
+        if not jobs:
+            return
+        await self.connect()
+        update = self._transition_update(transition, now, Retention(math.inf, 0))
+        sources = [state.value for state in transition.sources]
+        for queue in {job.queue for job in jobs}:
+            mine = [(f"{j.queue}/{j.id}", j.token) for j in jobs if j.queue == queue]
+            result = await self._call(
+                "release", self.jobs.update_many({"status": {"$in": sources}, "$or": _pairs(mine)}, update)
+            )
+            self._moved(queue, ((JobState.ACTIVE, transition.target) for _ in range(result.matched_count)))
+
+    async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
+        await self._remember_queue(worker.queue)
+        info = {name: getattr(worker, name) for name in WorkerInfo.__dataclass_fields__}
+        alive = self.workers_.update_one(
+            {"_id": f"{worker.queue}/{worker.id}"},
+            {"$set": {"queue": worker.queue, "info": info, "expires_at": worker.expires_at}},
+            upsert=True,
+        )
+        await self._call("heartbeat", alive)
+        if not jobs:
+            return []
+        pairs = [(f"{job.queue}/{job.id}", job.token) for job in jobs]
+        held = await self._call(
+            "heartbeat",
+            self.jobs.update_many(
+                {"status": "active", "$or": _pairs(pairs)}, {"$set": {"lease_until": lease_until}}
+            ),
+        )
+        if held.matched_count == len(jobs):
+            return []
+        still = await self._find(
+            "heartbeat", self.jobs, {"status": "active", "$or": _pairs(pairs)}, {"_id": 1}
+        )
+        kept = {d["_id"] for d in still}
+        return [job.id for job, (key, _) in zip(jobs, pairs, strict=True) if key not in kept]
+
+    async def remove_worker(self, worker: WorkerInfo) -> None:
+        await self.connect()
+        await self._call("remove_worker", self.workers_.delete_one({"_id": f"{worker.queue}/{worker.id}"}))
+
+    async def save_progress(self, job: Job) -> bool:
+        await self.connect()
+        result = await self._call(
+            "progress",
+            self.jobs.update_one(
+                {"_id": f"{job.queue}/{job.id}", "token": job.token, "status": "active"},
+                {"$set": {"progress": _encode("progress", job.progress)}},
+            ),
+        )
+        return bool(result.matched_count)
+
+    # -- scheduling -------------------------------------------------------------------
+    async def promote_due(self, queue: str, now: float, limit: int) -> tuple[int, float | None]:
+        await self.connect()
+        due = await self._find(
+            "promote",
+            self.jobs,
+            {"queue": queue, "status": "delayed", "delay_until": {"$lte": now}},
+            {"_id": 1, "token": 1},
+            sort=[("delay_until", 1)],
+            limit=limit,
+        )
+        promoted = 0
+        if due:
+            result = await self._call(
+                "promote",
+                self.jobs.update_many(
+                    {"status": "delayed", "$or": _pairs((d["_id"], d["token"]) for d in due)},
+                    {"$set": {"status": "waiting", "ready_at": now}, "$inc": {"token": 1}},
+                ),
+            )
+            promoted = result.matched_count
+            self._moved(queue, ((JobState.DELAYED, JobState.WAITING) for _ in range(promoted)))
+        following = await self._find(
+            "promote",
+            self.jobs,
+            {"queue": queue, "status": "delayed", "delay_until": {"$gt": now}},
+            {"delay_until": 1},
+            sort=[("delay_until", 1)],
+            limit=1,
+        )
+        return promoted, following[0]["delay_until"] if following else None
+
+    async def wait_for_schedule(self, queue: str, timeout_s: float) -> None:
+        await self.connect()
+        await self.waker.wait(f"d:{queue}", timeout_s)
+
+    async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
+        await self.connect()
+        stalled = await self._find(
+            "recover",
+            self.jobs,
+            {"queue": queue, "status": "active", "lease_until": {"$lt": now}},
+            sort=[("lease_until", 1)],
+            limit=_RECOVER_BATCH,
+        )
+        if not stalled:
+            return []
+        stamp = new_job_id()
+        ops, chosen = [], []
+        for document in stalled:
+            transition = recovery.transition_for(int(document.get("stalls", 0)))
+            update = self._transition_update(transition, now, recovery.retention)
+            update["$set"]["settled_by"] = stamp
+            ops.append(
+                UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
+            )
+            chosen.append(transition)
+        result = await self._call("recover", self.jobs.bulk_write(ops, ordered=False))
+        taken = [True] * len(stalled)
+        if result.matched_count < len(stalled):  # another scheduler recovered some first
+            mine = await self._find(
+                "recover",
+                self.jobs,
+                {"_id": {"$in": [d["_id"] for d in stalled]}, "settled_by": stamp},
+                {"_id": 1},
+            )
+            ids = {d["_id"] for d in mine}
+            taken = [d["_id"] in ids for d in stalled]
+        recovered: list[Job] = []
+        for document, transition, ok in zip(stalled, chosen, taken, strict=True):
+            if not ok:
+                continue
+            self._moved(queue, [(JobState.ACTIVE, transition.target)])
+            job = _job(document)
+            if job is not None:
+                transition.apply(job, now)
+                recovered.append(job)
+        if any(transition.target in TERMINAL_STATES for transition in chosen):
+            await self._trim(queue, JobState.FAILED.value, recovery.retention.keep)
+        return recovered
+
+    async def add_repeatable(self, repeatable: Repeatable) -> bool:
+        await self._remember_queue(repeatable.queue)
+        document = {
+            "_id": f"{repeatable.queue}/{repeatable.key}",
+            "queue": repeatable.queue,
+            "record": orjson.dumps(repeatable.to_record()).decode(),
+            "next_run_at": repeatable.next_run_at,
+        }
+        try:
+            await self._call("add_repeatable", self.repeatables_.insert_one(document))
+        except DuplicateKeyError:
+            return False
+        self.counts_writer.wake(repeatable.queue)
+        self.waker.wake(f"d:{repeatable.queue}")
+        return True
+
+    async def remove_repeatable(self, queue: str, key: str) -> bool:
+        await self.connect()
+        result = await self._call(
+            "remove_repeatable", self.repeatables_.delete_one({"_id": f"{queue}/{key}"})
+        )
+        return bool(result.deleted_count)
+
+    async def repeatables(self, queue: str) -> list[Repeatable]:
+        await self.connect()
+        found = []
+        for document in await self._find(
+            "repeatables", self.repeatables_, _prefixed(queue), sort=[("_id", 1)]
+        ):
+            repeatable = Repeatable.from_record(orjson.loads(document["record"]))
+            repeatable.next_run_at = document["next_run_at"]
+            found.append(repeatable)
+        return found
+
+    async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
+        await self.connect()
+        result = await self._call(
+            "advance_repeatable",
+            self.repeatables_.update_one(
+                {"_id": f"{queue}/{key}", "next_run_at": {"$in": [expected_at, next_at]}},
+                {"$set": {"next_run_at": next_at}},
+            ),
+        )
+        return bool(result.matched_count)
+
+    # -- control and inspection -------------------------------------------------------
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self.connect()
+        await self._call(
+            "resume" if not paused else "pause",
+            self.queues_.update_one(
+                {"_id": queue}, {"$set": {"paused": paused}, "$setOnInsert": {"queue": queue}}, upsert=True
+            ),
+        )
+        self._known_queues.add(queue)
+        if not paused:  # the update itself wakes other processes' workers
+            self.waker.wake(f"w:{queue}")
+
+    async def transition(
+        self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
+    ) -> Job | None:
+        await self.connect()
+        key = f"{queue}/{job_id}"
+        before = await self._call(
+            "transition",
+            self.jobs.find_one_and_update(
+                {"_id": key, "status": {"$in": [state.value for state in transition.sources]}},
+                self._transition_update(transition, now, retention),
+                return_document=ReturnDocument.BEFORE,
+            ),
+        )
+        if before is None:  # not in a source state; or this very transition, sent again
+            if not transition.stamp:
+                return None
+            again = await self._call(
+                "transition",
+                self.jobs.find_one({"_id": key, "status": transition.target.value, transition.stamp[0]: now}),
+            )
+            return _job(again)
+        self._moved(queue, [(JobState(before["status"]), transition.target)])
+        job = _job(before)
+        if job is not None:
+            transition.apply(job, now)
+        if transition.target in TERMINAL_STATES:
+            await self._trim(queue, transition.target.value, retention.keep)
+        return job
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        await self.connect()
+        return _job(await self._call("get_job", self.jobs.find_one({"_id": f"{queue}/{job_id}"})))
+
+    async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
+        await self.connect()
+        order = {
+            JobState.WAITING: [("priority", 1), ("seq", 1)],
+            JobState.DELAYED: [("delay_until", 1)],
+            JobState.ACTIVE: [("lease_until", 1)],
+        }.get(state, [("finished_at", -1)])
+        documents = await self._find(
+            "list_jobs",
+            self.jobs,
+            {"queue": queue, "status": state.value},
+            sort=order,
+            skip=offset,
+            limit=limit,
+        )
+        return [job for document in documents if (job := _job(document)) is not None]
+
+    async def remove_job(self, queue: str, job_id: str) -> bool:
+        await self.connect()
+        removed = await self._call(
+            "remove_job",
+            self.jobs.find_one_and_delete({"_id": f"{queue}/{job_id}", "status": {"$ne": "active"}}),
+        )
+        if removed is None:
+            return False
+        self._moved(queue, [(JobState(removed["status"]), None)])
+        return True
+
+    async def drain(self, queue: str) -> int:
+        await self.connect()
+        removed = 0
+        for state in (JobState.WAITING, JobState.DELAYED):
+            result = await self._call("drain", self.jobs.delete_many({"queue": queue, "status": state.value}))
+            self._moved(queue, ((state, None) for _ in range(result.deleted_count)))
+            removed += result.deleted_count
+        return removed
+
+    async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
+        """Delete finished jobs past their retention (the TTL index does it too, when MongoDB's
+        monitor comes by: once a minute), then all but the newest `keep` of each state."""
+        await self.connect()
+        removed = 0
+        for status in _FINISHED:
+            result = await self._call(
+                "purge",
+                self.jobs.delete_many(
+                    {"queue": queue, "status": status, "finished_at": {"$lt": now - retention.ttl_s}}
+                ),
+            )
+            removed += result.deleted_count
+            await self._trim(queue, status, retention.keep)
+        await self._trim_events(queue)
+        return removed
+
+    async def delete_queue(self, queue: str) -> None:
+        await self.connect()
+        self.counts_writer.forget(queue)
+        await self._call("delete_queue", self.jobs.delete_many(_prefixed(queue)))
+        for collection in (self.repeatables_, self.workers_, self.events_):
+            await self._call("delete_queue", collection.delete_many(_prefixed(queue)))
+        await self._call("delete_queue", self.queues_.delete_many({"queue": queue}))
+        self._known_queues.discard(queue)
+
+    async def stats(self, queue: str, now: float) -> QueueStats:
+        await self.connect()
+        await self.counts_writer.settle()
+        queue_docs, finished, heads, workers = await asyncio.gather(
+            self._find("stats", self.queues_, {"queue": queue}),
+            self._aggregate(
+                "stats",
+                [
+                    {"$match": {"queue": queue, "status": {"$in": _FINISHED}}},
+                    {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+                ],
+            ),
+            self._aggregate(  # the first in line of each priority: the oldest of it
+                "stats",
+                [
+                    {"$match": {"queue": queue, "status": "waiting"}},
+                    {"$sort": {"priority": 1, "seq": 1}},
+                    {"$group": {"_id": "$priority", "ready_at": {"$first": "$ready_at"}}},
+                ],
+            ),
+            self._find(
+                "stats", self.workers_, {"queue": queue, "expires_at": {"$gte": now}}, sort=[("_id", 1)]
+            ),
+        )
+        counts = dict.fromkeys((state.value for state in JobState), 0)
+        paused = False
+        for document in queue_docs:
+            if document["_id"] == queue:
+                paused = bool(document.get("paused"))
+            for state in COUNTED:
+                counts[state.value] += int(document.get(state.value, 0))
+        for group in finished:
+            counts[group["_id"]] = int(group["n"])
+        oldest = min(
+            (group["ready_at"] for group in heads if group.get("ready_at") is not None), default=None
+        )
+        return QueueStats(counts, oldest, paused, [WorkerInfo(**document["info"]) for document in workers])
+
+    async def _aggregate(self, operation: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        cursor = await _maybe_await(self.jobs.aggregate(pipeline))
+        found: list[dict[str, Any]] = await self._call(operation, cursor.to_list(None))
+        return found
+
+    async def recount(self, queue: str) -> None:
+        """Count the queue's live jobs again, from the jobs themselves. For a queue whose
+        counts a killed process left off (see `asyncmq.backends.mongo.counts`); changes made
+        while it counts may be missed, so run it while the queue is quiet."""
+        await self.connect()
+        await self.counts_writer.settle()
+        exact = {}
+        for state in COUNTED:
+            exact[state.value] = await self._call(
+                "recount", self.jobs.count_documents({"queue": queue, "status": state.value})
+            )
+        await self._call(
+            "recount",
+            self.queues_.bulk_write(
+                [
+                    DeleteMany({"_id": {"$in": [f"{queue}#c{shard}" for shard in range(SHARDS)]}}),
+                    UpdateOne(
+                        {"_id": f"{queue}#c{self.counts_writer.shard}"},
+                        {"$set": {"queue": queue, **exact}},
+                        upsert=True,
+                    ),
+                ],
+                ordered=True,
+            ),
+        )
+
+    async def queues(self) -> list[str]:
+        await self.connect()
+        names: list[str] = await self._call("queues", self.queues_.distinct("queue"))
+        return sorted(names)
+
+    # -- cross-process events ---------------------------------------------------------
+    async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if not events:
+            return
+        await self.connect()
+        by_queue: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for name, payload in events:
+            by_queue.setdefault(payload["queue"], []).append((name, payload))
+        for queue, mine in by_queue.items():
+            counter = await self._call(
+                "publish_events",
+                self.queues_.find_one_and_update(
+                    {"_id": f"{queue}#events"},
+                    {"$inc": {"position": len(mine)}, "$setOnInsert": {"queue": queue}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                ),
+            )
+            first = int(counter["position"]) - len(mine) + 1
+            documents = [
+                {
+                    "_id": _event_id(queue, first + i),
+                    "name": name,
+                    "payload": orjson.dumps(payload, default=str).decode(),
+                }
+                for i, (name, payload) in enumerate(mine)
+            ]
+            await self._call("publish_events", self.events_.insert_many(documents, ordered=True))
+
+    async def read_events(
+        self, queue: str, after: str, block_s: float
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        await self.connect()
+        if after == "$":
+            counter = await self._call("read_events", self.queues_.find_one({"_id": f"{queue}#events"}))
+            after = str(int(counter["position"]) if counter else 0)
+        query = {"_id": {"$gt": _event_id(queue, int(after)), "$lt": f"{queue}0"}}
+        documents = await self._find("read_events", self.events_, query, sort=[("_id", 1)], limit=1000)
+        if not documents and block_s > 0:
+            await self.waker.wait(f"e:{queue}", block_s)
+            documents = await self._find("read_events", self.events_, query, sort=[("_id", 1)], limit=1000)
+        return [
+            (str(int(d["_id"].rsplit("/", 1)[1])), d["name"], orjson.loads(d["payload"])) for d in documents
+        ]
+
+    async def _trim_events(self, queue: str) -> None:
+        counter = await self._call("trim_events", self.queues_.find_one({"_id": f"{queue}#events"}))
+        if counter is None or int(counter["position"]) <= self.events_keep:
+            return
+        last_gone = _event_id(queue, int(counter["position"]) - self.events_keep)
+        await self._call(
+            "trim_events", self.events_.delete_many({"_id": {"$gte": f"{queue}/", "$lte": last_gone}})
+        )
+
+
+def _prefixed(queue: str) -> dict[str, Any]:
+    """Every document whose id starts with `<queue>/`: '/' and '0' are neighbours in ASCII,
+    and no queue name holds a '/', so the range holds this queue's documents and no other's."""
+    return {"_id": {"$gte": f"{queue}/", "$lt": f"{queue}0"}}
+
+
+def _event_id(queue: str, position: int) -> str:
+    return f"{queue}/{position:016d}"
+
+
+def _queue_flags_keys(document_id: Any) -> tuple[str, ...] | None:
+    """A queue's flags document changed (jobs became ready, a schedule changed, resumed):
+    wake its workers and scheduler. Its counts and event counter (`<queue>#...`) wake nobody."""
+    if not isinstance(document_id, str) or "#" in document_id:
+        return None
+    return (f"w:{document_id}", f"d:{document_id}")
+
+
+def _event_keys(document_id: Any) -> tuple[str, ...] | None:
+    if not isinstance(document_id, str):
+        return None
+    return (f"e:{document_id.rsplit('/', 1)[0]}",)
+
+
+async def _maybe_await(value: Any) -> Any:
+    """PyMongo's async API returns coroutines where Motor returns the thing itself."""
+    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
+
+
+def _redacted(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def mongo_backend_from_url(url: str) -> MongoBackend:
+    """`mongodb://host:27017/DB` or `mongodb+srv://...`: the path names the database (default
+    asyncmq); the query's options go to the client."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    database = parts.path.strip("/") or "asyncmq"
+    return MongoBackend(urlunsplit(parts._replace(path="/")), database=database)

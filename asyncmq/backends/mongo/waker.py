@@ -1,0 +1,151 @@
+"""Wake-ups for the MongoDB backend: change streams where the server offers them, else an
+adaptive poll.
+
+Waiters wait on keys: `w:<queue>` (workers), `d:<queue>` (schedulers), `e:<queue>` (event
+readers). A change stream per watched collection, opened at the first wait that needs it,
+wakes the keys its changes name: an update of a queue's flags document (the backend bumps
+it when jobs become ready or schedules change) wakes `w:` and `d:`, an inserted event
+`e:`. A stream that breaks is opened again in the background, and every waiter is woken to
+look again (what changed meanwhile was not seen).
+
+A standalone server has no change streams. Then a wait sleeps instead: briefly after its
+key was `worked` (a claim found jobs: more may come soon), twice as long after each wait
+that followed none, up to `poll_max_s`, so an idle worker looks at most a few times a second.
+Changes made in this process wake its own waiters at once in either mode (`wake`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from asyncmq.logging import get_logger
+
+__all__ = ["Waker"]
+
+log = get_logger(__name__)
+
+_REOPEN_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+_FIRST_POLL_S = 0.02
+#: What a standalone server answers to a change stream (`$changeStream` needs a replica set).
+_NO_CHANGE_STREAMS = (40573, 40324, 136)
+
+#: From a changed document's id, the keys to wake (`None` when the change wakes nobody).
+KeysOf = Callable[[Any], tuple[str, ...] | None]
+
+
+class Waker:
+    def __init__(
+        self, streams: dict[str, tuple[Any, KeysOf]], *, change_streams: bool | None, poll_max_s: float
+    ):
+        #: Key prefix ("w", "d", "e") -> (the collection to watch, how its changes name keys).
+        self._streams = streams
+        #: `None`: find out at the first wait; `False`: poll.
+        self.change_streams = change_streams
+        self.poll_max_s = poll_max_s
+        self._events: dict[str, asyncio.Event] = {}
+        self._watching: dict[str, asyncio.Task[None]] = {}  # by collection name
+        self._poll_s: dict[str, float] = {}
+        self._closed = False
+
+    def wake(self, key: str) -> None:
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        event.set()
+
+    def worked(self, key: str) -> None:
+        """The key's last look found work: the next poll comes soon."""
+        self._poll_s.pop(key, None)
+
+    async def wait(self, key: str, timeout_s: float) -> None:
+        """Until `key` is woken (or was, since the last wait ended), or `timeout_s`. The wait
+        that opens a change stream returns at once: a change made before the stream began is
+        not in it, so the caller looks again."""
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        if self.change_streams is not False and await self._watch(key):
+            return
+        if self.change_streams is False:
+            timeout_s = min(timeout_s, self._poll_s.get(key, _FIRST_POLL_S))
+            self._poll_s[key] = min(timeout_s * 2, self.poll_max_s)
+        if timeout_s > 0 and not event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout_s)
+        event.clear()
+
+    async def _watch(self, key: str) -> bool:
+        """Open the change stream that serves `key` if it is not open; True if this call opened it."""
+        collection, _ = self._streams[key.split(":", 1)[0]]
+        if collection.name in self._watching:
+            return False
+        try:
+            stream = await _open(collection)
+        except Exception as exc:
+            if _unsupported(exc):
+                log.info("MongoDB offers no change streams here (%s): polling for new jobs", exc)
+                self.change_streams = False
+                return False
+            raise
+        self.change_streams = True
+        self._watching[collection.name] = asyncio.get_running_loop().create_task(
+            self._follow(collection, stream)
+        )
+        return True
+
+    async def _follow(self, collection: Any, stream: Any) -> None:
+        keys_of = next(keys for watched, keys in self._streams.values() if watched.name == collection.name)
+        attempt = 0
+        while not self._closed:
+            try:
+                async with stream:
+                    async for change in stream:
+                        attempt = 0
+                        for key in keys_of(change.get("documentKey", {}).get("_id")) or ():
+                            self.wake(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "the MongoDB change stream on %s broke (%s); opening it again", collection.name, exc
+                )
+            if self._closed:
+                return
+            for event in self._events.values():  # look again: changes made meanwhile were missed
+                event.set()
+            while not self._closed:
+                await asyncio.sleep(_REOPEN_S[min(attempt, len(_REOPEN_S) - 1)])
+                attempt += 1
+                try:
+                    stream = await _open(collection)
+                    break
+                except Exception as exc:
+                    log.warning("reopening the MongoDB change stream failed (%s)", exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._watching.values())
+        self._watching.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _open(collection: Any) -> Any:
+    """A change stream of inserts and updates, through PyMongo's async API or Motor (whose
+    `watch` is not a coroutine). Only the document key is asked for: the id says the queue."""
+    pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+    stream = collection.watch(pipeline)
+    if inspect.isawaitable(stream):
+        return await stream
+    await stream.try_next()  # Motor opens a stream at its first read; a change read here is
+    return stream  # not lost: the waiter this open serves looks again anyway
+
+
+def _unsupported(exc: Exception) -> bool:
+    code = getattr(exc, "code", None)
+    return code in _NO_CHANGE_STREAMS or "replica set" in str(exc) or "changeStream" in str(exc)

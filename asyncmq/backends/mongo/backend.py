@@ -56,6 +56,7 @@ _JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "
 _DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "expire_at")
 _FINISHED = sorted(state.value for state in TERMINAL_STATES)
 _RECOVER_BATCH = 1000
+_CLAIM_ROUNDS = 3
 _TRIM_BATCH = 5000
 #: A finished job's TTL index date is left out past this (the datetime range ends in 9999).
 _MAX_TTL_S = 1e10
@@ -359,16 +360,17 @@ class MongoBackend(BaseBackend):
         self, queue: str, worker_id: str, limit: int, lease_until: float
     ) -> list[dict[str, Any]]:
         """Read the first `limit` waiting jobs, then take those still as read, in one update.
-        Jobs another worker took in between are skipped; the rest are read again, once."""
+        Jobs another worker took in between are skipped and the line is read again, up to
+        `_CLAIM_ROUNDS` times; a claim that still lost races leaves its worker's next wait to
+        return at once, since jobs may be waiting that no wake-up will announce."""
         claimed: list[dict[str, Any]] = []
-        for _ in range(2):
-            want = limit - len(claimed)
+        for _ in range(_CLAIM_ROUNDS):
             candidates = await self._find(
                 "claim",
                 self.jobs,
                 {"queue": queue, "status": "waiting"},
                 sort=[("priority", 1), ("seq", 1)],
-                limit=want,
+                limit=limit - len(claimed),
             )
             if not candidates:
                 break
@@ -388,7 +390,8 @@ class MongoBackend(BaseBackend):
                     },
                 ),
             )
-            if taken.matched_count < len(candidates):  # lost some to other workers: which?
+            lost = taken.matched_count < len(candidates)
+            if lost:  # which did this claim get?
                 mine = await self._find(
                     "claim",
                     self.jobs,
@@ -403,8 +406,10 @@ class MongoBackend(BaseBackend):
                 document["token"] += 1
             claimed += candidates
             self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in candidates))
-            if len(claimed) == limit or taken.matched_count == len(candidates) == want:
+            if not lost or len(claimed) == limit:
                 break
+        else:
+            self.waker.wake(f"w:{queue}")
         return claimed
 
     async def _take_tokens(

@@ -1,0 +1,154 @@
+"""What the MongoDB backend does beyond the conformance suite: a Motor client, wake-ups by
+change stream and by poll, claims in a fixed number of round trips, counts kept in their
+own documents, the TTL date of finished jobs, and documents no worker can run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from asyncmq.backends.mongo import MongoBackend
+from asyncmq.errors import MalformedJobError
+from asyncmq.job import JobState
+from asyncmq.queues import Queue
+from asyncmq.tasks import task
+from tests.conformance.support import WAIT_S, StartWorker, counts
+from tests.mongo.conftest import MakeBackend
+
+
+@task(name="mongo.double")
+async def double(number: int) -> int:
+    return number * 2
+
+
+async def test_a_motor_client_runs_jobs_end_to_end(mongo_url: str, make_backend: MakeBackend) -> None:
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    motor: Any = AsyncIOMotorClient(mongo_url)
+    try:
+        backend = await make_backend(uri_or_client=motor)
+        queue = Queue("motor", backend=backend)
+        ids = await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(20)])
+        assert await queue.add(double.name, args=[0], job_id=ids[0]) == ids[0]  # a duplicate: kept once
+        await queue.worker(burst=True, handle_signals=False).run()
+
+        assert await queue.counts() == counts(completed=20)
+        results = [(await queue.get_job(job_id)).result for job_id in ids]
+        assert sorted(results) == [2 * n for n in range(20)]
+        await backend.publish_events([("job:completed", {"queue": "motor", "id": ids[0]})])
+        [(_, name, payload)] = await backend.read_events("motor", "0", 0)
+        assert (name, payload["id"]) == ("job:completed", ids[0])
+    finally:
+        motor.close()
+
+
+async def test_a_job_added_by_another_process_wakes_a_waiting_worker_through_the_change_stream(
+    make_backend: MakeBackend,
+) -> None:
+    worker_side, producer = await make_backend(), await make_backend()
+    await worker_side.wait_for_jobs("woken", 30)  # opens the stream (and returns: look again)
+    assert worker_side.waker.change_streams is True
+
+    waiting = asyncio.create_task(worker_side.wait_for_jobs("woken", 30))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await Queue("woken", backend=producer).add(double.name, args=[1])
+    await asyncio.wait_for(waiting, WAIT_S)  # long before its 30 s
+
+
+async def test_without_change_streams_an_idle_worker_polls_a_few_times_a_second_yet_finds_new_jobs(
+    make_backend: MakeBackend, start_worker: StartWorker
+) -> None:
+    backend, producer = await make_backend(change_streams=False), await make_backend()
+    looks = 0
+    claim = backend.claim
+
+    async def counted_claim(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return await claim(*args)
+
+    backend.claim = counted_claim  # type: ignore[method-assign]
+    queue = Queue("polled", backend=backend)
+    await start_worker(queue.worker(handle_signals=False))
+    await asyncio.sleep(3)
+    # Backing off from 20 ms to `poll_max_s` (1 s): about nine looks in three seconds.
+    assert 3 <= looks <= 12, f"an idle worker looked {looks} times in 3 s"
+
+    job_id = await Queue("polled", backend=producer).add(double.name, args=[21])
+    deadline = time.monotonic() + WAIT_S
+    while (job := await queue.get_job(job_id)).status is not JobState.COMPLETED:
+        assert time.monotonic() < deadline, "the polling worker never found the new job"
+        await asyncio.sleep(0.05)
+    assert job.result == 42
+
+
+async def test_a_claim_of_a_hundred_jobs_takes_three_round_trips(backend: MongoBackend) -> None:
+    queue = Queue("batched", backend=backend)
+    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(150)])
+    claimed = await backend.claim("batched", "w1", 100, 30, time.time(), None)
+    assert len(claimed.jobs) == 100
+    assert [job.args[0] for job in claimed.jobs] == list(range(100))  # in line order
+    # Flags (paused?), the first 100 in line, one update taking them all.
+    assert backend.operation_counts["claim"] == 3
+    assert await backend.finish([_completed(job) for job in claimed.jobs], queue.retention) == [True] * 100
+    assert backend.operation_counts["finish"] == 1  # one bulk write
+
+
+def _completed(job: Any) -> Any:
+    job.status, job.finished_at, job.result = JobState.COMPLETED, time.time(), 1
+    return job
+
+
+async def test_counts_live_in_shard_documents_and_a_recount_repairs_them(
+    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
+) -> None:
+    queue = Queue("counted", backend=backend)
+    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(5)])
+    await queue.add(double.name, args=[9], delay=60)
+    await backend.counts_writer.settle()
+    queues = client[database]["queues"]
+    shards = await queues.find({"queue": "counted", "_id": {"$regex": "#c"}}).to_list(None)
+    assert sum(doc.get("waiting", 0) for doc in shards) == 5
+    assert sum(doc.get("delayed", 0) for doc in shards) == 1
+
+    # A process killed between a job write and its count leaves the count off...
+    await queues.update_one({"_id": shards[0]["_id"]}, {"$inc": {"waiting": 3}})
+    assert (await queue.counts())["waiting"] == 8
+    await backend.recount("counted")  # ...until a recount, from the jobs themselves
+    assert await queue.counts() == counts(waiting=5, delayed=1)
+
+
+async def test_a_finished_job_carries_the_date_its_ttl_index_deletes_it_at(
+    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
+) -> None:
+    queue = Queue("expiring", backend=backend, result_ttl=3600)
+    job_id = await queue.add(double.name, args=[1])
+    await queue.worker(burst=True, handle_signals=False).run()
+    jobs = client[database]["jobs"]
+    stored = await jobs.find_one({"_id": f"expiring/{job_id}"})
+    job = await queue.get_job(job_id)
+    assert job.finished_at is not None
+    assert abs(stored["expire_at"].timestamp() - (job.finished_at + 3600)) < 0.002  # BSON dates: ms
+    indexes = await jobs.index_information()
+    assert any(
+        index["key"] == [("expire_at", 1)] and index.get("expireAfterSeconds") == 0
+        for index in indexes.values()
+    )
+
+
+async def test_a_document_no_worker_can_read_fails_at_once_with_the_reason(
+    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
+) -> None:
+    queue = Queue("garbled", backend=backend)
+    job_id = await queue.add(double.name, args=[1])
+    await client[database]["jobs"].update_one({"_id": f"garbled/{job_id}"}, {"$set": {"args": "{not json"}})
+
+    assert (await backend.claim("garbled", "w1", 10, 30, time.time(), None)).jobs == []
+    stored = await client[database]["jobs"].find_one({"_id": f"garbled/{job_id}"})
+    assert stored["status"] == "failed"
+    assert MalformedJobError.__name__ in stored["error"]
+    assert (await queue.counts())["active"] == 0

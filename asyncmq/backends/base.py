@@ -32,6 +32,7 @@ __all__ = [
     "QueueStats",
     "RateLimit",
     "WorkerInfo",
+    "redacted_url",
 ]
 
 
@@ -231,3 +232,13 @@ class BaseBackend(ABC):
         """Events of `queue` published after position `after` ("$": from now on), waiting
         up to `block_s` for the first; returns (position, event name, payload) triples."""
         raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")
+
+
+def redacted_url(url: str) -> str:
+    """`url` without its password, for messages and reprs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@", 1)))

@@ -105,7 +105,7 @@ async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
 ) -> None:
     jobs = 300
     queue = Queue("mongo", backend=backend)
-    ids = await queue.add_bulk([{"task_id": logged_nap.name, "args": [n, 0.02]} for n in range(jobs)])
+    ids = await queue.add_bulk([{"task_id": logged_nap.name, "args": [n, 0.05]} for n in range(jobs)])
     runs, log = tmp_path / "runs", tmp_path / "worker.log"
     children = await _workers(1, _url(mongo_url, database), runs, log, "--concurrency", "10", lease_s=1.0)
     try:

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo, redacted_url
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.errors import ConfigurationError, MalformedJobError
@@ -172,7 +172,7 @@ class MongoBackend(BaseBackend):
         self._waker: Waker | None = None
 
     def __repr__(self) -> str:
-        where = _redacted(self._uri) if self._uri else type(self._client).__name__
+        where = redacted_url(self._uri) if self._uri else type(self._client).__name__
         return f"<MongoBackend {where} database={self.database_name!r}>"
 
     # -- connection -------------------------------------------------------------------
@@ -201,7 +201,7 @@ class MongoBackend(BaseBackend):
                     for keys, options in indexes:
                         await database[name].create_index(keys, **options)
             except PyMongoError as exc:
-                where = _redacted(self._uri) if self._uri else "the given client"
+                where = redacted_url(self._uri) if self._uri else "the given client"
                 raise ConfigurationError(f"cannot use MongoDB at {where}: {exc}") from exc
             self._counts = CountsWriter(self.queues_, self.record_operation)
             self._waker = Waker(
@@ -259,6 +259,15 @@ class MongoBackend(BaseBackend):
             cursor = cursor.limit(limit)
         found: list[dict[str, Any]] = await self._call(operation, cursor.to_list(None))
         return found
+
+    async def _stamped(
+        self, operation: str, documents: list[dict[str, Any]], field: str, stamp: str
+    ) -> set[str]:
+        """The ids, among `documents`, that a write marking `field` with `stamp` changed: when a
+        batch write matched fewer than it named, which ones it got."""
+        ids = [document["_id"] for document in documents]
+        found = await self._find(operation, self.jobs, {"_id": {"$in": ids}, field: stamp}, {"_id": 1})
+        return {document["_id"] for document in found}
 
     async def _remember_queue(self, queue: str) -> None:
         if queue not in self._known_queues:
@@ -392,13 +401,7 @@ class MongoBackend(BaseBackend):
             )
             lost = taken.matched_count < len(candidates)
             if lost:  # which did this claim get?
-                mine = await self._find(
-                    "claim",
-                    self.jobs,
-                    {"_id": {"$in": [d["_id"] for d in candidates]}, "claimed_by": stamp},
-                    {"_id": 1},
-                )
-                ids = {d["_id"] for d in mine}
+                ids = await self._stamped("claim", candidates, "claimed_by", stamp)
                 candidates = [d for d in candidates if d["_id"] in ids]
             for document in candidates:
                 document.update(status="active", worker_id=worker_id, lease_until=lease_until)
@@ -687,19 +690,13 @@ class MongoBackend(BaseBackend):
         result = await self._call("recover", self.jobs.bulk_write(ops, ordered=False))
         taken = [True] * len(stalled)
         if result.matched_count < len(stalled):  # another scheduler recovered some first
-            mine = await self._find(
-                "recover",
-                self.jobs,
-                {"_id": {"$in": [d["_id"] for d in stalled]}, "settled_by": stamp},
-                {"_id": 1},
-            )
-            ids = {d["_id"] for d in mine}
+            ids = await self._stamped("recover", stalled, "settled_by", stamp)
             taken = [d["_id"] in ids for d in stalled]
+        self._moved(queue, ((JobState.ACTIVE, t.target) for t, ok in zip(chosen, taken, strict=True) if ok))
         recovered: list[Job] = []
         for document, transition, ok in zip(stalled, chosen, taken, strict=True):
             if not ok:
                 continue
-            self._moved(queue, [(JobState.ACTIVE, transition.target)])
             job = _job(document)
             if job is not None:
                 transition.apply(job, now)
@@ -1018,15 +1015,6 @@ def _event_keys(document_id: Any) -> tuple[str, ...] | None:
 async def _maybe_await(value: Any) -> Any:
     """PyMongo's async API returns coroutines where Motor returns the thing itself."""
     return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
-
-
-def _redacted(uri: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def mongo_backend_from_url(url: str) -> MongoBackend:

@@ -80,7 +80,7 @@ class Waker:
 
     async def _watch(self, key: str) -> bool:
         """Open the change stream that serves `key` if it is not open; True if this call opened it."""
-        collection, _ = self._streams[key.split(":", 1)[0]]
+        collection, keys_of = self._streams[key.split(":", 1)[0]]
         if collection.name in self._watching:
             return False
         try:
@@ -93,12 +93,11 @@ class Waker:
             raise
         self.change_streams = True
         self._watching[collection.name] = asyncio.get_running_loop().create_task(
-            self._follow(collection, stream)
+            self._follow(collection, stream, keys_of)
         )
         return True
 
-    async def _follow(self, collection: Any, stream: Any) -> None:
-        keys_of = next(keys for watched, keys in self._streams.values() if watched.name == collection.name)
+    async def _follow(self, collection: Any, stream: Any, keys_of: KeysOf) -> None:
         attempt = 0
         while not self._closed:
             try:

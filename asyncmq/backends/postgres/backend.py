@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo, redacted_url
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
 from asyncmq.errors import ConfigurationError, MalformedJobError
@@ -263,7 +263,7 @@ class PostgresBackend(BaseBackend):
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {_redacted(self._dsn)}: {exc}"
+                f"cannot connect to PostgreSQL at {redacted_url(self._dsn)}: {exc}"
             ) from exc
 
     async def _check_schema(self, conn: asyncpg.Connection) -> None:
@@ -858,16 +858,6 @@ class PostgresBackend(BaseBackend):
             "(SELECT max(position) FROM {s}.events WHERE queue = $1) - $2",
         )
         await self._fetch("trim_events", query, queue, self.events_keep)
-
-
-def _redacted(dsn: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def postgres_backend_from_url(url: str) -> PostgresBackend:

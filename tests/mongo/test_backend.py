@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from asyncmq.backends.mongo import MongoBackend
 from asyncmq.errors import MalformedJobError
@@ -57,6 +57,42 @@ async def test_a_job_added_by_another_process_wakes_a_waiting_worker_through_the
     assert not waiting.done()
     await Queue("woken", backend=producer).add(double.name, args=[1])
     await asyncio.wait_for(waiting, WAIT_S)  # long before its 30 s
+
+
+async def test_an_idle_change_stream_does_not_spin_on_a_server_that_answers_at_once(
+    mongo_url: str, make_backend: MakeBackend
+) -> None:
+    """A real MongoDB holds an empty `getMore` up to its await time (1 s); the test server
+    answers at once, and a follower that asked again straight away kept it busy thousands of
+    times a second, slowing every other client of it."""
+    asks = _GetMoreCounter()
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, event_listeners=[asks])
+    backend, producer = await make_backend(uri_or_client=client), await make_backend()
+    try:
+        await backend.wait_for_jobs("idle", 0)  # opens the stream
+        asks.count = 0
+        await asyncio.sleep(1)
+        assert asks.count <= 150, f"{asks.count} getMore calls in one idle second"
+
+        waiting = asyncio.create_task(backend.wait_for_jobs("idle", 30))
+        await Queue("idle", backend=producer).add(double.name, args=[1])
+        await asyncio.wait_for(waiting, WAIT_S)  # and still woken by a change
+    finally:
+        await backend.close()
+        await client.close()
+
+
+class _GetMoreCounter(monitoring.CommandListener):
+    count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "getMore"
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 async def test_without_change_streams_an_idle_worker_polls_a_few_times_a_second_yet_finds_new_jobs(

@@ -30,6 +30,11 @@ log = get_logger(__name__)
 
 _REOPEN_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _FIRST_POLL_S = 0.02
+#: MongoDB holds an empty `getMore` of a change stream for up to its await time (1 s); an empty
+#: answer quicker than `_HELD_S` comes from a server that does not hold them (the test server),
+#: and the next ask waits `_UNHELD_PAUSE_S` rather than keep that server busy.
+_HELD_S = 0.05
+_UNHELD_PAUSE_S = 0.01
 #: What a standalone server answers to a change stream (`$changeStream` needs a replica set).
 _NO_CHANGE_STREAMS = (40573, 40324, 136)
 
@@ -98,11 +103,18 @@ class Waker:
         return True
 
     async def _follow(self, collection: Any, stream: Any, keys_of: KeysOf) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
         while not self._closed:
             try:
                 async with stream:
-                    async for change in stream:
+                    while not self._closed:
+                        asked = loop.time()
+                        change = await stream.try_next()
+                        if change is None:
+                            if loop.time() - asked < _HELD_S:  # not held: do not ask again at once
+                                await asyncio.sleep(_UNHELD_PAUSE_S)
+                            continue
                         attempt = 0
                         for key in keys_of(change.get("documentKey", {}).get("_id")) or ():
                             self.wake(key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
@@ -188,3 +189,14 @@ async def test_a_document_no_worker_can_read_fails_at_once_with_the_reason(
     assert stored["status"] == "failed"
     assert MalformedJobError.__name__ in stored["error"]
     assert (await queue.counts())["active"] == 0
+
+
+def test_the_readmes_example_builds_the_backend_it_describes() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### MongoDB", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(code, scope)  # builds the backend; it connects at first use
+    backend = scope["backend"]
+    assert isinstance(backend, MongoBackend)
+    assert (backend.database_name, backend.max_connections) == ("asyncmq", 20)

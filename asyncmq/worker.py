@@ -110,6 +110,7 @@ class Worker:
         self._stopped: asyncio.Event | None = None
         self._outcome_ready: asyncio.Event | None = None
         self._claim_lock: asyncio.Lock | None = None
+        self._outcomes_stored: asyncio.Event | None = None
         self._idle_wait: asyncio.Task[None] | None = None
         self._grace_cut: asyncio.Event | None = None
         self._awaiting_jobs = False
@@ -147,6 +148,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._claim_lock = asyncio.Lock()
+        self._outcomes_stored = asyncio.Event()
         self._grace_cut = asyncio.Event()
         if self._stopping:  # stop() came before run(): honour it
             self._stopped.set()
@@ -298,6 +300,8 @@ class Worker:
                 continue
             self.processed += len(batch)
             self._unstored_outcomes -= len(batch)
+            if self._outcomes_stored is not None:
+                self._outcomes_stored.set()
             settled: dict[Event, list[Job]] = {}
             for job, ok in zip(batch, accepted, strict=True):
                 if ok:
@@ -317,6 +321,16 @@ class Worker:
         event_emitter.emit_jobs(Event.JOB_DELAYED, backing_off, reason="retry")
 
     # -- claiming -----------------------------------------------------------------------
+    @property
+    def held_at_most(self) -> int:
+        """The most jobs this worker holds at once: running, prefetched, or finished with the
+        outcome not yet stored. Those are the jobs a fault (this worker killed or frozen, its
+        outcomes lost) can make run twice, so the cap bounds the duplicates of one fault."""
+        return self.concurrency + 2 * self.claim_batch
+
+    def _held(self) -> int:
+        return len(self._running) + len(self._buffer) + self._unstored_outcomes
+
     async def _slot(self) -> None:
         assert self._claim_lock is not None
         while not self._stopping:
@@ -350,6 +364,9 @@ class Worker:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A
         backend error (a dropped connection, a restarting server) is waited out, never fatal."""
         try:
+            if self._held() >= self.held_at_most:
+                await self._wait_for_outcomes_stored()
+                return
             if await self._claim(self._wanted()) or self._stopping:
                 return
             if self.burst and await self._nothing_left():
@@ -377,7 +394,13 @@ class Worker:
         else:
             ahead = math.ceil(self.concurrency * self._claim_s / max(self._attempt_s, 1e-6))
         wanted = self.concurrency - len(self._running) + ahead - len(self._buffer)
-        return max(1, min(wanted, self.claim_batch))
+        return max(1, min(wanted, self.claim_batch, self.held_at_most - self._held()))
+
+    async def _wait_for_outcomes_stored(self) -> None:
+        """At the cap (outcomes are not getting through): claim again once some are stored."""
+        assert self._outcomes_stored is not None
+        self._outcomes_stored.clear()
+        await self._idle(self._outcomes_stored.wait())
 
     async def _idle(self, waiting: Any) -> None:
         """Wait in a task that `stop()` can cancel, so an idle worker stops at once."""

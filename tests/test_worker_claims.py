@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from collections.abc import Sequence
 
 import asyncmq
 from asyncmq import Queue
 from asyncmq.backends.base import ClaimResult, RateLimit
 from asyncmq.backends.memory import InMemoryBackend
-from tests.conformance.support import WAIT_S
+from asyncmq.job import Job
+from asyncmq.transitions import Retention
+from tests.conformance.support import WAIT_S, StartWorker
 
 CLAIM_S = 0.002  # a claim's round trip, as on a networked store
 
@@ -65,3 +68,40 @@ async def test_long_jobs_are_claimed_only_for_the_slots_about_to_free() -> None:
     # claim of 50 ms jobs, not a job ahead for every slot, held from other workers. (Slots
     # left idle as the queue runs dry ask for more, hence the median.)
     assert statistics.median(limits[1:]) <= 2, limits
+
+
+class OutcomesFail(InMemoryBackend):
+    """Every outcome store fails (a connection that takes claims but loses every outcome):
+    the jobs stay active in the store, held by the worker until their outcomes get through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+        self.failed_finishes = 0
+        self.failed_three_times = asyncio.Event()
+
+    async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
+        if not self.failing:
+            return await super().finish(jobs, retention)
+        self.failed_finishes += 1
+        if self.failed_finishes >= 3:
+            self.failed_three_times.set()
+        raise ConnectionError("outcome lost")
+
+
+async def test_a_worker_whose_outcomes_cannot_be_stored_holds_no_more_than_its_cap(
+    start_worker: StartWorker,
+) -> None:
+    backend = OutcomesFail()
+    queue = Queue("held", backend=backend)
+    await queue.add_bulk([{"task_id": quick.name}] * 500)
+    worker = queue.worker(concurrency=2, claim_batch=5, handle_signals=False)
+    await start_worker(worker)
+    await asyncio.wait_for(backend.failed_three_times.wait(), WAIT_S)
+
+    # The jobs a fault can make run twice are those a worker holds: running, prefetched, or
+    # finished with the outcome not stored yet. Without a cap, the slots would go on
+    # claiming while outcomes piled up, until every job of the queue was held here.
+    assert worker.held_at_most == 2 + 2 * 5
+    assert (await queue.counts())["active"] == worker.held_at_most
+    backend.failing = False  # the worker stops storing its outcomes

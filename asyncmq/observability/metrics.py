@@ -284,12 +284,14 @@ class JobMetrics:
         children.started.inc()
         children.in_progress.inc()
         self._running[job.id] = job.queue
+        value = job.meta.get("traceparent")
+        exemplar = _exemplar_of(value) if value.__class__ is str else None
         if job.ready_at is not None:
             wait = started - job.ready_at
-            children.wait.observe(wait if wait > 0.0 else 0.0)
+            children.wait.observe(wait if wait > 0.0 else 0.0, exemplar)
         if job.delay_until is not None:
             late = started - job.delay_until
-            children.lateness.observe(late if late > 0.0 else 0.0)
+            children.lateness.observe(late if late > 0.0 else 0.0, exemplar)
 
     def _on_completed(self, jobs: Sequence[Job]) -> None:
         for children, group in self._grouped(jobs):

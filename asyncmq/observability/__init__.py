@@ -67,22 +67,23 @@ def instrument(
     """Turn on metrics (into `registry`, default the global one) and tracing (with
     `tracer_provider`, default the global one if an SDK provider is set there; `link`, default
     the `tracing_link` setting, makes attempts link to the producer's span rather than continue
-    its trace). Calling it again returns the same instrumentation. Every backend's round trips
-    are counted; those in `backends` are named in `asyncmq_build_info` before their first one."""
+    its trace). Calling it again returns the same instrumentation, with whatever it asks for
+    that was off turned on (the tracing setting alone, then `--metrics-port`, gives both); it
+    never turns anything off. Every backend's round trips are counted; those in `backends` are
+    named in `asyncmq_build_info` before their first one."""
     global _active
     if link is None:  # read first: loading settings may instrument the process itself
         link = settings.tracing_link
     if _active is None:
-        active = Instrumentation(registry=registry or REGISTRY)
-        if metrics:
-            active.metrics = JobMetrics(active.registry)
-            active.metrics.start()
-        if tracing and _tracing_wanted(tracer_provider):
-            from asyncmq.observability.tracing import start_tracing
+        _active = Instrumentation(registry=registry or REGISTRY)
+    if metrics and _active.metrics is None:
+        _active.metrics = JobMetrics(_active.registry)
+        _active.metrics.start()
+    if tracing and not _active.tracing and _tracing_wanted(tracer_provider):
+        from asyncmq.observability.tracing import start_tracing
 
-            start_tracing(tracer_provider, link=link)
-            active.tracing = True
-        _active = active
+        start_tracing(tracer_provider, link=link)
+        _active.tracing = True
     for backend in backends:
         if _active.metrics is not None:
             _active.metrics.backend_seen(backend.name)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from asyncmq.backends.redis import RedisBackend
@@ -105,3 +106,20 @@ def test_the_tracing_setting_without_a_provider_or_an_endpoint_warns_and_traces_
     assert active is not None
     assert (active.metrics, active.tracing) == (None, False)
     assert "jobs are not traced" in caplog.text
+
+
+def test_metrics_asked_for_after_tracing_alone_are_turned_on_not_ignored() -> None:
+    """`ASYNCMQ_TRACING=true` alone instruments the process without metrics; a later ask for
+    metrics (`--metrics-port`, `serve_metrics`) must add them rather than get that instance."""
+    uninstrument()
+    registry = CollectorRegistry()
+    provider = TracerProvider()
+    first = instrument(metrics=False, tracer_provider=provider, registry=registry)
+    assert (first.metrics, first.tracing) == (None, True)
+    active = instrument(registry=registry, tracing=False)
+    assert active.metrics is not None and active.tracing  # both on now
+    families = {metric.name for metric in registry.collect()}
+    assert {"asyncmq_jobs_started", "asyncmq_job_duration_seconds"} <= families
+    uninstrument()
+    assert not {metric.name for metric in registry.collect()}
+    provider.shutdown()

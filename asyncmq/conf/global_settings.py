@@ -54,6 +54,11 @@ class Settings:
     #: span, instead of continuing the producer's trace: keeps a large fan-out from making one
     #: huge trace.
     tracing_link: bool = False
+    #: Label caps: past this many distinct queues (or tasks) a process's metrics show the
+    #: others as `queue="other"` (`task="other"`), summed, and count them in
+    #: `asyncmq_metric_label_values_folded_total`, so invented names cannot swell a scrape.
+    metrics_max_queues: int = 100
+    metrics_max_tasks: int = 200
 
     def __init__(self, **overrides: object) -> None:
         for name, value in overrides.items():

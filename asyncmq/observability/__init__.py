@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError("observability needs its extra: pip install 'asyncmq[observability]'") from exc
 
 from asyncmq.observability.collector import QueueStateCollector
-from asyncmq.observability.metrics import JobMetrics, build_info
+from asyncmq.observability.metrics import JobMetrics, LabelCap, build_info
 from asyncmq.observability.server import MetricsServer
 
 if TYPE_CHECKING:
@@ -77,7 +77,9 @@ def instrument(
     if _active is None:
         _active = Instrumentation(registry=registry or REGISTRY)
     if metrics and _active.metrics is None:
-        _active.metrics = JobMetrics(_active.registry)
+        _active.metrics = JobMetrics(
+            _active.registry, max_queues=settings.metrics_max_queues, max_tasks=settings.metrics_max_tasks
+        )
         _active.metrics.start()
     if tracing and not _active.tracing and _tracing_wanted(tracer_provider):
         from asyncmq.observability.tracing import start_tracing
@@ -166,12 +168,17 @@ def serve_metrics(
     standalone exporter, which watches queues with no worker running."""
     import asyncio
 
+    queue_label = None
     if job_metrics:
-        registry = instrument(registry=registry, backends=[backend]).registry
+        active = instrument(registry=registry, backends=[backend])
+        registry = active.registry
+        queue_label = active.metrics.queue_label if active.metrics is not None else None
     elif registry is None:
         registry = CollectorRegistry()
         build_info(registry, [backend.name])
-    collector = QueueStateCollector(backend, asyncio.get_running_loop())
+    collector = QueueStateCollector(
+        backend, asyncio.get_running_loop(), max_queues=settings.metrics_max_queues, queue_label=queue_label
+    )
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()
 
 
@@ -187,5 +194,7 @@ def serve_multiprocess_metrics(
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    collector = QueueStateCollector(backend, asyncio.get_running_loop())
+    # The children count what their caps fold; this cap's folds would be a second family.
+    queue_label = LabelCap("queue", settings.metrics_max_queues)
+    collector = QueueStateCollector(backend, asyncio.get_running_loop(), queue_label=queue_label)
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()

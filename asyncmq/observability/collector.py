@@ -6,6 +6,9 @@ Prometheus scrapes from the metrics server's thread while the backend lives on a
 loop: the read runs on that loop and the scrape waits for it at most `timeout_s`. A slow or
 failing backend shows as `asyncmq_backend_up 0` and the queue gauges are left out; the scrape
 itself never hangs.
+
+Queues past the label cap (`metrics_max_queues`) are summed under `queue="other"`, so a
+producer that invents queue names cannot make every scrape huge; their depth still counts.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from asyncmq.backends.base import QueueStats
 from asyncmq.job import JobState
 from asyncmq.logging import get_logger
+from asyncmq.observability.metrics import OTHER, LabelCap
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from asyncmq.backends.base import BaseBackend, QueueStats
+    from asyncmq.backends.base import BaseBackend
 
 __all__ = ["QueueStateCollector"]
 
@@ -33,7 +38,10 @@ log = get_logger(__name__)
 
 
 class QueueStateCollector(Collector):
-    """Build it on the thread running `loop`; Prometheus then scrapes from any other."""
+    """Build it on the thread running `loop`; Prometheus then scrapes from any other.
+
+    `queue_label`: the job metrics' queue cap, so both keep the same queues by name; without
+    one, the collector keeps its own (of `max_queues`) and reports what it folded."""
 
     def __init__(
         self,
@@ -42,17 +50,23 @@ class QueueStateCollector(Collector):
         *,
         queues: Sequence[str] | None = None,
         timeout_s: float = 5.0,
+        max_queues: int = 100,
+        queue_label: LabelCap | None = None,
     ) -> None:
         self.backend = backend
         self.loop = loop
         self.queues = queues
         self.timeout_s = timeout_s
+        self._reports_folds = queue_label is None
+        self.queue_label = queue_label or LabelCap("queue", max_queues)
         self._loop_thread = threading.get_ident()  # built on the loop's thread, by contract
 
     def describe(self) -> Iterator[Metric]:
         """The names, without reading the backend (the registry asks when registering)."""
         yield _up_family()
         yield from _families({}, 0.0)
+        if self._reports_folds:
+            yield self._folded_family()
 
     def collect(self) -> Iterator[Metric]:
         stats = self._read()
@@ -60,7 +74,33 @@ class QueueStateCollector(Collector):
         up.add_metric([self.backend.name], 0.0 if stats is None else 1.0)
         yield up
         if stats is not None:
-            yield from _families(stats, time.time())
+            yield from _families(self._capped(stats), time.time())
+        if self._reports_folds:
+            yield self._folded_family()
+
+    def _capped(self, stats: dict[str, QueueStats]) -> dict[str, QueueStats]:
+        """Queues in name order through the cap (the job metrics' cap has usually admitted the
+        worker's own queues first); those folded summed into one `other`."""
+        kept: dict[str, QueueStats] = {}
+        folded: list[QueueStats] = []
+        for queue in sorted(stats):
+            label = self.queue_label(queue)
+            if label == OTHER:  # a queue named "other" joins them
+                folded.append(stats[queue])
+            else:
+                kept[label] = stats[queue]
+        if folded:
+            kept[OTHER] = _summed(folded)
+        return kept
+
+    def _folded_family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "asyncmq_metric_label_values_folded",
+            "Distinct label values shown as `other` because their label reached its cap.",
+            labels=["label"],
+        )
+        family.add_metric(["queue"], float(self.queue_label.folded))
+        return family
 
     def _read(self) -> dict[str, QueueStats] | None:
         if self.loop.is_closed():
@@ -83,6 +123,22 @@ class QueueStateCollector(Collector):
         now = time.time()
         results = await asyncio.gather(*(self.backend.stats(name, now) for name in names))
         return dict(zip(names, results, strict=True))
+
+
+def _summed(many: list[QueueStats]) -> QueueStats:
+    """The queue state of several queues as one: counts and workers added, the oldest
+    waiting job the oldest of all, paused if any is."""
+    counts: dict[str, int] = {}
+    for stats in many:
+        for state, count in stats.counts.items():
+            counts[state] = counts.get(state, 0) + count
+    oldest = [stats.oldest_waiting_at for stats in many if stats.oldest_waiting_at is not None]
+    return QueueStats(
+        counts=counts,
+        oldest_waiting_at=min(oldest) if oldest else None,
+        paused=any(stats.paused for stats in many),
+        workers=[worker for stats in many for worker in stats.workers],
+    )
 
 
 def _up_family() -> GaugeMetricFamily:

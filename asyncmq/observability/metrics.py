@@ -2,8 +2,8 @@
 operation hooks and, at scrape time, the backend's queue state.
 
 Cheap by construction: label children are bound once per (queue, task) and cached; an
-event costs a dict lookup and an increment or observation. Labels stay bounded: task names
-and error types past a cap become `other`; no job id, host or pid is ever a label. Every
+event costs a dict lookup and an increment or observation. Labels stay bounded: queues, task
+names and error types past a cap become `other`; no job id, host or pid is ever a label. Every
 counter of a queue is created at 0 when the queue is first seen, so ratios (failure rate,
 retry rate) exist before the first failure.
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from asyncmq.job import Job
 
-__all__ = ["BUCKETS", "JobMetrics", "build_info"]
+__all__ = ["BUCKETS", "OTHER", "JobMetrics", "LabelCap", "build_info"]
 
 #: Jobs are not RPCs: from a millisecond to an hour.
 BUCKETS = (
@@ -39,20 +39,33 @@ BUCKETS = (
 OTHER = "other"
 
 
-class _Capped:
-    """Maps a label value to itself until `limit` distinct values were seen, then to `other`."""
+class LabelCap:
+    """Maps a label value to itself until `limit` distinct values were seen, then to `other`.
+    `on_fold` hears of each distinct value folded, once: how many queues or tasks a dashboard's
+    `other` stands for."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, label: str, limit: int, on_fold: Callable[[str], None] | None = None) -> None:
+        self.label = label
         self.limit = limit
+        self.on_fold = on_fold
         self._seen: set[str] = set()
+        self._folded: set[str] = set()
 
     def __call__(self, value: str) -> str:
         if value in self._seen:
             return value
-        if len(self._seen) >= self.limit:
-            return OTHER
-        self._seen.add(value)
-        return value
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+            return value
+        if value not in self._folded:
+            self._folded.add(value)
+            if self.on_fold is not None:
+                self.on_fold(self.label)
+        return OTHER
+
+    @property
+    def folded(self) -> int:
+        return len(self._folded)
 
 
 class _Children:
@@ -75,9 +88,9 @@ class _Children:
     wait: Any
 
     def __init__(self, metrics: JobMetrics, queue: str, task: str) -> None:
-        label = metrics._task_label(task)
+        queue, task = metrics.queue_label(queue), metrics._task_label(task)
         for name in ("enqueued", "started", "completed", "retried", "expired", "cancelled", "duration"):
-            setattr(self, name, metrics._child(getattr(metrics, name), queue, label))
+            setattr(self, name, metrics._child(getattr(metrics, name), queue, task))
         for name in ("in_progress", "wait", "latency", "lateness"):
             setattr(self, name, metrics._child(getattr(metrics, name), queue))
 
@@ -94,13 +107,27 @@ class JobMetrics:
     """The event-fed metrics of one registry. `start()` subscribes, `stop()` unsubscribes."""
 
     def __init__(
-        self, registry: CollectorRegistry, *, max_tasks: int = 200, max_error_types: int = 50
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_queues: int = 100,
+        max_tasks: int = 200,
+        max_error_types: int = 50,
     ) -> None:
         self.registry = registry
-        self._task_label = _Capped(max_tasks)
-        self._error_label = _Capped(max_error_types)
         qt, q = ["queue", "task"], ["queue"]
         Counter, Gauge, Histogram = _metric_classes()
+        self.folded = Counter(
+            "asyncmq_metric_label_values_folded",
+            "Distinct label values shown as `other` because their label reached its cap.",
+            ["label"],
+            registry=registry,
+        )
+        self.queue_label = LabelCap("queue", max_queues, self._on_fold)
+        self._task_label = LabelCap("task", max_tasks, self._on_fold)
+        self._error_label = LabelCap("error_type", max_error_types, self._on_fold)
+        for cap in (self.queue_label, self._task_label, self._error_label):
+            self.folded.labels(cap.label)  # at 0
         self.enqueued = Counter(
             "asyncmq_jobs_enqueued", "Jobs stored, now or delayed.", qt, registry=registry
         )
@@ -241,8 +268,9 @@ class JobMetrics:
         if queue in self._known_queues:
             return
         self._known_queues.add(queue)
+        label = self.queue_label(queue)
         for metric in (self.stalled, self.rate_limited, self.in_progress, self.concurrency):
-            self._child(metric, queue)
+            self._child(metric, label)
 
     # -- children ---------------------------------------------------------------------
     def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
@@ -307,7 +335,8 @@ class JobMetrics:
         for children, group in self._grouped(jobs):
             for job in group:  # each job's error type is a label of its own
                 error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
-                self._child(self.failed, job.queue, self._task_label(job.task), error_type).inc()
+                labels = (self.queue_label(job.queue), self._task_label(job.task), error_type)
+                self._child(self.failed, *labels).inc()
             self._attempts_ended(children, group)
 
     def _attempts_ended(self, children: _Children, jobs: Sequence[Job], with_latency: bool = False) -> None:
@@ -354,11 +383,11 @@ class JobMetrics:
 
     def _on_stalled(self, job: Job) -> None:
         self.queue_seen(job.queue)
-        self._child(self.stalled, job.queue).inc()
+        self._child(self.stalled, self.queue_label(job.queue)).inc()
 
     def _on_rate_limited(self, payload: Payload) -> None:
         self.queue_seen(payload["queue"])
-        self._child(self.rate_limited, payload["queue"]).inc(payload.get("held_back", 1))
+        self._child(self.rate_limited, self.queue_label(payload["queue"])).inc(payload.get("held_back", 1))
 
     def _on_worker_started(self, payload: Payload) -> None:
         queue = payload["queue"]
@@ -366,10 +395,13 @@ class JobMetrics:
         for task in list(TASK_REGISTRY.values()):
             if task.queue == queue:
                 self.seed_task(queue, task.name)
-        self._child(self.concurrency, queue).inc(payload["concurrency"])
+        self._child(self.concurrency, self.queue_label(queue)).inc(payload["concurrency"])
 
     def _on_worker_stopped(self, payload: Payload) -> None:
-        self._child(self.concurrency, payload["queue"]).dec(payload["concurrency"])
+        self._child(self.concurrency, self.queue_label(payload["queue"])).dec(payload["concurrency"])
+
+    def _on_fold(self, label: str) -> None:
+        self.folded.labels(label).inc()
 
     def _on_listener_error(self, event: str) -> None:
         self.listener_errors.labels(event).inc()

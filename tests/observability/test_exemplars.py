@@ -53,7 +53,8 @@ async def test_a_sampled_jobs_trace_id_appears_as_an_exemplar_in_the_openmetrics
         "asyncmq_schedule_lateness_seconds": {later},  # only the delayed job was due at a time
     }
     for metric, trace_ids in expected.items():
-        pattern = rf'^{metric}_bucket\{{[^}}]*queue="{queue_name}"[^}}]*\}} [0-9.]+ # \{{trace_id="([0-9a-f]{{32}})"\}}'
+        series = rf'^{metric}_bucket\{{[^}}]*queue="{queue_name}"[^}}]*\}}'
+        pattern = series + r' [0-9.]+ # \{trace_id="([0-9a-f]{32})"\}'
         found = set(re.findall(pattern, text, re.MULTILINE))
         assert found, f"no exemplar on {metric}"
         assert found <= trace_ids, metric

@@ -260,3 +260,52 @@ def test_a_fast_histogram_batch_with_a_nan_counts_the_other_values_where_they_be
         - value(registry, "h_seconds_bucket", queue="q", le="0.1")
         == 7
     )
+
+
+def test_queues_past_the_cap_become_other_and_the_folded_values_are_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry, max_queues=2)
+    metrics.start()
+    try:
+        for queue in ("q1", "q2", "q3", "q4", "q3"):
+            event_emitter.emit_job(Event.JOB_ENQUEUED, Job(id=queue, queue=queue, task="t", created_at=T0))
+            event_emitter.emit_job(Event.JOB_STALLED, Job(id=queue, queue=queue, task="t", created_at=T0))
+    finally:
+        metrics.stop()
+    assert value(registry, "asyncmq_jobs_enqueued_total", queue="q2", task="t") == 1
+    assert value(registry, "asyncmq_jobs_enqueued_total", queue="other", task="t") == 3
+    assert value(registry, "asyncmq_jobs_stalled_total", queue="other") == 3
+    assert value(registry, "asyncmq_jobs_enqueued_total", queue="q3", task="t") is None
+    folded = "asyncmq_metric_label_values_folded_total"
+    assert value(registry, folded, label="queue") == 2  # q3 and q4, each once
+    assert value(registry, folded, label="task") == 0
+    assert value(registry, folded, label="error_type") == 0
+
+
+async def test_the_queue_state_of_queues_past_the_cap_is_summed_under_other() -> None:
+    import asyncio
+
+    from asyncmq.backends.memory import InMemoryBackend
+    from asyncmq.observability.collector import QueueStateCollector
+    from asyncmq.queues import Queue
+
+    backend = InMemoryBackend()
+    for index, queue in enumerate(("a", "b", "c", "d")):
+        for _ in range(index + 1):
+            await Queue(queue, backend=backend).add("t")
+    registry = CollectorRegistry()
+    registry.register(QueueStateCollector(backend, asyncio.get_running_loop(), max_queues=2))
+    await asyncio.to_thread(registry.collect)  # scraped from another thread, as by the server
+    waiting = await asyncio.to_thread(
+        lambda: {
+            sample.labels["queue"]: sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == "asyncmq_queue_jobs" and sample.labels["state"] == "waiting"
+        }
+    )
+    assert waiting == {"a": 1, "b": 2, "other": 7}
+    folded = await asyncio.to_thread(
+        registry.get_sample_value, "asyncmq_metric_label_values_folded_total", {"label": "queue"}
+    )
+    assert folded == 2

@@ -210,6 +210,23 @@ def _ratio_above(record: Record) -> Condition:
     return condition
 
 
+def _above_or_stalled(record: Record) -> Condition:
+    """A job-time p99 past its threshold or, while the p99 is undefined because nothing was
+    observed over the window (no job started or finished), the oldest waiting job's age past
+    it: every job waiting now will have waited at least that long, so a queue where nothing
+    starts keeps the alert firing instead of resolving it. Both sides carry the same labels,
+    so the switch from one to the other does not restart `for:`."""
+
+    def condition(selector: str, limit: Limit) -> str:
+        threshold = _number(limit.threshold)
+        return (
+            f"{record.name}{selector} > {threshold}"
+            f" or ({_OLDEST.name}{selector} > {threshold} unless on (queue) {record.name} >= 0)"
+        )
+
+    return condition
+
+
 def _growing(selector: str, limit: Limit) -> str:
     """A backlog rising over the trend window; a handful of jobs rising is no backlog yet."""
     return f"{_GROWTH.name}{selector} > 0 and {_WAITING.name}{selector} > {_number(limit.threshold)}"
@@ -326,12 +343,13 @@ ALERTS = (
         name="AsyncMQWaitP99High",
         severity="warning",
         unit=_SECONDS,
-        condition=_above(_WAIT_P99),
+        condition=_above_or_stalled(_WAIT_P99),
         default=Limit(60, "10m"),
-        summary="Jobs of queue {queue} wait {value} to start (p99)",
+        summary="Jobs of queue {queue} wait {value} to start",
         description=(
-            "The 99th percentile wait of queue {queue}, from runnable to started (over {window}), "
-            "is {value}, above {threshold} for {for_}."
+            "Jobs of queue {queue} wait {value} from runnable to started: the 99th percentile over "
+            "{window}, or, when none started in it, the age of the oldest waiting job. Above "
+            "{threshold} for {for_}."
         ),
     ),
     Alert(
@@ -339,12 +357,13 @@ ALERTS = (
         name="AsyncMQLatencyP99High",
         severity="warning",
         unit=_SECONDS,
-        condition=_above(_LATENCY_P99),
+        condition=_above_or_stalled(_LATENCY_P99),
         default=Limit(300, "10m"),
-        summary="Jobs of queue {queue} take {value} from enqueue to finish (p99)",
+        summary="Jobs of queue {queue} take {value} from enqueue to completion",
         description=(
-            "The 99th percentile latency of queue {queue}, from enqueued to finished (over {window}), "
-            "is {value}, above {threshold} for {for_}."
+            "Jobs of queue {queue} take {value} from enqueued to completed: the 99th percentile over "
+            "{window}, or, when none completed in it, the age of the oldest waiting job. Above "
+            "{threshold} for {for_}."
         ),
     ),
     Alert(

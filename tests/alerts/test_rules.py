@@ -148,3 +148,29 @@ def test_every_runbook_url_points_at_a_section_of_the_runbooks() -> None:
 def test_the_runbooks_have_a_section_for_each_alert_and_no_other() -> None:
     sections = set(re.findall(r"^## (AsyncMQ\w+)$", RUNBOOKS.read_text(), flags=re.MULTILINE))
     assert sections == {alert.name for alert in ALERTS}
+
+
+def _seconds(duration: str) -> int:
+    """`30m` or `1h30m` in seconds (the units the default `for:` durations use)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(count) * units[unit] for count, unit in re.findall(r"(\d+)([smh])", duration))
+
+
+def _section(name: str) -> str:
+    text = RUNBOOKS.read_text()
+    start = text.index(f"## {name}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def test_the_runbooks_say_at_which_growth_rate_the_growth_ticket_comes_before_the_depth_ticket() -> None:
+    """Growing at r jobs/s, a backlog passes the growth threshold and, (depth - growth) / r
+    seconds later, the depth threshold; each alert fires its `for:` after its own crossing, so
+    the growth alert is first exactly below r = (depth - growth) / (growth for - depth for)."""
+    config = AlertConfig()
+    depth, growth = config.limit("queue_depth"), config.limit("backlog_growing")
+    crossover = (depth.threshold - growth.threshold) / (_seconds(growth.for_) - _seconds(depth.for_))
+    assert crossover == 0.75
+    for name in ("AsyncMQBacklogGrowing", "AsyncMQQueueDepthHigh"):
+        assert f"{crossover:g} jobs/s" in " ".join(_section(name).split()), name
+    assert "It fires before `AsyncMQQueueDepthHigh` does." not in RUNBOOKS.read_text()

@@ -341,7 +341,10 @@ def throughput_panel(width: int = 12) -> Any:
 def depth_panel(width: int = 12) -> Any:
     return timeseries(
         "Queue depth by state",
-        "Jobs per state, read from the backend: a rising waiting line means producers outpace workers.",
+        "Jobs per state, read from the backend: a rising waiting line means producers outpace workers. "
+        "active is every job a worker has claimed: running, prefetched and awaiting a free slot, or "
+        "finished with its outcome not yet stored; so it exceeds the attempts in progress, by up to "
+        "2 x claim_batch_size per worker.",
         "short",
         ("{{queue}} {{state}}", queries.jobs_by_state(QUEUE)),
         width=width,

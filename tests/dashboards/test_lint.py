@@ -131,3 +131,18 @@ def test_panel_queries_pairs_every_target_with_its_panel_title() -> None:
         ]
     }
     assert panel_queries(board) == [("A", "x"), ("A", "y"), ("B", "z")]
+
+
+def test_panels_charting_the_active_state_say_it_counts_prefetched_jobs_too(board: dict[str, Any]) -> None:
+    """`active` is every job a worker claimed and has not stored an outcome for: running, but
+    also prefetched and waiting for a slot, so it exceeds `in progress`; a panel that charts it
+    says so rather than let a reader take it for the running jobs."""
+    charting = [
+        panel
+        for panel in board["panels"]
+        if any("asyncmq_queue_jobs" in t["expr"] and "state=" not in t["expr"] for t in panel["targets"])
+    ]
+    assert charting
+    for panel in charting:
+        assert "active" in panel["description"], panel["title"]
+        assert "prefetched" in panel["description"], panel["title"]

@@ -110,6 +110,8 @@ start_mongo() {
         wait_for 30 mongo_ok
     fi
     export ASYNCMQ_TEST_MONGO_URL="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
+    # The fault tests start servers of their own with it (tests/private_servers.py).
+    export ASYNCMQ_TEST_NX_PYTHON="$venv/bin/python"
 }
 
 stop_services() {

@@ -8,11 +8,16 @@ thresholds. A queue with thresholds of its own gets its own instance of an alert
 (`{queue="emails"}`) and the default instance leaves it out (`{queue!~"emails"}`), so each
 queue is judged once by each alert.
 
-Thresholds and `for:` durations may come from a TOML file; everything in it is optional:
+Every alert links to its runbook and to the queue's dashboard, both in Grafana (the runbooks
+are the **AsyncMQ / Runbooks** dashboard, one panel per alert, generated from
+`docs/runbooks.md`), so one setting, `grafana_url`, makes both links absolute and working
+from a notification read anywhere.
+
+Thresholds, `for:` durations and that URL may come from a TOML file; everything in it is
+optional:
 
     interval = "30s"          # how often Prometheus evaluates the rules
-    runbook_base = "https://git.example.com/ops/asyncmq/blob/main/docs/runbooks.md"
-    dashboard_base = "https://grafana.example.com"
+    grafana_url = "https://grafana.internal.example.org"   # Grafana as the on-call opens it
 
     [defaults.queue_depth]    # every queue
     threshold = 5000
@@ -39,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from asyncmq.errors import ConfigurationError, InvalidQueueNameError
 from asyncmq.job import validate_queue_name
@@ -46,7 +52,9 @@ from asyncmq.observability import queries
 
 __all__ = [
     "ALERTS",
+    "DEFAULT_GRAFANA_URL",
     "RECORDS",
+    "RUNBOOKS_UID",
     "Alert",
     "AlertConfig",
     "Condition",
@@ -54,6 +62,7 @@ __all__ = [
     "Record",
     "Unit",
     "render_rules",
+    "runbook_panel_id",
 ]
 
 _HEADER = (
@@ -62,6 +71,11 @@ _HEADER = (
 )
 #: The per-queue dashboard every queue alert links to.
 _DASHBOARD_UID = "asyncmq-queue"
+#: The dashboard showing `docs/runbooks.md`, one panel per alert (`runbook_panel_id`).
+RUNBOOKS_UID = "asyncmq-runbooks"
+#: A placeholder, absolute so the rules are valid, and plainly not anyone's Grafana: set
+#: `grafana_url` to yours for the links in notifications to open.
+DEFAULT_GRAFANA_URL = "https://grafana.example.com"
 #: Rates and quantiles are taken over this window; the backlog trend over a longer one, so a
 #: burst that drains within minutes is not a trend.
 _WINDOW = "5m"
@@ -128,11 +142,6 @@ class Alert:
     description: str
     per_queue: bool = True
     tunables: tuple[str, ...] = ("threshold", "for")
-
-    @property
-    def anchor(self) -> str:
-        """The runbook section's anchor: the heading `## <name>`, as Markdown renderers slug it."""
-        return self.name.lower()
 
 
 def _number(value: float) -> str:
@@ -424,6 +433,15 @@ ALERTS = (
     ),
 )
 _BY_KEY = {alert.key: alert for alert in ALERTS}
+_PANEL_IDS = {alert.name: place for place, alert in enumerate(ALERTS, start=1)}
+
+
+def runbook_panel_id(alert_name: str) -> int:
+    """The id of the alert's panel on the runbooks dashboard: its place in `ALERTS`, from 1,
+    so a link sent in a notification keeps opening the same runbook (new alerts go last)."""
+    return _PANEL_IDS[alert_name]
+
+
 _PER_QUEUE = {alert.key: alert for alert in ALERTS if alert.per_queue}
 
 
@@ -438,8 +456,7 @@ class AlertConfig:
 
     limits: Mapping[str, Limit] = field(default_factory=_default_limits)
     queues: Mapping[str, Mapping[str, Limit]] = field(default_factory=dict)
-    runbook_base: str = "docs/runbooks.md"
-    dashboard_base: str = "http://127.0.0.1:3000"
+    grafana_url: str = DEFAULT_GRAFANA_URL
     interval: str = "30s"
 
     @classmethod
@@ -479,7 +496,7 @@ class _Where:
 
 
 def _parse(raw: dict[str, Any], where: _Where) -> AlertConfig:
-    _reject_unknown(raw, ("dashboard_base", "defaults", "interval", "queues", "runbook_base"), where)
+    _reject_unknown(raw, ("defaults", "grafana_url", "interval", "queues"), where)
     limits = _default_limits()
     limits |= _overrides(raw.get("defaults", {}), limits, _BY_KEY, where / "defaults")
     queues = {
@@ -492,8 +509,7 @@ def _parse(raw: dict[str, Any], where: _Where) -> AlertConfig:
     return AlertConfig(
         limits=limits,
         queues=queues,
-        runbook_base=_text(raw.get("runbook_base", AlertConfig.runbook_base), where / "runbook_base"),
-        dashboard_base=_text(raw.get("dashboard_base", AlertConfig.dashboard_base), where / "dashboard_base"),
+        grafana_url=_absolute_url(raw.get("grafana_url", AlertConfig.grafana_url), where / "grafana_url"),
         interval=interval,
     )
 
@@ -563,10 +579,17 @@ def _duration(value: object, where: _Where) -> str:
     return value
 
 
-def _text(value: object, where: _Where) -> str:
-    if not isinstance(value, str) or not value:
-        raise where.error(f"= {value!r} must be a non-empty string")
-    return value.rstrip("/")
+def _absolute_url(value: object, where: _Where) -> str:
+    """An http(s) URL with a host, without its trailing slash: a relative or schemeless link
+    opens nothing from a notification read in a mail client or a chat."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise where.error(
+            f"= {value!r} must be an absolute http:// or https:// URL, such as {DEFAULT_GRAFANA_URL}"
+        )
+    if parts.query or parts.fragment:
+        raise where.error(f"= {value!r} must be Grafana's base URL, without a query or fragment")
+    return str(value).rstrip("/")
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -627,10 +650,11 @@ def _annotations(alert: Alert, limit: Limit, config: AlertConfig) -> dict[str, s
         "for_": limit.for_,
         "min_rate": _number(limit.min_rate_per_s),
     }
-    dashboard = f"{config.dashboard_base}/d/{_DASHBOARD_UID}"
+    dashboard = f"{config.grafana_url}/d/{_DASHBOARD_UID}"
+    runbook = f"{config.grafana_url}/d/{RUNBOOKS_UID}?viewPanel=panel-{runbook_panel_id(alert.name)}"
     return {
         "summary": alert.summary.format(**fields),
         "description": alert.description.format(**fields),
-        "runbook_url": f"{config.runbook_base}#{alert.anchor}",
+        "runbook_url": runbook,
         "dashboard_url": f"{dashboard}?var-queue={_LABELS['queue']}" if alert.per_queue else dashboard,
     }

@@ -11,6 +11,7 @@ exactly what an alert rule compares with its threshold. Needs the extra:
 from __future__ import annotations
 
 import json
+import math
 import runpy
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,12 +31,14 @@ from grafanalib.core import (
     Target,
     Template,
     Templating,
+    Text,
     Time,
     TimeSeries,
 )
 
 from asyncmq.errors import ConfigurationError
 from asyncmq.observability import queries
+from asyncmq.observability.alerts import ALERTS, RUNBOOKS_UID, runbook_panel_id
 
 __all__ = [
     "DATASOURCE",
@@ -62,6 +65,7 @@ __all__ = [
     "rate_limited_panel",
     "ratios_panel",
     "render_dashboard",
+    "runbooks_dashboard",
     "saturation_gauge",
     "stat",
     "throughput_panel",
@@ -469,6 +473,50 @@ def listener_errors_panel(width: int = 8) -> Any:
 
 
 # -- loading and reading dashboards -------------------------------------------------------
+# -- the runbooks, as a dashboard ------------------------------------------------------------
+#: Grid rows a runbook panel takes per line of its Markdown, plus its title bar: tall enough
+#: to read a section without scrolling inside the panel.
+_ROWS_PER_LINE = 0.7
+_TITLE_ROWS = 2
+
+
+def runbooks_dashboard(markdown: str) -> Any:
+    """The runbooks (`docs/runbooks.md`) as a dashboard of text panels, one below the other:
+    the introduction, then one panel per `## <alert>` section with the id the alert's
+    `runbook_url` opens (`?viewPanel=panel-<id>`). Grafana thus serves the runbooks next to
+    the dashboards, and one URL makes both links of every alert absolute."""
+    intro, *sections = markdown.strip().split("\n## ")
+    chunks = [("Runbooks", intro.strip(), len(ALERTS) + 1)]
+    for section in sections:
+        title = section.partition("\n")[0].strip()
+        try:
+            panel_id = runbook_panel_id(title)
+        except KeyError:
+            raise ConfigurationError(f"the runbooks have a section `## {title}` for no alert") from None
+        chunks.append((title, f"## {section.strip()}", panel_id))
+    panels, top = [], 0
+    for title, content, panel_id in chunks:
+        height = _TITLE_ROWS + math.ceil(content.count("\n") * _ROWS_PER_LINE)
+        panels.append(
+            Text(
+                title=title, content=content, id=panel_id, gridPos=GridPos(h=height, w=GRID_WIDTH, x=0, y=top)
+            )
+        )
+        top += height
+    return Dashboard(
+        title="AsyncMQ / Runbooks",
+        uid=RUNBOOKS_UID,
+        description="What each asyncmq alert means, what to check and how to fix it.",
+        tags=["asyncmq"],
+        panels=panels,
+        links=[DashboardLink(title="AsyncMQ", tags=["asyncmq"], asDropdown=True, keepTime=True)],
+        refresh="",  # text only: nothing to refresh
+        schemaVersion=_SCHEMA_VERSION,
+        time=Time("now-3h", "now"),
+        timezone="browser",
+    )
+
+
 def render_dashboard(path: Path) -> str:
     """The JSON of the `dashboard` that the `*.dashboard.py` file at `path` defines, keys
     sorted and newline-terminated: the same source always gives the same bytes, so the

@@ -15,8 +15,7 @@ from asyncmq.observability.alerts import AlertConfig, Limit, render_rules
 
 OVERRIDES = """
 interval = "1m"
-runbook_base = "https://git.example.com/ops/runbooks.md"
-dashboard_base = "https://grafana.example.com/"
+grafana_url = "https://ops.example.com/grafana/"
 
 [defaults.queue_depth]
 for = "10m"
@@ -49,6 +48,7 @@ def test_no_file_means_the_defaults_an_operator_expects() -> None:
     assert config.limit("failure_ratio") == Limit(0.05, "15m", min_rate_per_s=0.01)
     assert config.limit("no_workers").for_ == "2m"
     assert config.limit("target_down").for_ == "5m"
+    assert config.grafana_url == "https://grafana.example.com"
     assert config == AlertConfig()
 
 
@@ -70,14 +70,16 @@ def test_an_overridden_queue_gets_its_own_rule_and_the_default_rule_leaves_it_ou
     assert [rule["for"] for rule in rules] == ["10m", "5m", "10m"]
 
 
-def test_the_links_and_the_interval_come_from_the_file(tmp_path: Path) -> None:
+def test_both_links_and_the_interval_come_from_the_file(tmp_path: Path) -> None:
     config = _load(tmp_path, OVERRIDES)
     group = yaml.safe_load(render_rules(config))["groups"][0]
     annotations = _depth_rules(config)[0]["annotations"]
     assert group["interval"] == "1m"
-    assert annotations["runbook_url"] == "https://git.example.com/ops/runbooks.md#asyncmqqueuedepthhigh"
+    assert (
+        annotations["runbook_url"] == "https://ops.example.com/grafana/d/asyncmq-runbooks?viewPanel=panel-1"
+    )
     assert annotations["dashboard_url"] == (
-        "https://grafana.example.com/d/asyncmq-queue?var-queue={{ $labels.queue }}"
+        "https://ops.example.com/grafana/d/asyncmq-queue?var-queue={{ $labels.queue }}"
     )
 
 
@@ -90,8 +92,8 @@ def _depth_alert(queue: str, threshold: int, for_: str) -> dict[str, Any]:
                 f"6k jobs are waiting in queue {queue}, more than {threshold} for {for_}: "
                 "the workers are not keeping up."
             ),
-            "runbook_url": "https://git.example.com/ops/runbooks.md#asyncmqqueuedepthhigh",
-            "dashboard_url": f"https://grafana.example.com/d/asyncmq-queue?var-queue={queue}",
+            "runbook_url": "https://ops.example.com/grafana/d/asyncmq-runbooks?viewPanel=panel-1",
+            "dashboard_url": f"https://ops.example.com/grafana/d/asyncmq-queue?var-queue={queue}",
         },
     }
 
@@ -148,7 +150,8 @@ def test_promtool_judges_each_queue_once_by_its_own_threshold(tmp_path: Path, pr
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("treshold = 1\n", r"unknown key treshold \(known at the top: dashboard_base, defaults, "),
+        ("treshold = 1\n", r"unknown key treshold \(known at the top: defaults, grafana_url, interval, "),
+        ('runbook_base = "https://x.example.com"\n', r"unknown key runbook_base \(known at the top: "),
         (
             "[defaults.queue_dept]\nthreshold = 1\n",
             r"unknown key defaults\.queue_dept \(known under defaults: ",
@@ -184,7 +187,12 @@ def test_promtool_judges_each_queue_once_by_its_own_threshold(tmp_path: Path, pr
         ('[queues.emails.target_down]\nfor = "1m"\n', r"queues\.emails\.target_down is not per queue"),
         ("[queues.'bad name'.queue_depth]\nthreshold = 1\n", r"invalid queue name 'bad name'"),
         ("[defaults]\nqueue_depth = 5\n", r"defaults\.queue_depth must be a table, not 5"),
-        ("runbook_base = 3\n", r"runbook_base = 3 must be a non-empty string"),
+        ("grafana_url = 3\n", r"grafana_url = 3 must be an absolute http:// or https:// URL"),
+        ('grafana_url = "grafana.example.com"\n', r"grafana_url = 'grafana.example.com' must be an absolute"),
+        ('grafana_url = "/grafana"\n', r"grafana_url = '/grafana' must be an absolute http"),
+        ('grafana_url = "ftp://grafana.example.com"\n', r"grafana_url = 'ftp://grafana.example.com' must be"),
+        ('grafana_url = "https://"\n', r"grafana_url = 'https://' must be an absolute"),
+        ('grafana_url = "https://g.example.com/?orgId=1"\n', r"without a query or fragment"),
         ("[defaults\n", r" is not valid TOML"),
     ],
 )
@@ -198,3 +206,11 @@ def test_a_mistake_in_the_file_is_an_error_naming_the_file_and_the_key(
 def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"cannot read the alert thresholds file .*absent\.toml"):
         AlertConfig.load(tmp_path / "absent.toml")
+
+
+def test_the_readme_example_is_a_valid_thresholds_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("## Alerts", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = _load(tmp_path, example)
+    assert config.grafana_url == "https://grafana.internal.example.org"
+    assert config.limit("queue_depth") == Limit(5000, "15m")

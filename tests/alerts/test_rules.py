@@ -4,6 +4,7 @@ alert, reading only metrics asyncmq exports, and documented in the runbooks."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 from typing import Any
@@ -20,6 +21,9 @@ from tests.alerts.conftest import ROOT
 RULES = ROOT / "alerts" / "asyncmq.rules.yml"
 RULE_TESTS = ROOT / "alerts" / "asyncmq.rules.test.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
+RUNBOOKS_BOARD = ROOT / "dashboards" / "runbooks.json"
+#: Where both links of every alert point unless the thresholds file says otherwise.
+GRAFANA = "https://grafana.example.com"
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 #: What a scrape adds to a family's name, by type.
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
@@ -114,7 +118,13 @@ def test_every_alert_has_a_severity_and_the_annotations_an_on_call_needs() -> No
         assert rule["labels"] == {"severity": rule["labels"]["severity"]}
         assert rule["labels"]["severity"] in ("critical", "warning")
         assert set(rule["annotations"]) == ANNOTATIONS, rule["alert"]
-        assert rule["annotations"]["dashboard_url"].startswith("http://127.0.0.1:3000/d/asyncmq-queue")
+
+
+def test_both_links_of_every_alert_are_absolute_under_the_one_grafana_url() -> None:
+    for rule in _alert_rules():
+        annotations = rule["annotations"]
+        assert annotations["dashboard_url"].startswith(f"{GRAFANA}/d/asyncmq-queue"), rule["alert"]
+        assert annotations["runbook_url"].startswith(f"{GRAFANA}/d/asyncmq-runbooks?viewPanel=panel-")
 
 
 def test_every_queue_alert_names_the_queue_and_the_value() -> None:
@@ -131,18 +141,21 @@ def test_the_one_page_for_a_queue_is_the_backlog_with_no_worker() -> None:
     assert critical == {"AsyncMQNoWorkers", "AsyncMQBackendDown"}
 
 
-def _runbook_anchors() -> set[str]:
-    """The anchors a Markdown renderer gives the runbook's headings (GitHub's slugs)."""
-    headings = re.findall(r"^#{1,6} (.+)$", RUNBOOKS.read_text(), flags=re.MULTILINE)
-    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
-
-
-def test_every_runbook_url_points_at_a_section_of_the_runbooks() -> None:
-    anchors = _runbook_anchors()
+def test_every_runbook_url_opens_the_panel_showing_the_alerts_section_of_the_runbooks() -> None:
+    board = json.loads(RUNBOOKS_BOARD.read_text())
+    panels = {f"panel-{panel['id']}": panel for panel in board["panels"]}
+    assert board["uid"] == "asyncmq-runbooks"
     for rule in _alert_rules():
-        path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
-        assert path == "docs/runbooks.md"
-        assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in docs/runbooks.md"
+        opened = rule["annotations"]["runbook_url"].partition("viewPanel=")[2]
+        panel = panels[opened]
+        assert panel["title"] == rule["alert"]
+        assert panel["options"]["content"].strip() == _section(rule["alert"]).strip(), rule["alert"]
+
+
+def test_the_runbooks_dashboard_shows_all_of_the_runbooks_and_nothing_else() -> None:
+    board = json.loads(RUNBOOKS_BOARD.read_text())
+    shown = "\n\n".join(panel["options"]["content"].strip() for panel in board["panels"])
+    assert shown == RUNBOOKS.read_text().strip()
 
 
 def test_the_runbooks_have_a_section_for_each_alert_and_no_other() -> None:

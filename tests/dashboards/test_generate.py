@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncmq.observability.grafana import render_dashboard
+from asyncmq.errors import ConfigurationError
+from asyncmq.observability.grafana import render_dashboard, runbooks_dashboard
 from tests.cli.helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,13 +23,16 @@ def _committed(source: Path) -> Path:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A copy of the dashboards, to edit without touching the repository."""
+    """A copy of the dashboards and the runbooks they show, to edit without touching the repository."""
     shutil.copytree(ROOT / "dashboards", tmp_path / "dashboards")
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / "docs" / "runbooks.md", tmp_path / "docs")
     return tmp_path
 
 
-def test_both_dashboards_have_a_source() -> None:
-    assert [source.name for source in SOURCES] == ["overview.dashboard.py", "queue.dashboard.py"]
+def test_every_dashboard_has_a_source() -> None:
+    names = [source.name for source in SOURCES]
+    assert names == ["overview.dashboard.py", "queue.dashboard.py", "runbooks.dashboard.py"]
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda source: source.name)
@@ -83,3 +87,8 @@ def test_the_cli_loads_without_importing_the_dashboards_extra() -> None:
     code = "import sys, asyncmq.cli.main; print([m for m in ('grafanalib', 'yaml') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_runbook_section_for_no_alert_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match=r"section `## AsyncMQNoSuchAlert` for no alert"):
+        runbooks_dashboard("# Runbooks\n\n## AsyncMQNoSuchAlert\n\nText.\n")

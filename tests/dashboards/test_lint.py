@@ -20,7 +20,8 @@ from asyncmq.observability.collector import QueueStateCollector
 from asyncmq.observability.grafana import DATASOURCE, GRID_WIDTH, panel_queries
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+#: The dashboards of charts; `runbooks.json` shows the runbooks' text and has no queries.
+DASHBOARDS = sorted(path for path in (ROOT / "dashboards").glob("*.json") if path.name != "runbooks.json")
 MODERN_TYPES = {"timeseries", "stat", "gauge", "bargauge", "heatmap", "table"}
 #: The sample names Prometheus stores for each family type.
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -53,9 +54,24 @@ def _exported_metric_names() -> set[str]:
     return {family.name + suffix for family in families for suffix in SUFFIXES[family.type]}
 
 
-def test_there_are_two_dashboards_with_their_titles_and_uids() -> None:
-    found = {(board["uid"], board["title"]) for board in map(_load, DASHBOARDS)}
-    assert found == {("asyncmq-overview", "AsyncMQ / Overview"), ("asyncmq-queue", "AsyncMQ / Queue")}
+def test_there_are_three_dashboards_with_their_titles_and_uids() -> None:
+    found = {(board["uid"], board["title"]) for board in map(_load, (ROOT / "dashboards").glob("*.json"))}
+    assert found == {
+        ("asyncmq-overview", "AsyncMQ / Overview"),
+        ("asyncmq-queue", "AsyncMQ / Queue"),
+        ("asyncmq-runbooks", "AsyncMQ / Runbooks"),
+    }
+
+
+def test_the_runbooks_are_markdown_text_panels_one_below_the_other() -> None:
+    board = _load(ROOT / "dashboards" / "runbooks.json")
+    assert {panel["type"] for panel in board["panels"]} == {"text"}
+    assert {panel["options"]["mode"] for panel in board["panels"]} == {"markdown"}
+    assert {(panel["gridPos"]["x"], panel["gridPos"]["w"]) for panel in board["panels"]} == {(0, GRID_WIDTH)}
+    tops = [panel["gridPos"]["y"] for panel in board["panels"]]
+    bottoms = [panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in board["panels"]]
+    assert tops == [0, *bottoms[:-1]]
+    assert "asyncmq" in board["tags"]
 
 
 def test_every_panel_is_a_modern_type_with_a_unit_reading_the_datasource_variable(

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from asyncmq.backends.redis import RedisBackend
-from asyncmq.observability.alerts import AlertConfig, render_rules
+from asyncmq.observability.alerts import DEFAULT_GRAFANA_URL, AlertConfig, render_rules, runbook_panel_id
 from asyncmq.observability.grafana import panel_queries
 from asyncmq.queues import Queue
 from tests.e2e.servers import (
@@ -235,7 +235,8 @@ async def check_dashboards_and_page(
     assert page["status"] == "firing"
     assert page["labels"]["severity"] == "critical"
     assert queue.name in page["annotations"]["summary"]
-    assert page["annotations"]["runbook_url"].endswith("#asyncmqnoworkers")
+    runbook = f"/d/asyncmq-runbooks?viewPanel=panel-{runbook_panel_id('AsyncMQNoWorkers')}"
+    assert page["annotations"]["runbook_url"] == DEFAULT_GRAFANA_URL + runbook
     assert not [
         alert
         for alert in receiver.alerts_at("/ticket")

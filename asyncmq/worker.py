@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from asyncmq.backends.base import WorkerInfo
+from asyncmq.backends.base import UnreadableJob, WorkerInfo
 from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
@@ -351,6 +351,8 @@ class Worker:
         )
         self._claim_s = _averaged(self._claim_s, time.perf_counter() - started)
         self._buffer.extend(result.jobs)
+        if result.unreadable:
+            await self._fail_unreadable(result.unreadable)
         if result.rate_limited_for_s is not None:
             event_emitter.emit(
                 Event.QUEUE_RATE_LIMITED,
@@ -358,7 +360,19 @@ class Worker:
             )
             await self._idle(asyncio.sleep(result.rate_limited_for_s))
             return True
-        return bool(result.jobs)
+        return bool(result.jobs or result.unreadable)
+
+    async def _fail_unreadable(self, unreadable: list[UnreadableJob]) -> None:
+        """A job whose stored record makes no valid job can never run: it fails at once with
+        the reason, its record kept for inspection, and `job:failed` lets metrics count it.
+        Should storing that fail, the job stays active and comes back after its lease."""
+        for job in unreadable:
+            log.error("job %s of queue %r cannot be read and fails: %s", job.id, job.queue, job.reason)
+        now = time.time()
+        failed = await self.backend.fail_unreadable(unreadable, now, self.queue.retention)
+        event_emitter.emit_jobs(
+            Event.JOB_FAILED, [job.failed(now) for job, ok in zip(unreadable, failed, strict=True) if ok]
+        )
 
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A

@@ -16,12 +16,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from asyncmq.core.seam import seam
-from asyncmq.errors import ConfigurationError
+from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import Job, JobState
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -31,7 +33,9 @@ __all__ = [
     "ClaimResult",
     "QueueStats",
     "RateLimit",
+    "UnreadableJob",
     "WorkerInfo",
+    "read_workers",
     "redacted_url",
 ]
 
@@ -44,11 +48,32 @@ class RateLimit:
     interval_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableJob:
+    """A claimed job whose stored record makes no valid `Job` (changed by hand, written by
+    other code). It cannot run, so the worker fails it at once with `reason` (which names the
+    field) through `BaseBackend.fail_unreadable`, leaving the record otherwise as it is."""
+
+    id: str
+    queue: str
+    #: The token as the store holds it, even if unreadable itself: what fences the failure.
+    token: Any
+    reason: str
+    task: str = "?"
+
+    def failed(self, now: float) -> Job:
+        """The failure as a job, for the `job:failed` event (the record itself is unreadable)."""
+        error = {"type": MalformedJobError.__name__, "message": self.reason}
+        return Job(self.id, self.queue, self.task, status=JobState.FAILED, finished_at=now, error=error)
+
+
 @dataclass(slots=True)
 class ClaimResult:
     jobs: list[Job]
     #: Set when the rate limit held starts back: seconds until the next one is allowed.
     rate_limited_for_s: float | None = None
+    #: Claimed jobs whose records cannot be read: for the worker to fail at once.
+    unreadable: list[UnreadableJob] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -73,6 +98,25 @@ class QueueStats:
     oldest_waiting_at: float | None
     paused: bool
     workers: list[WorkerInfo] = field(default_factory=list)
+    #: Ids of live workers whose stored description cannot be read.
+    unreadable_workers: list[str] = field(default_factory=list)
+
+
+def read_workers(records: Iterable[tuple[str, Any]]) -> tuple[list[WorkerInfo], list[str]]:
+    """Workers from (id, stored description: JSON text or a mapping) pairs, and the ids of
+    those whose description is garbage: one bad record must not hide the others, nor break
+    `asyncmq info`, which shows such a worker as unreadable instead."""
+    workers: list[WorkerInfo] = []
+    unreadable: list[str] = []
+    for worker_id, record in records:
+        try:
+            info = orjson.loads(record) if isinstance(record, str | bytes) else record
+            worker = WorkerInfo(**info)
+        except (TypeError, ValueError):
+            unreadable.append(worker_id)
+            continue
+        workers.append(worker)
+    return workers, unreadable
 
 
 class BaseBackend(ABC):
@@ -125,6 +169,14 @@ class BaseBackend(ABC):
         """Move up to `limit` waiting jobs to `active` (lowest priority number, then oldest
         first), bumping `attempt` and `token`. Nothing while the queue is paused; no more
         than the rate limit allows, taking its tokens in the same atomic step."""
+
+    @abstractmethod
+    async def fail_unreadable(
+        self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
+    ) -> list[bool]:
+        """Fail each job still active under its stored token, at `now`, with a
+        `MalformedJobError` error record of its reason, filed under `failed` by `retention`;
+        its other fields stay as stored, for inspection. Returns which were failed."""
 
     @abstractmethod
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:

@@ -16,12 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
-from asyncmq.job import TERMINAL_STATES, Job, JobState
+from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, UnreadableJob, WorkerInfo
+from asyncmq.errors import MalformedJobError
+from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field
+from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
 
 __all__ = ["InMemoryBackend"]
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -173,21 +177,52 @@ class InMemoryBackend(BaseBackend):
             if not limit:
                 return ClaimResult([], wait_s)
         claimed: list[Job] = []
-        heap, jobs = store.waiting, store.jobs
-        while heap and len(claimed) < limit:
+        unreadable: list[UnreadableJob] = []
+        heap, jobs, waiting_ids = store.waiting, store.jobs, store.waiting_ids
+        while heap and len(claimed) + len(unreadable) < limit:
             _, _, _, job_id, token = heapq.heappop(heap)
             job = jobs.get(job_id)
-            if job is None or job.token != token or job.status is not JobState.WAITING:
+            # A stale entry, unless the token itself is garbage: then the job is unreadable.
+            if job is None or job_id not in waiting_ids or (job.token != token and type(job.token) is int):
+                if job is None and waiting_ids.pop(job_id, None) is not None:
+                    log.error("job %s of queue %r lost its record while waiting; dropped", job_id, queue)
                 continue
-            del store.waiting_ids[job_id]
+            del waiting_ids[job_id]
+            store.active[job_id] = job
+            job.worker_id, job.lease_until = worker_id, now + lease_s
+            wrong = malformed_field(job)
+            if wrong is not None:
+                reason = f"job record {job_id!r} has a malformed {wrong}: {getattr(job, wrong)!r:.100}"
+                job.status = JobState.ACTIVE
+                task = job.task if type(job.task) is str else "?"
+                unreadable.append(UnreadableJob(job_id, queue, job.token, reason, task))
+                continue
             job.status = JobState.ACTIVE
             job.attempt += 1
             job.token += 1
-            job.worker_id = worker_id
-            job.lease_until = now + lease_s
-            store.active[job_id] = job
             claimed.append(job.clone())
-        return ClaimResult(claimed)
+        return ClaimResult(claimed, unreadable=unreadable)
+
+    async def fail_unreadable(
+        self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
+    ) -> list[bool]:
+        failed = []
+        for unreadable in jobs:
+            store = self._store(unreadable.queue)
+            job = store.jobs.get(unreadable.id)
+            if job is None or job.status is not JobState.ACTIVE or job.token != unreadable.token:
+                failed.append(False)
+                continue
+            # Filed by the id it is stored under: its own `id` field may be the garbage.
+            del store.active[unreadable.id]
+            job.status, job.finished_at, job.lease_until, job.worker_id = JobState.FAILED, now, None, None
+            job.error = {"type": MalformedJobError.__name__, "message": unreadable.reason}
+            if type(job.token) is int:
+                job.token += 1
+            store.finished[JobState.FAILED][unreadable.id] = now
+            self._trim(store, JobState.FAILED, retention.keep)
+            failed.append(True)
+        return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         store = self._store(queue)

@@ -184,7 +184,10 @@ async def test_a_document_no_worker_can_read_fails_at_once_with_the_reason(
     job_id = await queue.add(double.name, args=[1])
     await client[database]["jobs"].update_one({"_id": f"garbled/{job_id}"}, {"$set": {"args": "{not json"}})
 
-    assert (await backend.claim("garbled", "w1", 10, 30, time.time(), None)).jobs == []
+    claimed = await backend.claim("garbled", "w1", 10, 30, time.time(), None)
+    assert claimed.jobs == []
+    assert [job.id for job in claimed.unreadable] == [job_id]
+    assert await backend.fail_unreadable(claimed.unreadable, time.time(), queue.retention) == [True]
     stored = await client[database]["jobs"].find_one({"_id": f"garbled/{job_id}"})
     assert stored["status"] == "failed"
     assert MalformedJobError.__name__ in stored["error"]

@@ -32,7 +32,16 @@ from typing import Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo, redacted_url
+from asyncmq.backends.base import (
+    BaseBackend,
+    ClaimResult,
+    QueueStats,
+    RateLimit,
+    UnreadableJob,
+    WorkerInfo,
+    read_workers,
+    redacted_url,
+)
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.errors import ConfigurationError, MalformedJobError
@@ -55,6 +64,7 @@ _JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "
 #: What a job document holds besides the job's own fields.
 _DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "expire_at")
 _FINISHED = sorted(state.value for state in TERMINAL_STATES)
+_STATES = [state.value for state in JobState]
 _RECOVER_BATCH = 1000
 _CLAIM_ROUNDS = 3
 _TRIM_BATCH = 5000
@@ -104,12 +114,15 @@ def _encode(name: str, value: Any) -> Any:
 
 def _job_or_reason(document: dict[str, Any]) -> Job | str:
     """A job from its document, or why the document makes none."""
-    try:
-        record = {name: value for name, value in document.items() if name not in _DOCUMENT_ONLY}
-        for name in _JSON_FIELDS & record.keys():
+    record = {name: value for name, value in document.items() if name not in _DOCUMENT_ONLY}
+    for name in _JSON_FIELDS & record.keys():
+        try:
             record[name] = orjson.loads(record[name])
+        except (orjson.JSONDecodeError, TypeError):
+            return f"job document {document.get('_id')!r} has a malformed {name}: {record[name]!r:.100}"
+    try:
         return Job.from_record(record)
-    except (MalformedJobError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+    except MalformedJobError as exc:
         return f"job document {document.get('_id')!r} is malformed: {exc}"
 
 
@@ -121,6 +134,19 @@ def _job(document: dict[str, Any] | None) -> Job | None:
         log.error("skipping a malformed job: %s", found)
         return None
     return found
+
+
+def _counted_as(document: dict[str, Any]) -> JobState | None:
+    """The live state a job whose status was overwritten was counted in, by the fields each
+    state sets: a finish time (finished: not counted), a worker (active), a due time and no
+    ready time (delayed), otherwise waiting."""
+    if document.get("finished_at") is not None:
+        return None
+    if document.get("worker_id") is not None:
+        return JobState.ACTIVE
+    if document.get("delay_until") is not None and document.get("ready_at") is None:
+        return JobState.DELAYED
+    return JobState.WAITING
 
 
 def _expire_at(finished_at: float | None, retention: Retention) -> datetime | None:
@@ -353,17 +379,18 @@ class MongoBackend(BaseBackend):
             )
         if claimed:
             self.waker.worked(f"w:{queue}")
-        jobs: list[Job] = []
-        malformed: list[tuple[dict[str, Any], str]] = []
+        result = ClaimResult([])
         for document in claimed:
             found = _job_or_reason(document)
+            if isinstance(found, Job) and document["_id"] != f"{queue}/{found.id}":
+                found = f"job document {document['_id']!r} has a malformed id: {found.id!r:.100}"
             if isinstance(found, str):
-                malformed.append((document, found))
+                job_id = document["_id"].split("/", 1)[1]
+                task = document["task"] if isinstance(document.get("task"), str) else "?"
+                result.unreadable.append(UnreadableJob(job_id, queue, document.get("token"), found, task))
             else:
-                jobs.append(found)
-        if malformed:
-            await self._fail_malformed(queue, malformed, now)
-        return ClaimResult(jobs)
+                result.jobs.append(found)
+        return result
 
     async def _claim_waiting(
         self, queue: str, worker_id: str, limit: int, lease_until: float
@@ -383,37 +410,58 @@ class MongoBackend(BaseBackend):
             )
             if not candidates:
                 break
-            stamp = new_job_id()
-            taken = await self._call(
-                "claim",
-                self.jobs.update_many(
-                    {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)},
-                    {
-                        "$set": {
-                            "status": "active",
-                            "worker_id": worker_id,
-                            "lease_until": lease_until,
-                            "claimed_by": stamp,
-                        },
-                        "$inc": {"attempt": 1, "token": 1},
-                    },
-                ),
-            )
-            lost = taken.matched_count < len(candidates)
-            if lost:  # which did this claim get?
-                ids = await self._stamped("claim", candidates, "claimed_by", stamp)
-                candidates = [d for d in candidates if d["_id"] in ids]
-            for document in candidates:
-                document.update(status="active", worker_id=worker_id, lease_until=lease_until)
-                document["attempt"] = document.get("attempt", 0) + 1
-                document["token"] += 1
-            claimed += candidates
-            self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in candidates))
+            # Counters that are not numbers (a document changed by hand) would fail the whole
+            # update: those jobs are taken without counting, for the worker to fail them.
+            garbled = [
+                d for d in candidates if type(d.get("attempt", 0)) is not int or type(d["token"]) is not int
+            ]
+            if garbled:
+                skipped = {d["_id"] for d in garbled}
+                candidates = [d for d in candidates if d["_id"] not in skipped]
+                claimed += await self._take(queue, garbled, worker_id, lease_until, count=False)
+            taken = await self._take(queue, candidates, worker_id, lease_until, count=True)
+            lost = len(taken) < len(candidates)
+            claimed += taken
             if not lost or len(claimed) == limit:
                 break
         else:
             self.waker.wake(f"w:{queue}")
         return claimed
+
+    async def _take(
+        self, queue: str, candidates: list[dict[str, Any]], worker_id: str, lease_until: float, *, count: bool
+    ) -> list[dict[str, Any]]:
+        """Make active those of `candidates` still waiting as read (bumping `attempt` and
+        `token` when `count`), in one update; return those this call took."""
+        if not candidates:
+            return []
+        stamp = new_job_id()
+        update: dict[str, Any] = {
+            "$set": {
+                "status": "active",
+                "worker_id": worker_id,
+                "lease_until": lease_until,
+                "claimed_by": stamp,
+            }
+        }
+        if count:
+            update["$inc"] = {"attempt": 1, "token": 1}
+        taken = await self._call(
+            "claim",
+            self.jobs.update_many(
+                {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)}, update
+            ),
+        )
+        if taken.matched_count < len(candidates):  # which did this claim get?
+            ids = await self._stamped("claim", candidates, "claimed_by", stamp)
+            candidates = [d for d in candidates if d["_id"] in ids]
+        for document in candidates:
+            document.update(status="active", worker_id=worker_id, lease_until=lease_until)
+            if count:
+                document["attempt"] = document.get("attempt", 0) + 1
+                document["token"] += 1
+        self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in candidates))
+        return candidates
 
     async def _take_tokens(
         self, queue: str, flags: dict[str, Any], limit: int, rate: RateLimit, now: float
@@ -451,27 +499,25 @@ class MongoBackend(BaseBackend):
                 return 0, None
         return 0, 1 / per_s
 
-    async def _fail_malformed(
-        self, queue: str, documents: list[tuple[dict[str, Any], str]], now: float
-    ) -> None:
-        """A document no worker can run fails at once, with the reason, rather than stalling
-        again and again."""
-        ops = []
-        for document, reason in documents:
-            log.error("a job of queue %r fails: %s", queue, reason)
-            error = orjson.dumps({"type": MalformedJobError.__name__, "message": reason}).decode()
-            ops.append(
-                UpdateOne(
-                    {"_id": document["_id"], "token": document["token"]},
-                    {
-                        "$set": {"status": "failed", "finished_at": now, "error": error},
-                        "$unset": {"lease_until": "", "worker_id": ""},
-                        "$inc": {"token": 1},
-                    },
-                )
+    async def fail_unreadable(
+        self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
+    ) -> list[bool]:
+        await self.connect()
+        failed = []
+        for job in jobs:  # rare: one update each, to learn which were failed
+            update = self._failure(job.reason, now, retention)
+            if type(job.token) is int:
+                update["$inc"] = {"token": 1}
+            done = await self._call(
+                "fail_unreadable",
+                self.jobs.update_one(
+                    {"_id": f"{job.queue}/{job.id}", "status": "active", "token": job.token}, update
+                ),
             )
-        result = await self._call("fail_malformed", self.jobs.bulk_write(ops, ordered=False))
-        self._moved(queue, ((JobState.ACTIVE, JobState.FAILED) for _ in range(result.matched_count)))
+            failed.append(bool(done.modified_count))
+            if done.modified_count:
+                self._moved(job.queue, [(JobState.ACTIVE, JobState.FAILED)])
+        return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self.connect()
@@ -668,6 +714,46 @@ class MongoBackend(BaseBackend):
 
     async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         await self.connect()
+        recovered = await self._fail_lost_states(queue, now, recovery.retention)
+        return recovered + await self._recover_active(queue, now, recovery)
+
+    async def _fail_lost_states(self, queue: str, now: float, retention: Retention) -> list[Job]:
+        """Fail the jobs whose status is no state at all (a document changed by hand): no
+        query of a state finds them, so they would never run nor show. Each is still counted
+        as the state it was in, which its other fields tell (`_counted_as`)."""
+        lost = await self._find(
+            "recover", self.jobs, {"queue": queue, "status": {"$nin": _STATES}}, limit=_RECOVER_BATCH
+        )
+        failed = []
+        for document in lost:
+            reason = (
+                f"job document {document['_id']!r} has a malformed status: {document.get('status')!r:.100}"
+            )
+            log.error("a job of queue %r fails: %s", queue, reason)
+            update = self._failure(reason, now, retention)
+            done = await self._call(
+                "recover",
+                self.jobs.update_one({"_id": document["_id"], "status": document.get("status")}, update),
+            )
+            if done.modified_count:
+                self._moved(queue, [(_counted_as(document), JobState.FAILED)])
+                document.update(update["$set"])
+                document.pop("lease_until", None)
+                document.pop("worker_id", None)
+                failed.append(document)
+        return [job for document in failed if (job := _job(document)) is not None]
+
+    @staticmethod
+    def _failure(reason: str, now: float, retention: Retention) -> dict[str, Any]:
+        """The update failing a job whose document cannot be read, with the reason; the
+        rest of the document stays as it is, for inspection."""
+        error = orjson.dumps({"type": MalformedJobError.__name__, "message": reason}).decode()
+        values: dict[str, Any] = {"status": "failed", "finished_at": now, "error": error}
+        if (expire_at := _expire_at(now, retention)) is not None:
+            values["expire_at"] = expire_at
+        return {"$set": values, "$unset": {"lease_until": "", "worker_id": ""}}
+
+    async def _recover_active(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         stalled = await self._find(
             "recover",
             self.jobs,
@@ -680,8 +766,17 @@ class MongoBackend(BaseBackend):
         stamp = new_job_id()
         ops, chosen = [], []
         for document in stalled:
-            transition = recovery.transition_for(int(document.get("stalls", 0)))
-            update = self._transition_update(transition, now, recovery.retention)
+            stalls = document.get("stalls", 0)
+            if type(stalls) is int and type(document["token"]) is int:
+                transition = recovery.transition_for(stalls)
+                update = self._transition_update(transition, now, recovery.retention)
+            else:  # counters changed by hand: failed with the reason, not counted on
+                transition = recovery.fail
+                field = "token" if type(stalls) is int else "stalls"
+                reason = (
+                    f"job document {document['_id']!r} has a malformed {field}: {document.get(field)!r:.100}"
+                )
+                update = self._failure(reason, now, recovery.retention)
             update["$set"]["settled_by"] = stamp
             ops.append(
                 UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
@@ -895,7 +990,10 @@ class MongoBackend(BaseBackend):
         oldest = min(
             (group["ready_at"] for group in heads if group.get("ready_at") is not None), default=None
         )
-        return QueueStats(counts, oldest, paused, [WorkerInfo(**document["info"]) for document in workers])
+        found, unreadable = read_workers(
+            (document["_id"].split("/", 1)[-1], document.get("info")) for document in workers
+        )
+        return QueueStats(counts, oldest, paused, found, unreadable)
 
     async def _aggregate(self, operation: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cursor = await _maybe_await(self.jobs.aggregate(pipeline))

@@ -18,7 +18,16 @@ from typing import Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo, redacted_url
+from asyncmq.backends.base import (
+    BaseBackend,
+    ClaimResult,
+    QueueStats,
+    RateLimit,
+    UnreadableJob,
+    WorkerInfo,
+    read_workers,
+    redacted_url,
+)
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
 from asyncmq.errors import ConfigurationError, MalformedJobError
@@ -62,7 +71,7 @@ _RECOVER_BATCH = 1000
 def _job_or_reason(record: Any) -> Job | str:
     """A job from a row, or why the row makes none."""
     try:
-        return Job.from_record({name: record[name] for name in _JOB_COLUMNS})
+        return Job.from_record({name: record[name] for name in _JOB_COLUMNS}, typed_scalars=True)
     except (MalformedJobError, KeyError, TypeError) as exc:
         return str(exc)
 
@@ -387,35 +396,34 @@ class PostgresBackend(BaseBackend):
         if rows and rows[0]["wait_s"] is not None:
             return ClaimResult([], float(rows[0]["wait_s"]))
         claimed = sorted((row["job"] for row in rows), key=lambda job: (job["priority"], job["seq"]))
-        jobs: list[Job] = []  # in claim order: an UPDATE returns rows as it finds them
-        malformed: list[tuple[str, int, str]] = []
+        result = ClaimResult([])  # in claim order: an UPDATE returns rows as it finds them
         for record in claimed:
             found = _job_or_reason(record)
             if isinstance(found, str):
-                malformed.append((record["id"], record["token"], found))
+                task = record["task"] if isinstance(record["task"], str) else "?"
+                result.unreadable.append(UnreadableJob(record["id"], queue, record["token"], found, task))
             else:
-                jobs.append(found)
-        if malformed:
-            await self._fail_malformed(queue, malformed, now)
-        return ClaimResult(jobs)
+                result.jobs.append(found)
+        return result
 
-    async def _fail_malformed(self, queue: str, rows: list[tuple[str, int, str]], now: float) -> None:
-        """A row no worker can run (changed by hand, written by other code) fails at once, with
-        the reason in its error, rather than stalling again and again."""
-        for job_id, _, reason in rows:
-            log.error("job %s of queue %r is malformed and fails: %s", job_id, queue, reason)
+    async def fail_unreadable(
+        self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
+    ) -> list[bool]:
         query = self.sql(
-            "fail_malformed",
+            "fail_unreadable",
             """
             UPDATE {s}.jobs AS j
             SET status = 'failed', token = j.token + 1, finished_at = $5, lease_until = NULL,
                 worker_id = NULL, error = jsonb_build_object('type', 'MalformedJobError', 'message', o.reason)
-            FROM unnest($2::text[], $3::bigint[], $4::text[]) AS o(id, token, reason)
-            WHERE j.queue = $1 AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS o(queue, id, token, reason)
+            WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+            RETURNING j.queue, j.id
             """,
         )
-        ids, tokens, reasons = (list(column) for column in zip(*rows, strict=True))
-        await self._fetch("fail_malformed", query, queue, ids, tokens, reasons, now)
+        columns = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
+        rows = await self._fetch("fail_unreadable", query, *columns, [job.reason for job in jobs], now)
+        failed = {(row["queue"], row["id"]) for row in rows}
+        return [(job.queue, job.id) in failed for job in jobs]
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._wait(f"w:{queue}", timeout_s)
@@ -804,14 +812,14 @@ class PostgresBackend(BaseBackend):
                 ) AS counts,
                 (SELECT min(ready_at) FROM heads) AS oldest,
                 (SELECT paused FROM {s}.queues WHERE name = $1) AS paused,
-                (SELECT coalesce(jsonb_agg(info ORDER BY id), '[]'::jsonb) FROM {s}.workers
-                 WHERE queue = $1 AND expires_at >= $2) AS workers
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(id, info) ORDER BY id), '[]'::jsonb)
+                 FROM {s}.workers WHERE queue = $1 AND expires_at >= $2) AS workers
             """,
         )
         (row,) = await self._fetch("stats", query, queue, now)
         counts = {state.value: int(row["counts"].get(state.value, 0)) for state in JobState}
-        workers = [WorkerInfo(**info) for info in row["workers"]]
-        return QueueStats(counts, row["oldest"], bool(row["paused"]), workers)
+        workers, unreadable = read_workers(row["workers"])
+        return QueueStats(counts, row["oldest"], bool(row["paused"]), workers, unreadable)
 
     async def queues(self) -> list[str]:
         query = self.sql("queues", "SELECT name FROM {s}.queues ORDER BY name")

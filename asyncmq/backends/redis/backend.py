@@ -7,8 +7,8 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:since         zset, ready_at of each waiting job (oldest waiting age)
     <prefix>:{q}:delayed       zset, score delay_until
     <prefix>:{q}:active        zset, score lease_until (stalled jobs are the lowest)
-    <prefix>:{q}:<finished>    zsets completed/failed/expired/cancelled, score finished_at;
-                               their job hashes carry a TTL (the result retention)
+    <prefix>:{q}:<finished>    zsets completed/failed/expired/cancelled, score the end of the
+                               result retention, when the job hash's own TTL deletes it
     <prefix>:{q}:notify        list holding at most one marker: idle workers BLPOP it
     <prefix>:{q}:schedule      the same for schedulers, pushed when a sooner delayed job arrives
     <prefix>:{q}:meta          hash: paused flag, rate-limit bucket
@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, WorkerInfo
+from asyncmq.backends.base import (
+    BaseBackend,
+    ClaimResult,
+    QueueStats,
+    RateLimit,
+    UnreadableJob,
+    WorkerInfo,
+    read_workers,
+)
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat
@@ -67,7 +75,7 @@ _FINISHED = ("completed", "failed", "expired", "cancelled")
 _ENQUEUE_CHUNK = 1000
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
-    "enqueue", "claim", "finish", "release", "heartbeat", "progress", "promote",
+    "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
     "recover", "transition", "remove", "drain", "purge", "repeatable",
 )  # fmt: skip
 
@@ -94,6 +102,22 @@ def _decode(flat: Sequence[str]) -> Job | None:
     except MalformedJobError:
         log.exception("skipping malformed job record %r", fields.get("id"))
         return None
+
+
+def _claimed(queue: str, job_id: str, flat: Sequence[str]) -> Job | UnreadableJob:
+    """A claimed job, or what the worker needs to fail it when its record cannot be read."""
+    fields = _pairs(flat)
+    fields.pop("settled_token", None)
+    try:
+        job = decode_flat(fields)
+    except MalformedJobError as exc:
+        reason = str(exc)
+    else:
+        if job.id == job_id and job.queue == queue:
+            return job
+        wrong = "id" if job.id != job_id else "queue"
+        reason = f"job record {job_id!r} has a malformed {wrong}: {fields[wrong]!r:.100}"
+    return UnreadableJob(job_id, queue, fields.get("token", ""), reason, fields.get("task", "?"))
 
 
 def _whole_seconds(ttl_s: float) -> int:
@@ -302,7 +326,31 @@ class RedisBackend(BaseBackend):
         )
         if reply[0] == -1:
             return ClaimResult([], float(reply[1]))
-        return ClaimResult([job for flat in reply[1:] if (job := _decode(flat)) is not None])
+        if len(reply) == 1:
+            return ClaimResult([])
+        for job_id in reply[1]:
+            log.error("job %s of queue %r lost its record while waiting; dropped", job_id, queue)
+        result = ClaimResult([])
+        for i in range(2, len(reply), 2):
+            found = _claimed(queue, reply[i], reply[i + 1])
+            if isinstance(found, Job):
+                result.jobs.append(found)
+            else:
+                result.unreadable.append(found)
+        return result
+
+    async def fail_unreadable(
+        self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
+    ) -> list[bool]:
+        failed = [False] * len(jobs)
+        ttl = _whole_seconds(retention.ttl_s)
+        for queue in {job.queue for job in jobs}:
+            indexes = [index for index, job in enumerate(jobs) if job.queue == queue]
+            triples = chain.from_iterable((jobs[i].id, jobs[i].token, jobs[i].reason) for i in indexes)
+            flags = await self._run("fail", queue, repr(now), ttl, retention.keep, *triples)
+            for index, flag in zip(indexes, flags, strict=True):
+                failed[index] = bool(flag)
+        return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         await self._blocking_pop(self._base(queue) + "notify", timeout_s)
@@ -481,7 +529,10 @@ class RedisBackend(BaseBackend):
         return int(await self._run("drain", queue))
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
-        return int(await self._run("purge", queue, repr(now), repr(retention.ttl_s), retention.keep))
+        # Scores are when records expire, whole seconds after finishing (`_whole_seconds`):
+        # a job finished more than `ttl_s` ago is scored below this.
+        cutoff = now - retention.ttl_s + _whole_seconds(retention.ttl_s)
+        return int(await self._run("purge", queue, repr(cutoff), retention.keep))
 
     async def delete_queue(self, queue: str) -> None:
         await self.connect()
@@ -497,7 +548,10 @@ class RedisBackend(BaseBackend):
         states = [state.value for state in JobState]
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
-                pipe.zcard(base + state)
+                if state in _FINISHED:  # scored by the end of retention: what is still stored
+                    pipe.zcount(base + state, f"({now!r}", "+inf")
+                else:
+                    pipe.zcard(base + state)
             pipe.hexists(base + "meta", "paused")
             pipe.zrange(base + "since", 0, 0, withscores=True)
             pipe.zrangebyscore(base + "workers", repr(now), "+inf")
@@ -505,8 +559,8 @@ class RedisBackend(BaseBackend):
             replies = await self._timed("stats", pipe.execute())
         counts = dict(zip(states, replies[: len(states)], strict=True))
         paused, oldest, live, infos = replies[len(states) :]
-        workers = [WorkerInfo(**orjson.loads(infos[wid])) for wid in live if wid in infos]
-        return QueueStats(counts, oldest[0][1] if oldest else None, bool(paused), workers)
+        workers, unreadable = read_workers((wid, infos[wid]) for wid in live if wid in infos)
+        return QueueStats(counts, oldest[0][1] if oldest else None, bool(paused), workers, unreadable)
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         await self.connect()

@@ -1,15 +1,18 @@
 -- ARGV: now, limit, lease_until, worker_id, rate_limit (0: none), rate_interval, claim_id.
--- Returns {1, job, job, ...} (each job a flat field/value list), {0} for nothing to claim,
--- or {-1, seconds} when the rate limit holds starts back.
+-- Returns {1, {ids dropped}, id, job, id, job, ...} (each job a flat field/value list), {0}
+-- for nothing to claim, or {-1, seconds} when the rate limit holds starts back. Dropped: ids
+-- in line whose record is gone. A record the caller cannot read is still claimed: the
+-- caller fails it with the reason (so no counter is assumed to be a number here).
 -- A claim sent again (its reply was lost with a dropped connection) returns the jobs the
 -- first one took, still owned by this worker, instead of leaving them to stall.
 local now, limit, lease_until = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local meta, receipt = base .. 'meta', base .. 'claim:' .. ARGV[7]
 local taken = redis.call('LRANGE', receipt, 0, -1)
 if #taken > 0 then
-  local out = {1}
+  local out = {1, {}}
   for _, id in ipairs(taken) do
     if redis.call('HGET', job_key(id), 'worker_id') == ARGV[4] then
+      out[#out + 1] = id
       out[#out + 1] = redis.call('HGETALL', job_key(id))
     end
   end
@@ -31,18 +34,22 @@ if rate > 0 then
   limit = math.min(limit, math.floor(tokens))
 end
 local popped = redis.call('ZPOPMIN', base .. 'waiting', limit)
-local out = {1}
+local dropped = {}
+local out = {1, dropped}
 for k = 1, #popped, 2 do
   local id = popped[k]
   local key = job_key(id)
   redis.call('ZREM', base .. 'since', id)
-  if redis.call('EXISTS', key) == 1 then -- else an index entry that lost its record: dropped
-    redis.call('HINCRBY', key, 'attempt', 1)
-    redis.call('HINCRBY', key, 'token', 1)
+  if redis.call('EXISTS', key) == 1 then
+    redis.pcall('HINCRBY', key, 'attempt', 1) -- pcall: garbage stays, for the caller to report
+    redis.pcall('HINCRBY', key, 'token', 1)
     redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
     redis.call('ZADD', base .. 'active', lease_until, id)
     redis.call('RPUSH', receipt, id)
+    out[#out + 1] = id
     out[#out + 1] = redis.call('HGETALL', key)
+  else
+    dropped[#dropped + 1] = id
   end
 end
 if #popped > 0 then redis.call('EXPIRE', receipt, 60) end

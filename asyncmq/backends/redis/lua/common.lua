@@ -29,8 +29,10 @@ local function push_delayed(id, due)
   redis.call('ZADD', base .. 'delayed', due, id)
 end
 
+-- Scored by the end of the job's retention, when its record expires: counts read from now on
+-- (ZCOUNT) leave out records already gone, before any purge runs.
 local function push_finished(id, status, finished_at, ttl)
-  redis.call('ZADD', base .. status, finished_at, id)
+  redis.call('ZADD', base .. status, tonumber(finished_at) + ttl, id)
   redis.call('EXPIRE', job_key(id), ttl)
 end
 
@@ -78,6 +80,32 @@ local function file_job(id, status, now, ttl, keep)
     push_finished(id, status, redis.call('HGET', key, 'finished_at') or now, ttl)
     trim_finished(status, keep)
   end
+end
+
+-- The first field a transition or a recovery reads as a number that holds something else
+-- (a record changed by hand), or nil: checked before any write, since a script that fails
+-- part way keeps the writes it made (a job out of its index, lost).
+local NUMBERS = {'token', 'attempt', 'stalls', 'priority', 'ready_at', 'delay_until', 'finished_at'}
+local function garbled_field(key)
+  local values = redis.call('HMGET', key, unpack(NUMBERS))
+  for i, name in ipairs(NUMBERS) do
+    local value = values[i]
+    if value and not tonumber(value) then return name end
+    if value and i <= 4 and not string.match(value, '^%-?%d+$') then return name end
+  end
+  return nil
+end
+
+-- Fails a job no worker can read, at `now`, with the reason; its other fields stay as stored.
+local function fail_garbled(id, status, reason, now, ttl, keep)
+  local key = job_key(id)
+  unindex(id, status)
+  redis.pcall('HINCRBY', key, 'token', 1) -- a garbage token stays as it is
+  local error = cjson.encode({type = 'MalformedJobError', message = reason})
+  redis.call('HSET', key, 'status', 'failed', 'finished_at', now, 'error', error)
+  redis.call('HDEL', key, 'lease_until', 'worker_id')
+  push_finished(id, 'failed', now, ttl)
+  trim_finished('failed', keep)
 end
 
 -- Applies a transition the engine decided (`asyncmq.transitions`, decoded from its wire

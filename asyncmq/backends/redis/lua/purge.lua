@@ -1,5 +1,6 @@
--- ARGV: now, ttl, keep. Deletes finished jobs older than ttl, then all but the newest keep.
-local cutoff = '(' .. tostring(tonumber(ARGV[1]) - tonumber(ARGV[2]))
+-- ARGV: cutoff, keep. Deletes finished jobs scored below the cutoff (their score is when their
+-- record expires: see push_finished), then all but the newest keep.
+local cutoff = '(' .. ARGV[1]
 local removed = 0
 for _, status in ipairs({'completed', 'failed', 'expired', 'cancelled'}) do
   local old = redis.call('ZRANGEBYSCORE', base .. status, '-inf', cutoff)
@@ -8,6 +9,6 @@ for _, status in ipairs({'completed', 'failed', 'expired', 'cancelled'}) do
     redis.call('ZREMRANGEBYSCORE', base .. status, '-inf', cutoff)
     removed = removed + #old
   end
-  trim_finished(status, tonumber(ARGV[3]))
+  trim_finished(status, tonumber(ARGV[2]))
 end
 return removed

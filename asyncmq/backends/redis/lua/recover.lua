@@ -17,8 +17,13 @@ local out = {}
 for _, id in ipairs(ids) do
   local key = job_key(id)
   if redis.call('HGET', key, 'status') == 'active' then
-    local stalls = tonumber(redis.call('HGET', key, 'stalls') or '0')
-    apply_transition(stalls + 1 > max_stalls and fail or requeue, id, 'active', now, ttl, keep)
+    local garbled = garbled_field(key)
+    if garbled then
+      fail_garbled(id, 'active', 'job record ' .. id .. ' has a malformed ' .. garbled, now, ttl, keep)
+    else
+      local stalls = tonumber(redis.call('HGET', key, 'stalls') or '0')
+      apply_transition(stalls + 1 > max_stalls and fail or requeue, id, 'active', now, ttl, keep)
+    end
     out[#out + 1] = redis.call('HGETALL', key)
     redis.call('RPUSH', receipt, id)
   else -- an index entry that lost its record (or a record no longer active): dropped

@@ -4,7 +4,8 @@ local t = cjson.decode(ARGV[1])
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local key = job_key(id)
-  if redis.call('HGET', key, 'token') == ARGV[i + 1] and redis.call('HGET', key, 'status') == 'active' then
+  if redis.call('HGET', key, 'token') == ARGV[i + 1] and redis.call('HGET', key, 'status') == 'active'
+    and not garbled_field(key) then -- else left to stall, and recovery fails it
     apply_transition(t, id, 'active', ARGV[2], 1, 0)
   end
 end

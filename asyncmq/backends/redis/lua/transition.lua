@@ -11,5 +11,7 @@ if status == t.target and t.stamp[1] and redis.call('HGET', key, t.stamp[1]) == 
   return redis.call('HGETALL', key)
 end
 if not t.sources[status] then return {} end
+local garbled = garbled_field(key)
+if garbled then return redis.error_reply('job record ' .. id .. ' has a malformed ' .. garbled) end
 apply_transition(t, id, status, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
 return redis.call('HGETALL', key)

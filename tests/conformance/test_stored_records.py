@@ -1,0 +1,77 @@
+"""Stored records damaged by hand or by foreign code: a job whose record no worker can read
+fails at once with the reason naming the field, the worker goes on, the record is kept."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from asyncmq.backends.base import BaseBackend
+from asyncmq.core.event import Event
+from asyncmq.errors import MalformedJobError
+from asyncmq.job import FIELD_KINDS
+from asyncmq.queues import Queue
+from tests.conformance.damage import GARBAGE, damage, stored_record
+from tests.conformance.support import WAIT_S, EventRecorder, noop
+
+#: Fields a claim writes anew, so garbage in them is gone before anything reads it.
+_OVERWRITTEN = frozenset({"worker_id", "lease_until", "status"})
+#: Fields that failing a job writes.
+_WRITTEN_BY_FAILING = frozenset({"status", "error", "finished_at", "token"})
+#: Fields that may hold any JSON value, or any text: garbage there can be a value.
+_FREE = frozenset({"result", "progress", "repeat_key"})
+
+
+def _error(record: dict[str, Any]) -> dict[str, Any]:
+    error = record.get("error")
+    return orjson.loads(error) if isinstance(error, str | bytes) else error or {}
+
+
+async def test_a_job_with_any_field_garbled_fails_at_once_naming_it_and_the_worker_goes_on(
+    backend: BaseBackend, queue: Queue
+) -> None:
+    healthy = [await queue.add(noop.name) for _ in range(3)]
+    garbled: dict[str, str] = {}
+    for field in FIELD_KINDS:
+        job_id = await queue.add(noop.name)
+        if await damage(backend, queue.name, job_id, field):
+            garbled[field] = job_id
+        else:
+            await queue.remove_job(job_id)
+    recorder = EventRecorder(queue.name)
+    recorder.subscribe()
+    try:
+        await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), WAIT_S * 4)
+    finally:
+        recorder.unsubscribe()
+
+    failed_events = {
+        payload["id"]: payload for event, payload in recorder.records if event is Event.JOB_FAILED
+    }
+    outcomes: dict[str, str] = {}
+    for field, job_id in garbled.items():
+        record = await stored_record(backend, queue.name, job_id)
+        assert record is not None, f"the record with a garbled {field} was deleted"
+        status = str(record["status"])
+        outcomes[field] = status
+        if status == "completed":
+            assert field in _OVERWRITTEN | _FREE, f"a garbled {field} was run as if readable"
+            continue
+        assert status == "failed", f"a garbled {field} left the job {status}"
+        error = _error(record)
+        if field == "task" and error["type"] != MalformedJobError.__name__:  # text: an unknown task
+            assert GARBAGE in error["message"]
+            continue
+        assert error["type"] == MalformedJobError.__name__, (field, error)
+        assert field in error["message"], (field, error)
+        assert failed_events[job_id]["error"]["message"] == error["message"]
+        if field not in _WRITTEN_BY_FAILING:  # kept for inspection
+            assert GARBAGE in str(record.get(field)) or record.get(field) == 12345, (field, record)
+    for job_id in healthy:
+        assert (await queue.get_job(job_id)).status == "completed"
+    counts = await queue.counts()
+    assert counts["failed"] == sum(status == "failed" for status in outcomes.values())
+    assert counts["completed"] == len(healthy) + sum(status == "completed" for status in outcomes.values())
+    assert counts["waiting"] == counts["active"] == counts["delayed"] == 0

@@ -167,6 +167,8 @@ def _percent(value: float) -> str:
 _COUNT = Unit("{{ $value | humanize }}", _number)
 _SECONDS = Unit("{{ $value | humanizeDuration }}", _seconds)
 _RATIO = Unit("{{ $value | humanizePercentage }}", _percent)
+#: Jobs per second as a plain number: `humanize` would write half a job a second as "500m".
+_PER_SECOND = Unit('{{ $value | printf "%.3g" }}', _number)
 
 # -- recording rules: every per-queue series an alert reads --------------------------------
 _WAITING = Record("queue:asyncmq_queue_jobs_waiting:max", queries.waiting())
@@ -284,7 +286,7 @@ ALERTS = (
         key="backlog_growing",
         name="AsyncMQBacklogGrowing",
         severity="warning",
-        unit=_COUNT,
+        unit=_PER_SECOND,
         condition=_growing,
         default=Limit(100, "30m"),
         summary="The backlog of queue {queue} keeps growing",

@@ -454,7 +454,8 @@ def _default_limits() -> dict[str, Limit]:
 @dataclass(frozen=True)
 class AlertConfig:
     """The thresholds the rules are rendered with: `limits` by alert key for every queue,
-    `queues` the limits of the alerts a queue overrides. `load` builds it from TOML."""
+    `queues` the limits of the alerts a queue overrides, and `grafana_url` the Grafana both
+    links of every alert open (absolute, no trailing slash). `load` builds it from TOML."""
 
     limits: Mapping[str, Limit] = field(default_factory=_default_limits)
     queues: Mapping[str, Mapping[str, Limit]] = field(default_factory=dict)

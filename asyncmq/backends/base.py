@@ -115,8 +115,25 @@ def read_workers(records: Iterable[tuple[str, Any]]) -> tuple[list[WorkerInfo], 
         except (TypeError, ValueError):
             unreadable.append(worker_id)
             continue
-        workers.append(worker)
+        if all(type(getattr(worker, name)) in kinds for name, kinds in _WORKER_FIELD_TYPES.items()):
+            workers.append(worker)
+        else:
+            unreadable.append(worker_id)
     return workers, unreadable
+
+
+_NUMBER = frozenset({int, float})
+_WORKER_FIELD_TYPES: dict[str, frozenset[type]] = {
+    "id": frozenset({str}),
+    "queue": frozenset({str}),
+    "host": frozenset({str}),
+    "pid": frozenset({int}),
+    "concurrency": frozenset({int}),
+    "started_at": _NUMBER,
+    "heartbeat_at": _NUMBER,
+    "expires_at": _NUMBER,
+    "running": frozenset({int}),
+}
 
 
 class BaseBackend(ABC):

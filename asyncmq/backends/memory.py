@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncmq.backends.base import BaseBackend, ClaimResult, QueueStats, RateLimit, UnreadableJob, WorkerInfo
+from asyncmq.backends.base import (
+    BaseBackend,
+    ClaimResult,
+    QueueStats,
+    RateLimit,
+    UnreadableJob,
+    WorkerInfo,
+    read_workers,
+)
 from asyncmq.errors import MalformedJobError
 from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field
 from asyncmq.logging import get_logger
@@ -415,9 +423,14 @@ class InMemoryBackend(BaseBackend):
         for state, finished in store.finished.items():
             counts[state.value] = len(finished)
         oldest = next(iter(store.waiting_ids.values()), None)
-        for worker_id in [w.id for w in store.workers.values() if w.expires_at < now]:
+        workers, unreadable = read_workers(
+            (worker_id, {name: getattr(w, name) for name in WorkerInfo.__dataclass_fields__})
+            for worker_id, w in store.workers.items()
+        )
+        gone = {w.id for w in workers if w.expires_at < now}
+        for worker_id in gone:
             del store.workers[worker_id]
-        return QueueStats(counts, oldest, store.paused, [copy.copy(w) for w in store.workers.values()])
+        return QueueStats(counts, oldest, store.paused, [w for w in workers if w.id not in gone], unreadable)
 
     async def queues(self) -> list[str]:
         return sorted(self._stores)

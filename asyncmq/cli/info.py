@@ -33,7 +33,11 @@ __all__ = ["info"]
 async def _workers(backend: BaseBackend, queues: list[str]) -> list[dict[str, Any]]:
     workers = []
     for name in queues:
-        for w in (await Queue(name, backend=backend).stats()).workers:
+        stats = await Queue(name, backend=backend).stats()
+        workers += [
+            {"id": worker_id, "queue": name, "unreadable": True} for worker_id in stats.unreadable_workers
+        ]
+        for w in stats.workers:
             workers.append(
                 {
                     "id": w.id,
@@ -65,7 +69,9 @@ def _print(data: dict[str, Any], label: BackendLabel) -> None:
         click.echo("No queues.")
     if data["workers"]:
         rows = [
-            [w["id"], w["queue"], w["concurrency"], w["running"], format_time(w["heartbeat_at"])]
+            [w["id"], w["queue"], "?", "?", "unreadable"]
+            if w.get("unreadable")
+            else [w["id"], w["queue"], w["concurrency"], w["running"], format_time(w["heartbeat_at"])]
             for w in data["workers"]
         ]
         print_table(["worker", "queue", "concurrency", "running", "last heartbeat"], rows, title="Workers")

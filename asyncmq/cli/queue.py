@@ -44,7 +44,8 @@ def queue_group() -> None:
 
 
 def _summary(name: str, stats: QueueStats) -> dict[str, Any]:
-    return {"name": name, "paused": stats.paused, "counts": stats.counts, "workers": len(stats.workers)}
+    workers = len(stats.workers) + len(stats.unreadable_workers)
+    return {"name": name, "paused": stats.paused, "counts": stats.counts, "workers": workers}
 
 
 async def queue_summaries(backend: BaseBackend) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ async def _queue_info(backend: BaseBackend, name: str, label: BackendLabel) -> d
     info["workers"] = [
         {key: getattr(w, key) for key in ("id", "host", "pid", "concurrency", "running", "heartbeat_at")}
         for w in stats.workers
-    ]
+    ] + [{"id": worker_id, "unreadable": True} for worker_id in stats.unreadable_workers]
     info["repeatables"] = [
         {"key": r.key, "task": r.task, "cron": r.cron, "every_s": r.every_s, "next_run_at": r.next_run_at}
         for r in await backend.repeatables(name)
@@ -111,7 +112,12 @@ def _print_info(info: dict[str, Any]) -> None:
     print_table(list(STATES), [[info["counts"].get(state, 0) for state in STATES]], title="Jobs")
     workers = info["workers"]
     if workers:
-        rows = [[w["id"], w["concurrency"], w["running"], format_time(w["heartbeat_at"])] for w in workers]
+        rows = [
+            [w["id"], "?", "?", "unreadable"]
+            if w.get("unreadable")
+            else [w["id"], w["concurrency"], w["running"], format_time(w["heartbeat_at"])]
+            for w in workers
+        ]
         print_table(["worker", "concurrency", "running", "last heartbeat"], rows, title="Workers")
     else:
         click.echo("No live workers.")

@@ -11,7 +11,7 @@ import orjson
 from asyncmq.backends.base import BaseBackend
 from asyncmq.job import FIELD_KINDS
 
-__all__ = ["GARBAGE", "damage", "stored_record"]
+__all__ = ["GARBAGE", "damage", "damage_worker", "stored_record"]
 
 #: Not a number, not JSON, and no job state: garbage to every field that is not free text.
 GARBAGE = "garbage{"
@@ -60,3 +60,18 @@ async def stored_record(backend: BaseBackend, queue: str, job_id: str) -> dict[s
     if backend.name == "mongodb":
         return await backend.jobs.find_one({"_id": f"{queue}/{job_id}"})  # type: ignore[attr-defined,no-any-return]
     raise AssertionError(f"no damage helper for the {backend.name} backend")
+
+
+async def damage_worker(backend: BaseBackend, queue: str, worker_id: str) -> None:
+    """Set the stored description of a live worker (its heartbeat record) to garbage."""
+    if backend.name == "memory":
+        backend._stores[queue].workers[worker_id].heartbeat_at = GARBAGE  # type: ignore[attr-defined]
+    elif backend.name == "redis":
+        await backend.client.hset(backend._base(queue) + "workers:info", worker_id, GARBAGE)  # type: ignore[attr-defined]
+    elif backend.name == "postgres":
+        query = f"UPDATE {backend.schema}.workers SET info = $1::jsonb WHERE queue = $2 AND id = $3"  # type: ignore[attr-defined]
+        await backend.pool.execute(query, orjson.dumps(GARBAGE).decode(), queue, worker_id)  # type: ignore[attr-defined]
+    elif backend.name == "mongodb":
+        await backend.workers_.update_one({"_id": f"{queue}/{worker_id}"}, {"$set": {"info": GARBAGE}})  # type: ignore[attr-defined]
+    else:
+        raise AssertionError(f"no damage helper for the {backend.name} backend")

@@ -4,16 +4,21 @@ fails at once with the reason naming the field, the worker goes on, the record i
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
+import pytest
 
-from asyncmq.backends.base import BaseBackend
+from asyncmq.backends.base import BaseBackend, WorkerInfo
+from asyncmq.cli.common import BackendLabel
+from asyncmq.cli.info import _print, _workers
+from asyncmq.cli.queue import _print_info, _queue_info, queue_summaries
 from asyncmq.core.event import Event
 from asyncmq.errors import MalformedJobError
 from asyncmq.job import FIELD_KINDS
 from asyncmq.queues import Queue
-from tests.conformance.damage import GARBAGE, damage, stored_record
+from tests.conformance.damage import GARBAGE, damage, damage_worker, stored_record
 from tests.conformance.support import WAIT_S, EventRecorder, noop
 
 #: Fields a claim writes anew, so garbage in them is gone before anything reads it.
@@ -75,3 +80,28 @@ async def test_a_job_with_any_field_garbled_fails_at_once_naming_it_and_the_work
     assert counts["failed"] == sum(status == "failed" for status in outcomes.values())
     assert counts["completed"] == len(healthy) + sum(status == "completed" for status in outcomes.values())
     assert counts["waiting"] == counts["active"] == counts["delayed"] == 0
+
+
+async def test_a_garbled_worker_record_shows_as_unreadable_and_breaks_no_listing(
+    backend: BaseBackend, queue: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time()
+    for worker_id in ("broken", "fine"):
+        info = WorkerInfo(worker_id, queue.name, "host", 1, 2, now, now, now + 600)
+        await backend.heartbeat(info, [], now + 600)
+    await damage_worker(backend, queue.name, "broken")
+
+    stats = await queue.stats()
+    assert [w.id for w in stats.workers] == ["fine"]
+    assert stats.unreadable_workers == ["broken"]
+    label = BackendLabel(backend.name)
+    summaries = await queue_summaries(backend)
+    assert next(s for s in summaries if s["name"] == queue.name)["workers"] == 2
+    details = await _queue_info(backend, queue.name, label)
+    _print_info(details)
+    workers = await _workers(backend, [queue.name])
+    assert {w["id"]: bool(w.get("unreadable")) for w in workers} == {"broken": True, "fine": False}
+    _print({"version": "0", "backend": backend.name, "queues": summaries, "workers": workers}, label)
+    printed = capsys.readouterr().out
+    assert printed.count("broken") == 2
+    assert printed.count("unreadable") == 2

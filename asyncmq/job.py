@@ -180,10 +180,25 @@ class Job:
 
 def malformed_field(job: Job) -> str | None:
     """The first field of `job` holding a value of the wrong type, if any: for a store that
-    keeps jobs as objects, which no decoding checks."""
-    if type(job.status) is not JobState:
+    keeps jobs as objects, which no decoding checks. The fields' types taken together are
+    compared with the few combinations seen valid before: one lookup, not one per field."""
+    kinds = tuple(map(type, _all_fields(job)))
+    if kinds in _VALID_KINDS:
+        wrong = None
+    elif type(job.status) is not JobState:
         return "status"
-    return _wrong_field(job, _ALL_CHECKED)
+    else:
+        wrong = _wrong_field(job, _ALL_CHECKED)
+        if wrong is None and len(_VALID_KINDS) < 1024:  # bounded: each optional field doubles them
+            _VALID_KINDS.add(kinds)
+    error = job.error
+    if wrong is None and error is not None and not _error_record_is_valid(error):
+        return "error"
+    return wrong
+
+
+def _error_record_is_valid(error: dict[str, Any]) -> bool:
+    return type(error.get("type")) is str and type(error.get("message")) is str
 
 
 def _wrong_field(job: Job, checked: tuple[tuple[str, ...], Callable[[Job], Any]]) -> str | None:
@@ -194,7 +209,7 @@ def _wrong_field(job: Job, checked: tuple[tuple[str, ...], Callable[[Job], Any]]
         if type(value) not in _FIELD_TYPES[name]:
             return name
     error = job.error
-    if error is not None and not (type(error.get("type")) is str and type(error.get("message")) is str):
+    if error is not None and not _error_record_is_valid(error):
         return "error"
     return None
 
@@ -232,6 +247,8 @@ _FIELD_TYPES: dict[str, frozenset[type]] = {
     "repeat_key": _OPTIONAL_STR,
     "meta": frozenset({dict}),
 }
+#: Combinations of field types (`malformed_field`) found valid so far.
+_VALID_KINDS: set[tuple[type, ...]] = set()
 _ALL_CHECKED_NAMES = tuple(name for name in _FIELD_NAMES if name in _FIELD_TYPES)
 _ALL_CHECKED = (_ALL_CHECKED_NAMES, attrgetter(*_ALL_CHECKED_NAMES))
 _JSON_CHECKED_NAMES = ("args", "kwargs", "backoff", "error", "meta")

@@ -11,7 +11,7 @@ import orjson
 from asyncmq.backends.base import BaseBackend
 from asyncmq.job import FIELD_KINDS
 
-__all__ = ["GARBAGE", "damage", "damage_worker", "stored_record"]
+__all__ = ["GARBAGE", "add_unknown_field", "damage", "damage_worker", "stored_record"]
 
 #: Not a number, not JSON, and no job state: garbage to every field that is not free text.
 GARBAGE = "garbage{"
@@ -43,6 +43,18 @@ async def damage(backend: BaseBackend, queue: str, job_id: str, field: str) -> b
         await backend.jobs.update_one({"_id": f"{queue}/{job_id}"}, {"$set": {field: GARBAGE}})  # type: ignore[attr-defined]
         return True
     raise AssertionError(f"no damage helper for the {backend.name} backend")
+
+
+async def add_unknown_field(backend: BaseBackend, queue: str, job_id: str) -> bool:
+    """Give the stored job a field no job has (`colour`); `False` where the storage has no
+    room for one (a slotted object, a table's columns)."""
+    if backend.name == "redis":
+        await backend.client.hset(backend._base(queue) + "job:" + job_id, "colour", "blue")  # type: ignore[attr-defined]
+        return True
+    if backend.name == "mongodb":
+        await backend.jobs.update_one({"_id": f"{queue}/{job_id}"}, {"$set": {"colour": "blue"}})  # type: ignore[attr-defined]
+        return True
+    return False
 
 
 async def stored_record(backend: BaseBackend, queue: str, job_id: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from asyncmq.core.event import Event
 from asyncmq.errors import MalformedJobError
 from asyncmq.job import FIELD_KINDS
 from asyncmq.queues import Queue
-from tests.conformance.damage import GARBAGE, damage, damage_worker, stored_record
+from tests.conformance.damage import GARBAGE, add_unknown_field, damage, damage_worker, stored_record
 from tests.conformance.support import WAIT_S, EventRecorder, noop
 
 #: Fields a claim writes anew, so garbage in them is gone before anything reads it.
@@ -80,6 +80,23 @@ async def test_a_job_with_any_field_garbled_fails_at_once_naming_it_and_the_work
     assert counts["failed"] == sum(status == "failed" for status in outcomes.values())
     assert counts["completed"] == len(healthy) + sum(status == "completed" for status in outcomes.values())
     assert counts["waiting"] == counts["active"] == counts["delayed"] == 0
+
+
+async def test_a_job_with_an_unknown_field_fails_at_once_naming_it(
+    backend: BaseBackend, queue: Queue
+) -> None:
+    job_id = await queue.add(noop.name)
+    if not await add_unknown_field(backend, queue.name, job_id):
+        pytest.skip(f"the {backend.name} backend stores no field a job does not have")
+    fine = await queue.add(noop.name)
+
+    await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), WAIT_S)
+
+    record = await stored_record(backend, queue.name, job_id)
+    assert record is not None
+    assert (record["status"], record["colour"]) == ("failed", "blue")
+    assert "unknown fields ['colour']" in _error(record)["message"]
+    assert (await queue.get_job(fine)).status == "completed"
 
 
 async def test_a_garbled_worker_record_shows_as_unreadable_and_breaks_no_listing(

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 from asyncmq.errors import InvalidScheduleError
+from asyncmq.limits import MAX_SECONDS, seconds
 
-__all__ = ["Backoff", "seconds"]
+__all__ = ["Backoff"]
 
 
-def seconds(value: float | timedelta | None, what: str, *, allow_zero: bool = True) -> float | None:
-    """Normalise a duration given as seconds or `timedelta`, rejecting negatives by name."""
-    if value is None:
-        return None
-    secs = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if secs < 0 or (secs == 0 and not allow_zero) or secs != secs:
-        raise InvalidScheduleError(f"{what} must be {'>=' if allow_zero else '>'} 0 seconds, got {value!r}")
-    return secs
+def _valid_delay(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_SECONDS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,12 @@ class Backoff:
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "exponential"):
             raise InvalidScheduleError(f"backoff kind must be 'fixed' or 'exponential', got {self.kind!r}")
-        if self.delay_s < 0 or self.max_s < 0 or not 0 <= self.jitter <= 1:
-            raise InvalidScheduleError(f"invalid backoff {self!r}: delays >= 0 and 0 <= jitter <= 1")
+        jitter_ok = isinstance(self.jitter, int | float) and 0 <= self.jitter <= 1
+        if not (_valid_delay(self.delay_s) and _valid_delay(self.max_s) and jitter_ok):
+            raise InvalidScheduleError(
+                f"invalid backoff {self!r}: delays finite and >= 0 (at most {MAX_SECONDS} s), "
+                "0 <= jitter <= 1"
+            )
 
     @classmethod
     def fixed(cls, delay: float | timedelta, jitter: float = 0.0) -> Backoff:

@@ -9,6 +9,7 @@
     │   └── InvalidScheduleError    a bad cron expression, `every` or delay
     ├── JobNotFoundError (KeyError)
     ├── MalformedJobError           a stored record that cannot be read back
+    ├── MalformedScheduleError      a stored schedule that cannot be read back
     └── JobFailure                  recorded on a job when an attempt fails
         ├── JobTimeoutError         the attempt ran past its timeout
         ├── StalledJobError         its worker vanished too many times
@@ -31,6 +32,7 @@ __all__ = [
     "JobNotFoundError",
     "JobTimeoutError",
     "MalformedJobError",
+    "MalformedScheduleError",
     "NonRetryableError",
     "PayloadTooLargeError",
     "ResultSerializationError",
@@ -77,6 +79,10 @@ class JobNotFoundError(AsyncMQError, KeyError):
 
 class MalformedJobError(AsyncMQError):
     """A stored job record is corrupt or was written by something else."""
+
+
+class MalformedScheduleError(AsyncMQError):
+    """A stored schedule is corrupt or was written by something else: skipped, the others fire."""
 
 
 class JobFailure(AsyncMQError):

@@ -12,7 +12,14 @@ from typing import Any
 
 import orjson
 
-from asyncmq.errors import InvalidQueueNameError, MalformedJobError, PayloadTooLargeError, SerializationError
+from asyncmq.errors import (
+    InvalidQueueNameError,
+    MalformedJobError,
+    PayloadTooLargeError,
+    ResultSerializationError,
+    SerializationError,
+)
+from asyncmq.limits import shown, unstorable
 
 __all__ = [
     "FIELD_KINDS",
@@ -20,10 +27,11 @@ __all__ = [
     "TERMINAL_STATES",
     "Job",
     "JobState",
+    "check_result",
     "decode_flat",
+    "encode_arguments",
     "encode_field",
     "encode_flat",
-    "encode_value",
     "malformed_field",
     "new_job_id",
     "validate_queue_name",
@@ -54,7 +62,7 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 def validate_queue_name(name: object) -> str:
     if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise InvalidQueueNameError(
-            f"invalid queue name {name!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
+            f"invalid queue name {shown(name)}: use 1-128 letters, digits, '_', '.', ':' or '-', "
             "starting with a letter or digit"
         )
     return name
@@ -65,15 +73,33 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
-def encode_value(value: Any, what: str, limit: int | None = None) -> bytes:
-    """JSON-encode `value` or raise an error naming `what` (e.g. "arguments of task 'x'")."""
+def encode_arguments(args: list[Any], kwargs: dict[str, Any], what: str, limit: int) -> bytes:
+    """JSON-encode `[args, kwargs]` or raise an error naming `what` (e.g. "arguments of task
+    'x'") and what in them is wrong."""
+    try:
+        data = orjson.dumps([args, kwargs])
+    except TypeError as exc:
+        raise SerializationError(f"{what} cannot be serialized to JSON: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"{what} are {len(data)} bytes encoded; the limit is {limit} bytes")
+    if b"null" in data or b"\\u0000" in data:  # NaN and infinities became null; or a NUL
+        problem = unstorable(args, "args") or unstorable(kwargs, "kwargs")
+        if problem is not None:
+            raise SerializationError(f"{what} cannot be stored: they hold {problem}")
+    return data
+
+
+def check_result(value: Any, what: str) -> None:
+    """Raise `ResultSerializationError` if `value` cannot be stored as a job's result: not
+    JSON, or holding NaN, an infinity or a NUL character (which JSON or PostgreSQL lose)."""
     try:
         data = orjson.dumps(value)
     except TypeError as exc:
-        raise SerializationError(f"{what} cannot be serialized to JSON: {exc}") from None
-    if limit is not None and len(data) > limit:
-        raise PayloadTooLargeError(f"{what} are {len(data)} bytes encoded; the limit is {limit} bytes")
-    return data
+        raise ResultSerializationError(f"{what} cannot be serialized: {exc}") from None
+    if b"null" in data or b"\\u0000" in data:
+        problem = unstorable(value, "result")
+        if problem is not None:
+            raise ResultSerializationError(f"{what} cannot be stored: it holds {problem}")
 
 
 @dataclass(slots=True)

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 import orjson
 
-from asyncmq.backoff import Backoff, seconds
+from asyncmq import limits
+from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
 from asyncmq.errors import InvalidJobError, JobNotFoundError
-from asyncmq.job import Job, JobState, encode_value, new_job_id, validate_queue_name
+from asyncmq.job import Job, JobState, encode_arguments, new_job_id, validate_queue_name
+from asyncmq.limits import MAX_RETRIES, PRIORITY_MAX, PRIORITY_MIN, identifier, seconds, shown
 from asyncmq.logging import get_logger
 from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
 from asyncmq.runtime import apply_settings, default_backend
@@ -52,6 +54,18 @@ def _emit_stored(jobs: Iterable[Job]) -> None:
         (delayed if job.status is JobState.DELAYED else ready).append(job)
     event_emitter.emit_jobs(Event.JOB_ENQUEUED, ready)
     event_emitter.emit_jobs(Event.JOB_DELAYED, delayed)
+
+
+def _first_of_each_id(jobs: list[Job]) -> list[Job]:
+    """One job per id, the first given: as with an id already stored, a repeat adds nothing."""
+    if len({job.id for job in jobs}) == len(jobs):
+        return jobs
+    firsts: dict[str, Job] = {}
+    for job in jobs:
+        if job.id in firsts:
+            log.info("job %r is given twice in one add_bulk: the first is the one stored", job.id)
+        firsts.setdefault(job.id, job)
+    return list(firsts.values())
 
 
 class Queue:
@@ -141,19 +155,24 @@ class Queue:
     ) -> Job:
         """Validate and build a job without storing it; every check that can refuse a job is here."""
         if not options.keys() <= ENQUEUE_OPTIONS:
-            check_options(options, ENQUEUE_OPTIONS, "a job of task {!r}", task_id)
-        if not isinstance(task_id, str) or not task_id:
-            raise InvalidJobError(f"task id must be a non-empty string, got {task_id!r}")
-        # Unset options skip their conversions: this runs for every job.
-        retries, job_id, priority = options.get("retries", 0), options.get("job_id"), options.get("priority")
+            check_options(options, ENQUEUE_OPTIONS, "a job of task {}", shown(task_id))
+        task_id = identifier(task_id, "task id")
+        # Unset options skip their conversions, and usual values their checks: this runs for every job.
+        retries, job_id, priority = options.get("retries"), options.get("job_id"), options.get("priority")
         delay, backoff = options.get("delay"), options.get("backoff")
         ttl, timeout = options.get("ttl"), options.get("timeout")
-        if retries < 0:
-            raise InvalidJobError(f"retries must be >= 0, got {retries}")
-        if job_id is not None and (not isinstance(job_id, str) or not job_id):
-            raise InvalidJobError(f"job_id must be a non-empty string, got {job_id!r}")
+        if retries is None:
+            retries = 0
+        elif type(retries) is not int or not 0 <= retries <= MAX_RETRIES:
+            retries = limits.retries(retries)
+        if priority is None:
+            priority = settings.default_priority
+        elif type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            priority = limits.priority(priority)
+        if job_id is not None:
+            job_id = identifier(job_id, "job_id")
         what = f"arguments of task {task_id!r}"
-        payload = encode_value([list(args), dict(kwargs or {})], what, settings.max_payload_bytes)
+        payload = encode_arguments(list(args), dict(kwargs or {}), what, settings.max_payload_bytes)
         job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
         created_at = time.time() if now is None else now
         delay_s = None if delay is None else seconds(delay, "delay")
@@ -164,7 +183,7 @@ class Queue:
             task=task_id,
             args=job_args,
             kwargs=job_kwargs,
-            priority=settings.default_priority if priority is None else priority,
+            priority=priority,
             max_retries=retries,
             backoff=None if spec is None else spec.to_spec(),
             ttl_s=None if ttl is None else seconds(ttl, "ttl", allow_zero=False),
@@ -199,7 +218,8 @@ class Queue:
         """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`,
         each entry taking the options of `add` (and `connection` as there).
 
-        Every job is validated before any is stored, so one bad entry stores nothing.
+        Every job is validated before any is stored, so one bad entry stores nothing. An id
+        given twice is one job, the first entry's, and is returned once.
         """
         now = time.time()
         built = []
@@ -211,6 +231,7 @@ class Queue:
             built.append(
                 self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
             )
+        built = _first_of_each_id(built)
         await self.store(built, connection=connection)
         return [job.id for job in built]
 
@@ -250,7 +271,7 @@ class Queue:
         milliseconds of its time, once, however many workers run. Adding the same
         schedule again changes nothing. The options are `asyncmq.options.JobDefaults`.
         """
-        check_options(options, JOB_DEFAULTS, "the schedule of task {!r}", task_id)
+        check_options(options, JOB_DEFAULTS, "the schedule of task {}", shown(task_id))
         self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
         rep = Repeatable.build(
             self.name,
@@ -275,15 +296,18 @@ class Queue:
         return job
 
     async def remove_repeatable(self, key: str) -> bool:
-        """Stop a schedule; its pending occurrence is cancelled too."""
-        for rep in await self.backend.repeatables(self.name):
+        """Stop a schedule, readable or not (`asyncmq queue info` lists the unreadable ones);
+        a readable one's pending occurrence is cancelled too."""
+        readable, _ = await self.backend.read_repeatables(self.name)
+        if not await self.backend.remove_repeatable(self.name, key):
+            return False
+        for rep in readable:
             if rep.key == key:
-                await self.backend.remove_repeatable(self.name, key)
                 await self.cancel(rep.occurrence_id(rep.next_run_at))
-                return True
-        return False
+        return True
 
     async def repeatables(self) -> list[Repeatable]:
+        """The queue's schedules; one that cannot be read is left out (and logged once)."""
         return await self.backend.repeatables(self.name)
 
     # -- control ------------------------------------------------------------------------

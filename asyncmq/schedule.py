@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 from croniter import croniter
 
-from asyncmq.backoff import seconds
-from asyncmq.errors import InvalidScheduleError
+from asyncmq.backoff import Backoff
+from asyncmq.errors import InvalidJobError, InvalidScheduleError, MalformedScheduleError
+from asyncmq.limits import identifier, priority, retries, seconds, shown
+from asyncmq.options import JOB_DEFAULTS, check_options
 
 __all__ = ["Repeatable"]
 
@@ -34,15 +36,28 @@ class Repeatable:
     key: str = ""
 
     def __post_init__(self) -> None:
+        """Check every field, so a schedule is refused before it is stored and a stored one
+        that is damaged is found when read, not when it fires."""
+        self.task = identifier(self.task, "task id")
         if (self.cron is None) == (self.every_s is None):
             raise InvalidScheduleError(
                 f"repeatable {self.task!r} needs exactly one of cron= or every=, "
-                f"got cron={self.cron!r}, every={self.every_s!r}"
+                f"got cron={shown(self.cron)}, every={shown(self.every_s)}"
             )
-        if self.cron is not None and not croniter.is_valid(self.cron):
-            raise InvalidScheduleError(f"invalid cron expression {self.cron!r} for task {self.task!r}")
+        if self.cron is not None:
+            identifier(self.cron, "cron expression", InvalidScheduleError)
+            if not croniter.is_valid(self.cron):
+                raise InvalidScheduleError(f"invalid cron expression {self.cron!r} for task {self.task!r}")
         if self.every_s is not None:
             self.every_s = seconds(self.every_s, f"every= of repeatable {self.task!r}", allow_zero=False)
+        for name, kind in (("args", list), ("kwargs", dict), ("options", dict)):
+            if not isinstance(getattr(self, name), kind):
+                raise InvalidScheduleError(
+                    f"{name} must be a {kind.__name__}, got {shown(getattr(self, name))}"
+                )
+        _check_options(self.options, self.task)
+        if isinstance(self.next_run_at, bool) or not isinstance(self.next_run_at, int | float):
+            raise InvalidScheduleError(f"next_run_at must be a number, got {shown(self.next_run_at)}")
         if not self.key:
             identity = orjson.dumps([self.task, self.cron, self.every_s, self.args, self.kwargs])
             self.key = hashlib.sha1(identity).hexdigest()[:16]
@@ -87,5 +102,31 @@ class Repeatable:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Repeatable:
-        return cls(**record)
+    def from_record(cls, record: object, key: str) -> Repeatable:
+        """Rebuild the schedule stored under `key`, or raise `MalformedScheduleError` saying
+        what is wrong with it."""
+        if not isinstance(record, dict):
+            raise MalformedScheduleError(
+                f"schedule {key!r} is unreadable: its record is a {type(record).__name__}, not a JSON object"
+            )
+        try:
+            return cls(**{**record, "key": key})
+        except (TypeError, InvalidJobError) as exc:
+            raise MalformedScheduleError(f"schedule {key!r} is unreadable: {exc}") from None
+
+
+def _check_options(options: dict[str, Any], task: str) -> None:
+    """A schedule's stored options (`JobDefaults` as JSON values), checked as an enqueue
+    would check them, so every occurrence it makes can be enqueued."""
+    check_options(options, JOB_DEFAULTS, "the schedule of task {!r}", task)
+    if options.get("priority") is not None:
+        priority(options["priority"])
+    if options.get("retries") is not None:
+        retries(options["retries"])
+    for name in ("ttl", "timeout"):
+        seconds(options.get(name), name, allow_zero=False)
+    backoff = options.get("backoff")
+    try:
+        Backoff.from_spec(backoff) if isinstance(backoff, dict) else Backoff.coerce(backoff)
+    except TypeError as exc:
+        raise InvalidScheduleError(f"backoff {shown(backoff)} is not a backoff: {exc}") from None

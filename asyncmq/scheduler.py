@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter
-from asyncmq.job import JobState
+from asyncmq.errors import InvalidJobError
+from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.transitions import stall_recovery
 
 if TYPE_CHECKING:
     from asyncmq.queues import Queue
+    from asyncmq.schedule import Repeatable
 
 __all__ = ["Scheduler"]
 
@@ -106,27 +108,42 @@ class Scheduler:
     async def _fire_repeatables(self, now: float) -> float | None:
         """Store the next occurrence of each schedule whose pending one is now due; return
         the earliest stored. The compare-and-set on `next_run_at` lets exactly one
-        scheduler store it."""
+        scheduler store it. A schedule that cannot make its occurrence is skipped, never
+        stopping the others."""
         earliest = None
         for rep in await self.backend.repeatables(self.queue.name):
             if rep.next_run_at > now:
                 continue
             following = rep.next_after(max(now, rep.next_run_at))
             if await self.backend.advance_repeatable(self.queue.name, rep.key, rep.next_run_at, following):
-                await self.queue.store([self.queue.occurrence(rep, following)])
-                earliest = _earliest(earliest, following)
+                occurrence = self._occurrence(rep, following)
+                if occurrence is not None:
+                    await self.queue.store([occurrence])
+                    earliest = _earliest(earliest, following)
         return earliest
 
     async def _repair_repeatables(self, now: float) -> None:
         """Re-store a pending occurrence that vanished (a crash between the compare-and-set
         and the store, or a drain); its id makes this a no-op when it exists."""
-        occurrences = [
-            self.queue.occurrence(rep, rep.next_run_at)
+        pending = [
+            self._occurrence(rep, rep.next_run_at)
             for rep in await self.backend.repeatables(self.queue.name)
             if rep.next_run_at > now
         ]
+        occurrences = [job for job in pending if job is not None]
         if occurrences:
             await self.queue.store(occurrences)
+
+    def _occurrence(self, rep: Repeatable, at: float) -> Job | None:
+        """The occurrence at `at`, or `None` (logged) when the job it makes is refused: read
+        schedules are checked, but a setting (`max_payload_bytes`) may have changed since."""
+        try:
+            return self.queue.occurrence(rep, at)
+        except InvalidJobError as exc:
+            log.error(
+                "schedule %r of queue %r cannot make its job, skipped: %s", rep.key, self.queue.name, exc
+            )
+            return None
 
     async def _recover_stalled(self, now: float) -> None:
         recovery = stall_recovery(self.queue.max_stalls, self.queue.retention)

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
-from asyncmq.backoff import Backoff, seconds
-from asyncmq.errors import ConfigurationError
+from asyncmq import limits
+from asyncmq.backoff import Backoff
+from asyncmq.errors import InvalidJobError
+from asyncmq.limits import seconds
 from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
 from asyncmq.registry import TASK_REGISTRY, get_task
 
@@ -21,25 +23,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _checked_defaults(defaults: JobDefaults) -> JobDefaults:
+    """A task's job options checked once, in the form each enqueue passes on."""
+    priority = defaults.get("priority")
+    retries = defaults.get("retries")
+    return {
+        "priority": None if priority is None else limits.priority(priority),
+        "retries": 0 if retries is None else limits.retries(retries),
+        "backoff": Backoff.coerce(defaults.get("backoff")),
+        "ttl": seconds(defaults.get("ttl"), "ttl", allow_zero=False),
+        "timeout": seconds(defaults.get("timeout"), "timeout", allow_zero=False),
+    }
+
+
 class Task(Generic[P, R]):
     """A registered function. Calling it runs it here and now; `enqueue` runs it on a worker.
     `defaults` are the options of every job it enqueues, unless one enqueue says otherwise."""
 
     def __init__(self, fn: Callable[P, R], *, name: str, queue: str, defaults: JobDefaults) -> None:
         check_options(defaults, JOB_DEFAULTS, "task {!r}", name)
-        retries = defaults.get("retries", 0)
-        if retries < 0:
-            raise ConfigurationError(f"task {name!r}: retries must be >= 0, got {retries}")
+        try:
+            self.defaults = _checked_defaults(defaults)
+        except InvalidJobError as exc:  # the same class, saying which task
+            raise type(exc)(f"task {name!r}: {exc}") from None
         self.fn = fn
         self.name = name
         self.queue = queue
-        self.defaults: JobDefaults = {
-            "priority": defaults.get("priority"),
-            "retries": retries,
-            "backoff": Backoff.coerce(defaults.get("backoff")),
-            "ttl": seconds(defaults.get("ttl"), f"ttl of task {name!r}", allow_zero=False),
-            "timeout": seconds(defaults.get("timeout"), f"timeout of task {name!r}", allow_zero=False),
-        }
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)

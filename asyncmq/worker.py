@@ -24,16 +24,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from asyncmq.backends.base import UnreadableJob, WorkerInfo
 from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
-from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
-from asyncmq.job import Job, JobState
+from asyncmq.errors import JobTimeoutError, NonRetryableError
+from asyncmq.job import Job, JobState, check_result
 from asyncmq.logging import get_logger
 from asyncmq.registry import get_task
 from asyncmq.scheduler import Scheduler
@@ -239,12 +237,7 @@ class Worker:
                     raise  # the task's own TimeoutError: an ordinary, retryable failure
                 message = f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s"
                 raise JobTimeoutError(message) from None
-        try:
-            orjson.dumps(result)
-        except TypeError as exc:
-            raise ResultSerializationError(
-                f"task {job.task!r} returned a {type(result).__name__} that cannot be serialized: {exc}"
-            ) from None
+        check_result(result, f"task {job.task!r} returned a {type(result).__name__} that")
         return result
 
     def _in_thread(self, task: Task[Any, Any], job: Job) -> asyncio.Future[Any]:

@@ -1,27 +1,37 @@
-"""Bad input gets a clear error naming the problem, and nothing is stored."""
+"""Bad input that needs no backend of its own: task declarations, settings, backoffs, queue
+names, stored records, and tasks that misbehave. What is stored, and refused, on every
+backend is the matrix in tests/conformance/test_bad_input.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import re
+from typing import Any
 
 import orjson
 import pytest
 
+import asyncmq
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.conf import configure
 from asyncmq.conf.global_settings import Settings
 from asyncmq.errors import (
+    ConfigurationError,
     InvalidJobError,
     InvalidQueueNameError,
     InvalidScheduleError,
     MalformedJobError,
     PayloadTooLargeError,
-    SerializationError,
 )
 from asyncmq.job import Job, decode_flat, encode_flat
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
+from tests.conformance.support import EventRecorder
+from tests.conformance.test_bad_input import BAD_JOB_DEFAULTS
+
+NAN, INF = float("nan"), float("inf")
+#: Set by `cleanup_fails` when its attempt has begun.
+STARTED = asyncio.Event()
 
 
 @task(queue="bad")
@@ -29,36 +39,86 @@ async def echo(value: object) -> object:
     return value
 
 
+@task(queue="bad", timeout=0.05)
+async def cleanup_fails_after_timeout() -> None:
+    try:
+        await asyncio.sleep(10)
+    finally:
+        raise RuntimeError("cleanup failed")
+
+
+@task(queue="bad")
+async def cleanup_fails() -> None:
+    STARTED.set()
+    try:
+        await asyncio.sleep(10)
+    finally:
+        raise RuntimeError("cleanup failed")
+
+
+#: What `returns` returns, by name: each JSON-encodes, none can be stored as it is.
+RESULTS: dict[str, object] = {"nan": [1.0, NAN], "inf": {"a": INF}, "nul": "a\x00b", "set": {1, 2}}
+
+
+@task(queue="bad")
+async def returns(kind: str) -> object:
+    return RESULTS[kind]
+
+
+@task(queue="bad", timeout=0.05)
+async def too_slow() -> None:
+    await asyncio.sleep(10)
+
+
 @pytest.fixture
 def queue() -> Queue:
     return Queue("bad", backend=InMemoryBackend())
 
 
-async def assert_nothing_stored(queue: Queue) -> None:
-    assert set((await queue.counts()).values()) == {0}
-    assert await queue.repeatables() == []
+@pytest.mark.parametrize(("options", "message"), BAD_JOB_DEFAULTS)
+def test_a_task_declared_with_a_bad_default_is_refused_naming_the_task(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidJobError, match="task 'tests.bad_input.never_registered': " + message):
+        task(name="tests.bad_input.never_registered", **options)(echo.fn)
+    assert "tests.bad_input.never_registered" not in asyncmq.tasks.TASK_REGISTRY
 
 
-async def test_arguments_that_cannot_be_serialized_are_refused_at_enqueue(queue: Queue) -> None:
-    with pytest.raises(SerializationError, match=r"arguments of task 'tests.test_bad_input.echo' cannot be"):
-        await queue.add(echo.name, args=[object()])
-    with pytest.raises(SerializationError, match="cannot be serialized"):
-        await echo.enqueue(queue.backend, {1, 2})
-    await assert_nothing_stored(queue)
+@pytest.mark.parametrize("value", ["high", True, 1.5, NAN, 5000, None])
+def test_a_bad_default_priority_in_the_settings_is_refused(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="default_priority must be an integer from -1000 to 1000"):
+        configure(Settings(default_priority=value))
 
 
-async def test_one_bad_entry_in_a_bulk_add_stores_nothing(queue: Queue) -> None:
-    jobs = [{"task_id": echo.name, "args": [1]}, {"task_id": echo.name, "args": [object()]}]
-    with pytest.raises(SerializationError):
-        await queue.add_bulk(jobs)
-    with pytest.raises(InvalidJobError, match="add_bulk entry 0 got unknown options \\['colour'\\]"):
-        await queue.add_bulk([{"task_id": echo.name, "colour": "red"}])
-    with pytest.raises(InvalidJobError, match="add_bulk entry 0 has no 'task_id'"):
-        await queue.add_bulk([{"args": [1]}])
-    await assert_nothing_stored(queue)
+def test_a_default_priority_from_the_environment_is_checked_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asyncmq.conf import active_settings
+
+    monkeypatch.setenv("ASYNCMQ_DEFAULT_PRIORITY", "5000")
+    configure(None)
+    with pytest.raises(ConfigurationError, match="default_priority must be an integer from -1000 to 1000"):
+        active_settings()
 
 
-async def test_a_payload_over_the_size_limit_is_refused(queue: Queue) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"delay_s": NAN},
+        {"delay_s": INF},
+        {"delay_s": -1.0},
+        {"max_s": 1e10},
+        {"jitter": 2.0},
+        {"jitter": NAN},
+        {"delay_s": "1"},
+    ],
+)
+def test_a_backoff_that_is_not_a_finite_duration_is_refused(spec: dict[str, Any]) -> None:
+    with pytest.raises(InvalidScheduleError, match="delays finite and >= 0"):
+        asyncmq.Backoff(**{"kind": "fixed", "delay_s": 1.0, "max_s": 1.0, **spec})
+
+
+async def test_a_payload_over_the_configured_limit_is_refused(queue: Queue) -> None:
     configure(Settings(max_payload_bytes=1000))
     with pytest.raises(PayloadTooLargeError, match=r"are 1\d\d\d bytes encoded; the limit is 1000 bytes"):
         await queue.add(echo.name, args=["x" * 1000])
@@ -66,47 +126,10 @@ async def test_a_payload_over_the_size_limit_is_refused(queue: Queue) -> None:
     assert (await queue.counts())["waiting"] == 1
 
 
-@pytest.mark.parametrize(
-    ("schedule", "message"),
-    [
-        ({"cron": "61 * * * *"}, "invalid cron expression '61 \\* \\* \\* \\*'"),
-        ({"cron": "every minute"}, "invalid cron expression 'every minute'"),
-        ({"every": 0}, "every= of repeatable .* must be > 0 seconds, got 0"),
-        ({"every": -5}, "must be > 0 seconds, got -5"),
-        ({"every": dt.timedelta(seconds=-1)}, "must be > 0 seconds"),
-        ({}, "needs exactly one of cron= or every="),
-        ({"cron": "* * * * *", "every": 5}, "needs exactly one of cron= or every="),
-    ],
-)
-async def test_an_invalid_schedule_is_refused(
-    queue: Queue, schedule: dict[str, object], message: str
-) -> None:
-    with pytest.raises(InvalidScheduleError, match=message):
-        await queue.add_repeatable(echo.name, args=[1], **schedule)  # type: ignore[arg-type]
-    await assert_nothing_stored(queue)
-
-
-async def test_a_repeatable_with_unserializable_arguments_is_refused(queue: Queue) -> None:
-    with pytest.raises(SerializationError):
-        await queue.add_repeatable(echo.name, every=5, args=[object()])
-    await assert_nothing_stored(queue)
-
-
-@pytest.mark.parametrize("delay", [-1, -0.001, dt.timedelta(seconds=-3), float("nan")])
-async def test_a_negative_delay_is_refused(queue: Queue, delay: float) -> None:
-    with pytest.raises(InvalidScheduleError, match="delay must be >= 0 seconds"):
-        await queue.add(echo.name, args=[1], delay=delay)
-    await assert_nothing_stored(queue)
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"ttl": 0}, {"ttl": -1}, {"timeout": 0}, {"retries": -1}, {"job_id": ""}, {"backoff": -2}],
-)
-async def test_invalid_job_options_are_refused(queue: Queue, options: dict[str, object]) -> None:
-    with pytest.raises(InvalidJobError):
-        await queue.add(echo.name, args=[1], **options)  # type: ignore[arg-type]
-    await assert_nothing_stored(queue)
+async def test_an_add_bulk_entry_without_a_task_id_stores_nothing(queue: Queue) -> None:
+    with pytest.raises(InvalidJobError, match="add_bulk entry 1 has no 'task_id'"):
+        await queue.add_bulk([{"task_id": echo.name}, {"args": [1]}])
+    assert set((await queue.counts()).values()) == {0}
 
 
 @pytest.mark.parametrize("name", ["", " ", "a b", "{emails}", "-leading", "x" * 129, None, 5])
@@ -115,14 +138,15 @@ def test_an_empty_or_invalid_queue_name_is_refused(name: object) -> None:
         Queue(name, backend=InMemoryBackend())  # type: ignore[arg-type]
 
 
+def test_a_ten_megabyte_queue_name_is_refused_with_a_short_message() -> None:
+    with pytest.raises(InvalidQueueNameError, match=r"\(10000000 characters\)") as raised:
+        Queue("q" * 10_000_000, backend=InMemoryBackend())
+    assert len(str(raised.value)) < 300
+
+
 @pytest.mark.parametrize("name", ["emails", "emails.high", "tenant:42:emails", "a-b_c", "x" * 128])
 def test_queue_names_with_dots_colons_and_dashes_are_accepted(name: str) -> None:
     assert Queue(name, backend=InMemoryBackend()).name == name
-
-
-async def test_an_empty_task_id_is_refused(queue: Queue) -> None:
-    with pytest.raises(InvalidJobError, match="task id must be a non-empty string"):
-        await queue.add("")
 
 
 @pytest.mark.parametrize(
@@ -159,3 +183,73 @@ async def test_a_bad_job_does_not_stop_the_next_one(queue: Queue) -> None:
     assert "no task 'tests.test_bad_input.nothing_by_this_name' is registered" in failed.error["message"]
     (done,) = await queue.list_jobs("completed")
     assert done.result == "fine"
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("nan", r"cannot be stored: it holds NaN or infinity at result\[1\]"),
+        ("inf", r"cannot be stored: it holds NaN or infinity at result\['a'\]"),
+        ("nul", "cannot be stored: it holds a NUL character at result"),
+        ("set", "returned a set that cannot be serialized"),
+    ],
+)
+async def test_a_result_that_cannot_be_stored_as_returned_fails_its_job(
+    queue: Queue, kind: str, problem: str
+) -> None:
+    job_id = await queue.add(returns.name, args=[kind])
+
+    assert await queue.worker().process() is True
+
+    failed = await queue.get_job(job_id)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error["type"] == "ResultSerializationError"
+    assert re.search(problem, failed.error["message"])
+
+
+async def test_a_task_raising_in_its_finally_after_a_timeout_fails_and_the_worker_goes_on(
+    queue: Queue,
+) -> None:
+    await cleanup_fails_after_timeout.enqueue(queue.backend)  # with the task's timeout
+    await too_slow.enqueue(queue.backend)
+    await queue.add(echo.name, args=["fine"])
+
+    await asyncio.wait_for(queue.run(burst=True), 10)
+
+    failed = {job.task: job.error for job in await queue.list_jobs("failed")}
+    assert failed[cleanup_fails_after_timeout.name] == {
+        "type": "RuntimeError",
+        "message": "cleanup failed",
+        "traceback": failed[cleanup_fails_after_timeout.name]["traceback"],  # type: ignore[index]
+    }
+    assert failed[too_slow.name]["type"] == "JobTimeoutError"  # type: ignore[index]
+    (done,) = await queue.list_jobs("completed")
+    assert done.result == "fine"
+
+
+async def test_a_task_raising_in_its_finally_when_cancelled_leaves_the_worker_whole() -> None:
+    events = EventRecorder("bad")
+    events.subscribe()
+    queue = Queue("bad", backend=InMemoryBackend(), concurrency=1, lease=0.3)
+    STARTED.clear()
+    worker = queue.worker(handle_signals=False)
+    running = asyncio.create_task(worker.run())
+    try:
+        cancelled = await queue.add(cleanup_fails.name)
+        await asyncio.wait_for(STARTED.wait(), 5)
+        assert await queue.cancel(cancelled) is True
+        # The same slot then runs a job that times out, and one that completes.
+        slow = await too_slow.enqueue(queue.backend)
+        fine = await queue.add(echo.name, args=["fine"])
+        await events.wait("job:completed", job_id=fine)
+        assert (await queue.get_job(cancelled)).status == "cancelled"
+        slow_job = await queue.get_job(slow)
+        assert slow_job.status == "failed"
+        assert slow_job.error is not None
+        assert slow_job.error["type"] == "JobTimeoutError"
+        assert not running.done()
+    finally:
+        events.unsubscribe()
+        worker.stop()
+        await asyncio.wait_for(running, 10)

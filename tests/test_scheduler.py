@@ -24,7 +24,7 @@ async def noop() -> None:
 
 
 class BrokenSchedules(InMemoryBackend):
-    """Every read of the schedules fails, as with a malformed stored schedule."""
+    """Every read of the schedules fails, as when the backend cannot answer."""
 
     async def repeatables(self, queue: str) -> list[Repeatable]:
         raise RuntimeError("a malformed schedule")

@@ -23,8 +23,9 @@ from typing import Any
 import orjson
 
 from asyncmq.core.seam import seam
-from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedScheduleError
 from asyncmq.job import Job, JobState
+from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
 
@@ -37,7 +38,10 @@ __all__ = [
     "WorkerInfo",
     "read_workers",
     "redacted_url",
+    "schedule_record",
 ]
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,8 @@ class BaseBackend(ABC):
     def __init__(self) -> None:
         #: Round trips to the server by operation, counted by backends that make them.
         self.operation_counts: Counter[str] = Counter()
+        #: Unreadable schedules already logged, by (queue, key): each is logged once.
+        self._reported_schedules: set[tuple[str, str]] = set()
 
     def record_operation(self, operation: str, started: float) -> None:
         """Count one round trip begun at `started` (`time.perf_counter()`) and report it to the
@@ -241,7 +247,31 @@ class BaseBackend(ABC):
     async def remove_repeatable(self, queue: str, key: str) -> bool: ...
 
     @abstractmethod
-    async def repeatables(self, queue: str) -> list[Repeatable]: ...
+    async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
+        """Every schedule of `queue` as stored, unchecked: (key, record), the record decoded
+        from its JSON when it is JSON, with the stored `next_run_at` in it."""
+
+    async def read_repeatables(self, queue: str) -> tuple[list[Repeatable], dict[str, str]]:
+        """The schedules of `queue` that can be read, and why each other one cannot, by key.
+        An unreadable schedule is logged the first time this backend reads it; it never stops
+        the others from firing, and `Queue.remove_repeatable` removes it."""
+        readable: list[Repeatable] = []
+        unreadable: dict[str, str] = {}
+        for key, record in await self.stored_repeatables(queue):
+            try:
+                readable.append(Repeatable.from_record(record, key))
+            except MalformedScheduleError as exc:
+                unreadable[key] = str(exc)
+                if (queue, key) not in self._reported_schedules:
+                    self._reported_schedules.add((queue, key))
+                    log.error(
+                        "queue %r: %s; skipped (asyncmq queue remove-repeatable removes it)", queue, exc
+                    )
+        return readable, unreadable
+
+    async def repeatables(self, queue: str) -> list[Repeatable]:
+        """The schedules of `queue` that can be read (see `read_repeatables`)."""
+        return (await self.read_repeatables(queue))[0]
 
     @abstractmethod
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
@@ -301,6 +331,24 @@ class BaseBackend(ABC):
         """Events of `queue` published after position `after` ("$": from now on), waiting
         up to `block_s` for the first; returns (position, event name, payload) triples."""
         raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")
+
+
+def schedule_record(raw: object, next_run_at: object) -> object:
+    """A stored schedule for `read_repeatables`: its record decoded when it is JSON text, with
+    the `next_run_at` stored beside it (a float when it reads as one) when there is one. What
+    cannot be decoded is returned as it is, to be reported unreadable."""
+    record = raw
+    if isinstance(raw, str | bytes):
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+    if isinstance(record, dict) and next_run_at is not None:
+        try:
+            record["next_run_at"] = float(next_run_at)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            record["next_run_at"] = next_run_at
+    return record
 
 
 def redacted_url(url: str) -> str:

@@ -67,7 +67,8 @@ class _Store:
         default_factory=lambda: {state: {} for state in TERMINAL_STATES}
     )
     paused: bool = False
-    repeatables: dict[str, Repeatable] = field(default_factory=dict)
+    #: Schedules as records, as a server stores them: a damaged one reads as damaged.
+    repeatables: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     bucket: _TokenBucket | None = None
     job_waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -321,22 +322,22 @@ class InMemoryBackend(BaseBackend):
         store = self._store(repeatable.queue)
         if repeatable.key in store.repeatables:
             return False
-        store.repeatables[repeatable.key] = copy.copy(repeatable)
+        store.repeatables[repeatable.key] = copy.deepcopy(repeatable.to_record())
         return True
 
     async def remove_repeatable(self, queue: str, key: str) -> bool:
         return self._store(queue).repeatables.pop(key, None) is not None
 
-    async def repeatables(self, queue: str) -> list[Repeatable]:
-        return [copy.copy(rep) for rep in self._peek(queue).repeatables.values()]
+    async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
+        return [(key, copy.deepcopy(record)) for key, record in self._peek(queue).repeatables.items()]
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
-        rep = self._store(queue).repeatables.get(key)
-        if rep is not None and rep.next_run_at == next_at:
+        record = self._store(queue).repeatables.get(key)
+        if record is not None and record["next_run_at"] == next_at:
             return True  # already there: the occurrence's id makes storing it twice store it once
-        if rep is None or rep.next_run_at != expected_at:
+        if record is None or record["next_run_at"] != expected_at:
             return False
-        rep.next_run_at = next_at
+        record["next_run_at"] = next_at
         return True
 
     # -- control and inspection -------------------------------------------------------

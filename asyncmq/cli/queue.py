@@ -1,4 +1,4 @@
-"""`asyncmq queue`: see every queue's counts, and pause, resume or drain one.
+"""`asyncmq queue`: see every queue's counts, and pause, resume or drain one, or remove a schedule.
 
 These are the operator's levers during an incident: stop a queue from being worked without
 stopping its producers, start it again, or throw away a backlog that must not run.
@@ -40,7 +40,7 @@ _queue_argument = click.argument("name", callback=valid_queue_names)
 
 @click.group("queue")
 def queue_group() -> None:
-    """List queues and pause, resume or drain one."""
+    """List queues; pause, resume or drain one; remove a schedule."""
 
 
 def _summary(name: str, stats: QueueStats) -> dict[str, Any]:
@@ -99,10 +99,12 @@ async def _queue_info(backend: BaseBackend, name: str, label: BackendLabel) -> d
         {key: getattr(w, key) for key in ("id", "host", "pid", "concurrency", "running", "heartbeat_at")}
         for w in stats.workers
     ] + [{"id": worker_id, "unreadable": True} for worker_id in stats.unreadable_workers]
+    readable, unreadable = await backend.read_repeatables(name)
     info["repeatables"] = [
         {"key": r.key, "task": r.task, "cron": r.cron, "every_s": r.every_s, "next_run_at": r.next_run_at}
-        for r in await backend.repeatables(name)
+        for r in readable
     ]
+    info["unreadable_repeatables"] = [{"key": key, "reason": reason} for key, reason in unreadable.items()]
     return info
 
 
@@ -124,6 +126,11 @@ def _print_info(info: dict[str, Any]) -> None:
     for rep in info["repeatables"]:
         schedule = rep["cron"] if rep["cron"] is not None else f"every {rep['every_s']}s"
         click.echo(f"Repeatable {rep['task']} ({schedule}), next run {format_time(rep['next_run_at'])}")
+    for rep in info["unreadable_repeatables"]:
+        click.echo(
+            f"Unreadable repeatable {rep['key']}: {rep['reason']} "
+            f"(asyncmq queue remove-repeatable {info['name']} {rep['key']} removes it)"
+        )
 
 
 @queue_group.command("info")
@@ -131,7 +138,8 @@ def _print_info(info: dict[str, Any]) -> None:
 @backend_options
 @json_option
 def queue_info(name: str, backend: str | None, as_json: bool) -> None:
-    """One queue: counts, oldest waiting job, live workers, repeatables."""
+    """One queue: counts, oldest waiting job, live workers, repeatables (and those that
+    cannot be read, with why)."""
     label = describe_backend(backend)
 
     async def main() -> dict[str, Any]:
@@ -185,3 +193,19 @@ def drain(name: str, backend: str | None, yes: bool) -> None:
 
     removed = run(main())
     click.echo(f"Drained {removed} job{'' if removed == 1 else 's'} from queue {name!r}.")
+
+
+@queue_group.command("remove-repeatable")
+@_queue_argument
+@click.argument("key")
+@backend_options
+def remove_repeatable(name: str, key: str, backend: str | None) -> None:
+    """Stop the schedule KEY of NAME (`queue info` lists the keys), readable or not."""
+
+    async def main() -> bool:
+        async with open_backend(backend) as store:
+            return await Queue(name, backend=store).remove_repeatable(key)
+
+    if not run(main()):
+        raise AsyncMQError(f"no repeatable {key!r} in queue {name!r}")
+    click.echo(f"Removed repeatable {key!r} from queue {name!r}.")

@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from asyncmq.conf.global_settings import Settings
-from asyncmq.errors import ConfigurationError
+from asyncmq.errors import ConfigurationError, InvalidJobError
+from asyncmq.limits import priority
 
 __all__ = ["Settings", "active_settings", "configure", "load_settings", "settings"]
 
@@ -55,6 +56,15 @@ def _convert(name: str, annotation: object, raw: str) -> Any:
     return raw
 
 
+def _checked(loaded: Settings) -> Settings:
+    """Refuse a setting the engine uses on every enqueue without looking at it again."""
+    try:
+        loaded.default_priority = priority(loaded.default_priority, "default_priority")
+    except InvalidJobError as exc:
+        raise ConfigurationError(f"settings: {exc}") from None
+    return loaded
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     path = env.get(f"{_ENV_PREFIX}SETTINGS_MODULE")
@@ -63,7 +73,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raw = env.get(f"{_ENV_PREFIX}{name.upper()}")
         if raw is not None:
             setattr(loaded, name, _convert(name, annotation, raw))
-    return loaded
+    return _checked(loaded)
 
 
 class _LazySettings:
@@ -83,6 +93,8 @@ class _LazySettings:
         return self._wrapped
 
     def configure(self, new: Settings | None) -> None:
+        if new is not None:
+            _checked(new)
         for name in [name for name in self.__dict__ if not name.startswith("_")]:
             del self.__dict__[name]
         self._wrapped = new

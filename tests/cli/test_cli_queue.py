@@ -1,11 +1,13 @@
-"""`asyncmq queue list|info|pause|resume|drain` against a pre-populated in-memory backend."""
+"""`asyncmq queue list|info|pause|resume|drain|remove-repeatable` on a pre-populated in-memory backend."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.queues import Queue
+from asyncmq.schedule import Repeatable
 from tests.cli.helpers import call, invoke, table_rows
 
 ZERO = {"waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "expired": 0, "cancelled": 0}
@@ -85,6 +87,7 @@ def test_queue_info_json_adds_the_oldest_waiting_job_and_the_repeatables(backend
                 "next_run_at": rep.next_run_at,
             }
         ],
+        "unreadable_repeatables": [],
     }
 
 
@@ -135,3 +138,50 @@ def test_drain_confirmed_at_the_prompt_deletes_the_jobs(backend: InMemoryBackend
     result = invoke("queue", "drain", "reports", input="y\n")
     assert result.exit_code == 0, result.output
     assert result.output.endswith("Drained 1 job from queue 'reports'.\n")
+
+
+def _store_unreadable(backend: InMemoryBackend) -> str:
+    """A schedule of `mail` stored with neither cron nor every, as a damaged record reads."""
+    rep = Repeatable("mail", "clitest.greet", every_s=30, next_run_at=time.time() + 30)
+    rep.every_s = None
+    assert call(backend.add_repeatable(rep))
+    return rep.key
+
+
+def test_queue_info_lists_an_unreadable_repeatable_with_why_and_how_to_remove_it(
+    backend: InMemoryBackend,
+) -> None:
+    call(_populate(backend))
+    key = _store_unreadable(backend)
+    reason = (
+        f"schedule {key!r} is unreadable: repeatable 'clitest.greet' needs exactly one of cron= or every=, "
+        "got cron=None, every=None"
+    )
+
+    result = invoke("queue", "info", "mail", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["repeatables"], info["unreadable_repeatables"]) == ([], [{"key": key, "reason": reason}])
+
+    result = invoke("queue", "info", "mail")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Unreadable repeatable {key}: {reason} (asyncmq queue remove-repeatable mail {key} removes it)"
+        in result.stdout.replace("\n", " ")
+    )
+
+
+def test_queue_remove_repeatable_removes_a_schedule_readable_or_not(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    good = call(Queue("mail", backend=backend).add_repeatable("clitest.greet", every=60))
+    bad = _store_unreadable(backend)
+
+    for key in (bad, good):
+        result = invoke("queue", "remove-repeatable", "mail", key)
+        assert (result.exit_code, result.output) == (0, f"Removed repeatable {key!r} from queue 'mail'.\n")
+
+    assert call(backend.read_repeatables("mail")) == ([], {})
+    counts = call(Queue("mail", backend=backend).counts())
+    assert (counts["delayed"], counts["cancelled"]) == (1, 1)  # the good one's pending occurrence
+    result = invoke("queue", "remove-repeatable", "mail", bad)
+    assert (result.exit_code, result.output) == (1, f"Error: no repeatable {bad!r} in queue 'mail'\n")

@@ -136,16 +136,3 @@ async def test_a_job_id_stays_taken_while_its_finished_job_is_kept(
 
     assert await queue.counts() == counts(completed=1)
     assert events.names("report-7") == ["job:enqueued", "job:started", "job:completed"]
-
-
-async def test_add_bulk_stores_a_job_id_repeated_in_one_batch_once(
-    queue: Queue, enqueue_calls: list[int]
-) -> None:
-    ids = await queue.add_bulk(
-        [{"task_id": ADD, "args": [1, 2], "job_id": "dup"}, {"task_id": ADD, "args": [3, 4], "job_id": "dup"}]
-    )
-
-    assert ids == ["dup", "dup"]
-    assert enqueue_calls == [2]
-    assert await queue.counts() == counts(waiting=1)
-    assert (await queue.get_job("dup")).args == [1, 2]

@@ -41,6 +41,7 @@ from asyncmq.backends.base import (
     WorkerInfo,
     read_workers,
     redacted_url,
+    schedule_record,
 )
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
 from asyncmq.backends.mongo.waker import Waker
@@ -823,16 +824,16 @@ class MongoBackend(BaseBackend):
         )
         return bool(result.deleted_count)
 
-    async def repeatables(self, queue: str) -> list[Repeatable]:
+    async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
         await self.connect()
-        found = []
-        for document in await self._find(
-            "repeatables", self.repeatables_, _prefixed(queue), sort=[("_id", 1)]
-        ):
-            repeatable = Repeatable.from_record(orjson.loads(document["record"]))
-            repeatable.next_run_at = document["next_run_at"]
-            found.append(repeatable)
-        return found
+        documents = await self._find("repeatables", self.repeatables_, _prefixed(queue), sort=[("_id", 1)])
+        return [
+            (
+                document["_id"].partition("/")[2],
+                schedule_record(document.get("record"), document.get("next_run_at")),
+            )
+            for document in documents
+        ]
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
         await self.connect()

@@ -27,6 +27,7 @@ from asyncmq.backends.base import (
     WorkerInfo,
     read_workers,
     redacted_url,
+    schedule_record,
 )
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
@@ -652,16 +653,13 @@ class PostgresBackend(BaseBackend):
         )
         return bool(await self._fetch("remove_repeatable", query, queue, key))
 
-    async def repeatables(self, queue: str) -> list[Repeatable]:
+    async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
         query = self.sql(
-            "repeatables", "SELECT record, next_run_at FROM {s}.repeatables WHERE queue = $1 ORDER BY key"
+            "repeatables",
+            "SELECT key, record, next_run_at FROM {s}.repeatables WHERE queue = $1 ORDER BY key",
         )
-        found = []
-        for row in await self._fetch("repeatables", query, queue):
-            rep = Repeatable.from_record(row["record"])
-            rep.next_run_at = row["next_run_at"]
-            found.append(rep)
-        return found
+        rows = await self._fetch("repeatables", query, queue)
+        return [(row["key"], schedule_record(row["record"], row["next_run_at"])) for row in rows]
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
         query = self.sql(

@@ -40,6 +40,7 @@ from asyncmq.backends.base import (
     UnreadableJob,
     WorkerInfo,
     read_workers,
+    schedule_record,
 )
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.errors import ConfigurationError, MalformedJobError
@@ -464,19 +465,14 @@ class RedisBackend(BaseBackend):
             removed, _ = await self._timed("remove_repeatable", pipe.execute())
         return bool(removed)
 
-    async def repeatables(self, queue: str) -> list[Repeatable]:
+    async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
         await self.connect()
         base = self._base(queue)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(base + "repeat")
             pipe.hgetall(base + "repeat:next")
             records, next_at = await self._timed("repeatables", pipe.execute())
-        found = []
-        for key, record in records.items():
-            rep = Repeatable.from_record(orjson.loads(record))
-            rep.next_run_at = float(next_at.get(key, rep.next_run_at))
-            found.append(rep)
-        return found
+        return [(key, schedule_record(raw, next_at.get(key))) for key, raw in records.items()]
 
     async def advance_repeatable(self, queue: str, key: str, expected_at: float, next_at: float) -> bool:
         return bool(await self._run("repeatable", queue, "advance", key, repr(expected_at), repr(next_at)))

@@ -39,5 +39,7 @@ def backend_from_url(url: str) -> BaseBackend:
         from asyncmq.backends.mongo import mongo_backend_from_url
 
         return mongo_backend_from_url(url)
+    from asyncmq.backends.base import redacted_url
+
     known = ", ".join(_SCHEMES.values())
-    raise ConfigurationError(f"unsupported backend URL {url!r}: known schemes are {known}")
+    raise ConfigurationError(f"unsupported backend URL {redacted_url(url)!r}: known schemes are {known}")

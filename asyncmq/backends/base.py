@@ -13,12 +13,14 @@ the caller's, so a worker that lost its lease can never overwrite the job's new 
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -39,6 +41,7 @@ __all__ = [
     "read_workers",
     "redacted_url",
     "schedule_record",
+    "url_secrets",
 ]
 
 log = get_logger(__name__)
@@ -351,11 +354,41 @@ def schedule_record(raw: object, next_run_at: object) -> object:
     return record
 
 
-def redacted_url(url: str) -> str:
-    """`url` without its password, for messages and reprs."""
-    from urllib.parse import urlsplit, urlunsplit
+#: A query or keyword parameter holding a secret (`password=`, `sslpassword=`,
+#: `tlsCertificateKeyFilePassword=`), up to the next separator.
+_SECRET_PARAM = re.compile(r"(?i)(?<![\w.-])([\w.-]*(?:password|passwd|pwd|secret)[\w.-]*=)([^&;\s]*)")
+_MASK = "***"
 
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@", 1)))
+
+def _split_password(url: str) -> tuple[str, str | None, str]:
+    """`url` around the password of its user part: (before, password or None, after). The
+    password runs from the first ':' after `scheme://` to the last '@', as a person typing it
+    meant, so an unescaped '/', '#', '?' or '@' in it, which a URL parser would cut at, is
+    still all of it. Any text is accepted: a mistyped scheme, or no scheme at all."""
+    scheme_end = url.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    at = url.rfind("@")
+    colon = url.find(":", start, at) if at > start else -1
+    if colon < 0:
+        return url, None, ""
+    return url[: colon + 1], url[colon + 1 : at], url[at:]
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its passwords masked (`redis://user:***@host`, `?password=***`): the only
+    form of a backend's address that a repr, an error, a log line, the CLI or a bench report
+    shows."""
+    masked = _SECRET_PARAM.sub(lambda found: found[1] + _MASK, url)
+    before, password, after = _split_password(masked)
+    return masked if password is None else f"{before}{_MASK}{after}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords in `url`, longest first, as they may turn up in a driver's error about a
+    URL it misread: whole, as its parser cut them (at a stray '/'), and unescaped. For
+    masking text that quotes them, such as a traceback."""
+    found = [value for _, value in _SECRET_PARAM.findall(url)]
+    password = _split_password(_SECRET_PARAM.sub("", url))[1] or ""
+    found += [password, re.split(r"[/?#]", password)[0]]
+    found += [unquote(secret) for secret in found]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)

@@ -211,12 +211,17 @@ async def remove_queue(backend: BaseBackend, name: str) -> None:
 
 # -- worker processes -----------------------------------------------------------------------
 def _spawn_workers(config: BenchConfig, queue: str, *, burst: bool) -> list[subprocess.Popen[bytes]]:
-    """`asyncmq worker start` processes; they keep every finished job, which the figures read."""
+    """`asyncmq worker start` processes; they keep every finished job, which the figures read.
+    The backend URL goes in their environment: a command line is readable by every local user."""
     command = [
-        sys.executable, "-m", "asyncmq", "worker", "start", queue, "--backend", config.backend_url,
+        sys.executable, "-m", "asyncmq", "worker", "start", queue,
         "--app", "asyncmq.bench.workloads", "--concurrency", str(config.concurrency), "--log-level", "error",
     ]  # fmt: skip
-    env = {**os.environ, "ASYNCMQ_KEEP_FINISHED_JOBS": str(2 * config.jobs + config.latency_jobs)}
+    env = {
+        **os.environ,
+        "ASYNCMQ_BACKEND": config.backend_url,
+        "ASYNCMQ_KEEP_FINISHED_JOBS": str(2 * config.jobs + config.latency_jobs),
+    }
     return [
         subprocess.Popen(
             [*command, *(["--burst"] if burst else [])],

@@ -1,7 +1,7 @@
 """What `asyncmq bench` hands back: a table, a JSON document and a plot of the same figures.
 
 The JSON names the machine and the exact command, because a figure without them cannot be
-compared with the next run's; the backend URL is written without its password.
+compared with the next run's; every password (the backend URL's) is masked.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from asyncmq.backends.base import redacted_url
 from asyncmq.bench.measure import METRICS, BenchConfig, Spread
 from asyncmq.version import __version__
 
-__all__ = ["BenchReport", "machine", "redact_url"]
+__all__ = ["BenchReport", "machine"]
 
 _PLOT_GROUPS = (
     ("Throughput (jobs/s)", ("enqueue_one_by_one_jobs_per_s", "enqueue_bulk_jobs_per_s")),
@@ -29,17 +29,6 @@ _PLOT_GROUPS = (
     ("Worker CPU (s per 1,000 jobs)", ("worker_cpu_s_per_1000_jobs",)),
     ("Worker peak RSS (MB)", ("worker_peak_rss_mb",)),
 )
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, so a report can be shared."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def machine(backend_url: str) -> dict[str, Any]:
@@ -51,7 +40,7 @@ def machine(backend_url: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "asyncmq": __version__,
-        "backend": redact_url(backend_url),
+        "backend": redacted_url(backend_url),
     }
 
 
@@ -65,9 +54,9 @@ class BenchReport:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     def to_dict(self) -> dict[str, Any]:
-        config = asdict(self.config) | {"backend_url": redact_url(self.config.backend_url)}
+        config = asdict(self.config) | {"backend_url": redacted_url(self.config.backend_url)}
         return {
-            "command": shlex.join(self.command),
+            "command": shlex.join(redacted_url(word) for word in self.command),
             "machine": machine(self.config.backend_url),
             "config": config | {"latency_jobs": self.config.latency_jobs},
             "labels": dict(METRICS),
@@ -97,7 +86,7 @@ class BenchReport:
         figure, axes = pyplot.subplots(1, len(_PLOT_GROUPS), figsize=(4 * len(_PLOT_GROUPS), 4.5))
         for axis, (title, metrics) in zip(axes, _PLOT_GROUPS, strict=True):
             self._panel(axis, title, [metric for metric in metrics if self._has(metric)])
-        figure.suptitle(f"asyncmq bench on {redact_url(self.config.backend_url)}")
+        figure.suptitle(f"asyncmq bench on {redacted_url(self.config.backend_url)}")
         figure.tight_layout()
         figure.savefig(path, format="png", dpi=100)
         pyplot.close(figure)

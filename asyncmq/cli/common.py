@@ -13,17 +13,18 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 import orjson
 
+from asyncmq.backends.base import redacted_url, url_secrets
 from asyncmq.errors import AsyncMQError, InvalidQueueNameError
 from asyncmq.job import validate_queue_name
 
@@ -45,7 +46,6 @@ __all__ = [
     "open_backend",
     "print_table",
     "queue_option",
-    "redact_url",
     "resolve_backend",
     "run",
     "stop_signals",
@@ -57,16 +57,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AsyncMQGroup(click.Group):
-    """A group that shows an `AsyncMQError` as `Error: <message>` (exit 1), not a traceback.
+    """A group that shows an `AsyncMQError` as `Error: <message>` (exit 1), not a traceback,
+    and any other error's traceback with the backend's password masked.
 
     Sub-commands run inside the root group's `invoke`, so catching here covers them all.
     """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS_KEY] = list(args)  # every sub-command's words, for `_exit_masked`
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AsyncMQError as exc:
             raise click.ClickException(str(exc) or type(exc).__name__) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            _exit_masked(ctx, exc)
+            raise
+
+
+_ARGS_KEY = "asyncmq.args"
+
+
+def _exit_masked(ctx: click.Context, exc: Exception) -> None:
+    """An unexpected error's traceback goes to stderr as Python would print it, but with the
+    backend's password masked: a driver may quote a URL it misread. Returns (and the error is
+    raised as usual) when the traceback holds no password."""
+    urls = [word for word in ctx.meta.get(_ARGS_KEY, []) if "://" in word]
+    urls.append(os.environ.get("ASYNCMQ_BACKEND", ""))
+    secrets = sorted({secret for url in urls for secret in url_secrets(url)}, key=len, reverse=True)
+    text = "".join(traceback.format_exception(exc))
+    masked = text
+    for secret in secrets:
+        masked = masked.replace(secret, "***")
+    if masked != text:
+        click.echo(masked, err=True, nl=False)
+        ctx.exit(1)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -189,7 +218,7 @@ _DEFAULT_URL = "memory://"
 
 @dataclass(frozen=True)
 class BackendLabel:
-    """Which backend a command read: its URL without a password (`url`, also the `backend`
+    """Which backend a command read: its URL with the password masked (`url`, also the `backend`
     key of `--json` output), and whether it is the implicit in-process default."""
 
     url: str
@@ -202,21 +231,6 @@ class BackendLabel:
 
     def line(self) -> str:
         return f"Backend: {self.url}{self.note}"
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password, in the user part (`redis://user:secret@host`) or a
-    `password=` query parameter; a URL without one comes back as given."""
-    parts = urlsplit(url)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    netloc = f"{user}@{host}" if user else host
-    kept = [p for p in parts.query.split("&") if p and p.partition("=")[0].lower() != "password"]
-    query = "&".join(kept)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    tail = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    return f"{parts.scheme}://{netloc}{parts.path}{tail}"
 
 
 def _instance_label(backend: BaseBackend) -> str:
@@ -232,12 +246,12 @@ def describe_backend(url: str | None) -> BackendLabel:
     from asyncmq.conf import settings
 
     if url:
-        return BackendLabel(redact_url(url))
+        return BackendLabel(redacted_url(url))
     configured = settings.backend
     if not isinstance(configured, str):
         return BackendLabel(_instance_label(configured))
     implicit = configured == _DEFAULT_URL and "ASYNCMQ_BACKEND" not in os.environ
-    return BackendLabel(redact_url(configured), implicit)
+    return BackendLabel(redacted_url(configured), implicit)
 
 
 # -- metrics ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
+from asyncmq.backends.base import redacted_url
 from asyncmq.bench.measure import METRICS, percentile
-from asyncmq.bench.report import redact_url
 from tests.cli.helpers import invoke, table_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +40,7 @@ def _assert_complete(document: dict[str, Any], workloads: set[str], backend: str
             assert spread["min"] <= spread["median"] <= spread["max"]
     machine = document["machine"]
     assert {"platform", "cpu_count", "python", "asyncmq", "backend"} <= set(machine)
-    assert machine["backend"] == redact_url(backend)
+    assert machine["backend"] == redacted_url(backend)
     words = document["command"].split()
     assert words[:3] == ["asyncmq", "bench", "--backend"]
     assert {"--jobs 200", "--repeat 1"} <= {" ".join(pair) for pair in itertools.pairwise(words)}
@@ -137,8 +137,8 @@ def test_bench_plot_without_matplotlib_names_the_extra_to_install(monkeypatch: p
 
 
 def test_reports_hide_the_backend_password() -> None:
-    assert redact_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
-    assert redact_url("memory://") == "memory://"
+    assert redacted_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redacted_url("memory://") == "memory://"
 
 
 def test_percentiles_are_nearest_rank_values_from_the_sample() -> None:

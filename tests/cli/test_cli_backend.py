@@ -1,5 +1,5 @@
 """`queue list`, `queue info`, `job list` and `info` name the backend they read: its URL
-without a password, and, for the implicit in-process default, that it sees only the
+with its password masked, and, for the implicit in-process default, that it sees only the
 command's own process and how to read a worker's queues instead."""
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ _SERVER = urlsplit(os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6
 _HOST = f"{_SERVER.hostname}:{_SERVER.port or 6379}{_SERVER.path}"
 #: The test server, logged in as its `default` user (any password passes a `nopass` user).
 WITH_PASSWORD = f"redis://default:{SECRET}@{_HOST}"
-SHOWN = f"redis://default@{_HOST}"
+#: How it is shown: the password masked.
+SHOWN = f"redis://default:***@{_HOST}"
+WITHOUT_PASSWORD = f"redis://default@{_HOST}"
 
 IMPLICIT = (
     "Backend: memory:// (the in-process default: this command sees only its own process; "
@@ -67,7 +69,7 @@ def redis_queue() -> Iterator[str]:
     call(_on_redis(lambda backend: _forget(backend, name)))
 
 
-def test_queue_list_names_an_explicit_redis_backend_before_the_table_without_its_password(
+def test_queue_list_names_an_explicit_redis_backend_before_the_table_with_its_password_masked(
     redis_queue: str,
 ) -> None:
     result = invoke("queue", "list", "--backend", WITH_PASSWORD)
@@ -91,7 +93,7 @@ def test_queue_info_job_list_and_info_name_the_redis_backend_they_read(redis_que
     assert SECRET not in queue_info.output + jobs.output + info.output
 
 
-def test_the_json_of_each_command_has_a_backend_key_with_the_url_without_its_password(
+def test_the_json_of_each_command_has_a_backend_key_with_the_url_with_its_password_masked(
     redis_queue: str,
 ) -> None:
     for command in (
@@ -110,14 +112,14 @@ def test_the_json_of_each_command_has_a_backend_key_with_the_url_without_its_pas
     assert [job["id"] for job in jobs["jobs"]] == ["r1"]
 
 
-def test_a_password_given_as_a_query_parameter_is_left_out_too(redis_queue: str) -> None:
-    result = invoke("job", "list", "-q", redis_queue, "--backend", f"{SHOWN}?password={SECRET}")
+def test_a_password_given_as_a_query_parameter_is_masked_too(redis_queue: str) -> None:
+    result = invoke("job", "list", "-q", redis_queue, "--backend", f"{WITHOUT_PASSWORD}?password={SECRET}")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == f"Backend: {SHOWN}"
+    assert result.stdout.splitlines()[0] == f"Backend: {WITHOUT_PASSWORD}?password=***"
     assert SECRET not in result.output
 
 
-def test_a_redis_url_from_asyncmq_backend_is_named_without_its_password(
+def test_a_redis_url_from_asyncmq_backend_is_named_with_its_password_masked(
     redis_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ASYNCMQ_BACKEND", WITH_PASSWORD)

@@ -35,7 +35,7 @@ async def test_a_schema_newer_than_this_asyncmq_is_refused(
 
 async def test_an_unreachable_database_is_one_clear_error(make_backend: MakeBackend) -> None:
     with pytest.raises(
-        ConfigurationError, match=r"cannot connect to PostgreSQL at postgresql://u@127\.0\.0\.1:1/x"
+        ConfigurationError, match=r"cannot connect to PostgreSQL at postgresql://u:\*\*\*@127\.0\.0\.1:1/x"
     ):
         await make_backend(dsn="postgresql://u:secret@127.0.0.1:1/x")
 

@@ -206,6 +206,11 @@ class MongoBackend(BaseBackend):
     def size_for(self, concurrency: int) -> None:
         self.max_connections = max(self.max_connections, concurrency + 6)
 
+    def _build_client(self) -> AsyncMongoClient[Any]:
+        """A client on this backend's URL, its options (`tls=true`, ...) left to the driver.
+        It connects at its first command."""
+        return AsyncMongoClient(self._uri, maxPoolSize=self.max_connections, tz_aware=True, connect=False)
+
     async def connect(self) -> None:
         if self._connected:
             return
@@ -213,9 +218,7 @@ class MongoBackend(BaseBackend):
             if self._connected:
                 return
             if self._client is None:
-                self._client = AsyncMongoClient(
-                    self._uri, maxPoolSize=self.max_connections, tz_aware=True, connect=False
-                )
+                self._client = self._build_client()
             database = self._client[self.database_name]
             self.jobs, self.queues_ = database["jobs"], database["queues"]
             self.repeatables_, self.workers_, self.events_ = (

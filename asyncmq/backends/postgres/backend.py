@@ -225,7 +225,8 @@ class PostgresBackend(BaseBackend):
         self._claims = itertools.count()
 
     def __repr__(self) -> str:
-        return f"<PostgresBackend {self._dsn or self._pool!r} schema={self.schema!r}>"
+        where = redacted_url(self._dsn) if self._dsn else type(self._pool).__name__
+        return f"<PostgresBackend {where} schema={self.schema!r}>"
 
     # -- connection -------------------------------------------------------------------
     def size_for(self, concurrency: int) -> None:

@@ -40,6 +40,7 @@ from asyncmq.backends.base import (
     UnreadableJob,
     WorkerInfo,
     read_workers,
+    redacted_url,
     schedule_record,
 )
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
@@ -188,7 +189,8 @@ class RedisBackend(BaseBackend):
         self._known_queues: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"<RedisBackend {self._url or self._client!r} prefix={self.prefix!r}>"
+        where = redacted_url(self._url) if self._url else type(self._client).__name__
+        return f"<RedisBackend {where} prefix={self.prefix!r}>"
 
     # -- connection -------------------------------------------------------------------
     def _build_client(self, url: str) -> Client:

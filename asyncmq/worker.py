@@ -132,6 +132,7 @@ class Worker:
 
     async def process(self) -> bool:
         """Claim one job, run it and store its outcome; `False` if none was ready."""
+        await self._confirm_prefetched()
         if not self._buffer:
             await self._claim(1)
             if not self._buffer:
@@ -332,6 +333,8 @@ class Worker:
                     if not self._buffer and not self._stopping:
                         await self._refill()
             if self._buffer and not self._stopping:
+                await self._confirm_prefetched()
+            if self._buffer and not self._stopping:
                 await self._execute(self._buffer.popleft())
 
     async def _claim(self, limit: int) -> bool:
@@ -447,17 +450,49 @@ class Worker:
             running=len(self._running),
         )
 
+    async def _confirm_prefetched(self) -> None:
+        """Before starting the next prefetched job, make sure it is still ours if its lease
+        was last renewed more than half a lease ago. Heartbeats renew it every third of a
+        lease, so this asks only after a freeze (a stopped process, a blocked event loop)
+        that outlived the lease: another worker may have recovered and run the job since,
+        and the next heartbeat may come too late to stop a short one running twice."""
+        if not self._buffer:
+            return
+        renewed_until = self._buffer[0].lease_until or 0.0
+        if time.time() < renewed_until - self.queue.lease_s / 2:
+            return
+        try:
+            await self._heartbeat_once()
+        except Exception:  # unconfirmed, it runs: its outcome is still fenced by its token
+            log.exception("confirming the prefetched jobs of worker %s failed", self.id)
+
     async def _heartbeat_once(self) -> None:
         now = time.time()
         held = [job for job, _ in self._running.values()] + list(self._buffer)
-        lost = await self.backend.heartbeat(self._info(now), held, now + self.queue.lease_s)
+        lease_until = now + self.queue.lease_s
+        lost = set(await self.backend.heartbeat(self._info(now), held, lease_until))
+        for job in held:
+            if job.id not in lost:
+                job.lease_until = lease_until
         for job_id in lost:
             _, slot = self._running.get(job_id, (None, None))
             if slot is not None:
                 self._lost.add(job_id)
                 slot.cancel()
         if lost:
-            self._buffer = deque(job for job in self._buffer if job.id not in lost)
+            self._drop_prefetched(lost)
+
+    def _drop_prefetched(self, lost: set[str]) -> None:
+        """Forget prefetched jobs taken from this worker (recovered after its lease ran out,
+        or cancelled) before they started."""
+        kept: deque[Job] = deque()
+        for job in self._buffer:
+            if job.id not in lost:
+                kept.append(job)
+                continue
+            log.warning("prefetched job %s of %s was taken before it began", job.id, job.queue)
+            event_emitter.emit_job(Event.JOB_ABANDONED, job)
+        self._buffer = kept
 
     async def _heartbeat_loop(self) -> None:
         while True:

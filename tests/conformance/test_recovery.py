@@ -22,7 +22,23 @@ async def hold(key: str) -> str:
     return await gate(key).hold()
 
 
+#: Attempts of `counted` by job id, and the worker that ran each.
+RUNS: dict[str, list[str]] = {}
+
+
+@asyncmq.task
+async def counted() -> str:
+    job = asyncmq.current_job().job
+    RUNS.setdefault(job.id, []).append(job.worker_id or "")
+    return job.worker_id or ""
+
+
 NOOP = noop.name
+
+
+async def _past(moment: float) -> None:
+    """Let the clock pass `moment` (a lease's end: there is no event to wait for)."""
+    await asyncio.sleep(max(moment - time.time(), 0.0) + 0.01)
 
 
 async def _claim_and_vanish(queue: Queue, worker_id: str = "vanished-worker") -> float:
@@ -166,3 +182,58 @@ async def test_a_worker_stopped_without_grace_hands_its_unfinished_job_back_to_w
     assert await queue.worker().process() is True
     job = await queue.get_job(job_id)
     assert (job.status, job.attempt, job.result) == (JobState.COMPLETED, 1, "finished")
+
+
+async def test_a_worker_frozen_past_its_lease_does_not_start_prefetched_jobs_another_worker_ran(
+    make_queue: Callable[..., Queue], events: EventRecorder
+) -> None:
+    """A stopped process, or a blocked event loop, holding prefetched jobs: when it resumes,
+    its next heartbeat is still up to a third of a lease away, and short jobs would run twice."""
+    stale = make_queue(lease=0.2).worker()
+    rescuer = make_queue().worker()
+    ids = await stale.queue.add_bulk([{"task_id": counted.name}] * 2)
+    await stale._claim(2)  # prefetched; then frozen: no heartbeat renews them
+    held = max(job.lease_until or 0.0 for job in stale._buffer)
+    assert held > 0.0
+
+    await rescuer.scheduler.tick(time.time() + 1)  # their leases ran out: recovered
+    while await rescuer.process():
+        pass
+    await _past(held)  # the stale worker resumes after its lease
+    assert await stale.process() is False
+
+    assert {job_id: RUNS.pop(job_id) for job_id in ids} == {job_id: [rescuer.id] for job_id in ids}
+    for job_id in ids:
+        job = await rescuer.queue.get_job(job_id)
+        assert (job.status, job.attempt, job.result) == (JobState.COMPLETED, 2, rescuer.id)
+        assert events.names(job_id) == [
+            "job:enqueued", "job:stalled", "job:started", "job:completed", "job:abandoned",
+        ]  # fmt: skip
+
+
+async def test_a_running_worker_frozen_past_its_lease_drops_the_prefetched_job_another_worker_took(
+    make_queue: Callable[..., Queue], events: EventRecorder, start_worker: StartWorker
+) -> None:
+    """The same through `run()`: one slot busy, one job prefetched, and no heartbeat (frozen)."""
+    stale = make_queue(lease=0.2).worker(concurrency=1, handle_signals=False)
+    stale._heartbeat_loop = asyncio.Event().wait  # type: ignore[method-assign]
+    busy = await stale.queue.add(hold.name, args=[stale.queue.name], priority=1)
+    prefetched = await stale.queue.add(counted.name, priority=5)
+    running = await start_worker(stale)
+    await events.wait("job:started", job_id=busy)
+    [held] = [job.lease_until or 0.0 for job in stale._buffer if job.id == prefetched]
+    await _past(held)
+
+    rescuer = make_queue().worker()
+    await rescuer.scheduler.tick(time.time() + 1)
+    gate(stale.queue.name).opened.set()
+    while await rescuer.process():
+        pass
+    await events.wait("job:abandoned", job_id=prefetched)
+    await events.wait("job:completed", job_id=prefetched)  # by either worker, claimed afresh
+    stale.stop()
+    await asyncio.wait_for(running, WAIT_S)
+
+    assert len(RUNS.pop(prefetched)) == 1
+    job = await rescuer.queue.get_job(prefetched)
+    assert (job.status, job.attempt) == (JobState.COMPLETED, 2)

@@ -295,7 +295,9 @@ class BaseBackend(ABC):
         it returns the job again."""
 
     @abstractmethod
-    async def get_job(self, queue: str, job_id: str) -> Job | None: ...
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        """The job, `None` if there is none; `MalformedJobError` naming the field for a record
+        that makes no valid job (one changed by hand, kept for inspection)."""
 
     @abstractmethod
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]: ...

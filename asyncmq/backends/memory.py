@@ -359,7 +359,14 @@ class InMemoryBackend(BaseBackend):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         job = self._peek(queue).jobs.get(job_id)
-        return None if job is None else job.clone()
+        if job is None:
+            return None
+        wrong = malformed_field(job)
+        if wrong is not None:
+            raise MalformedJobError(
+                f"job record {job_id!r} has a malformed {wrong}: {getattr(job, wrong)!r:.100}"
+            )
+        return job.clone()
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
         store = self._peek(queue)

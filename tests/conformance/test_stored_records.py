@@ -72,8 +72,10 @@ async def test_a_job_with_any_field_garbled_fails_at_once_naming_it_and_the_work
         assert error["type"] == MalformedJobError.__name__, (field, error)
         assert field in error["message"], (field, error)
         assert failed_events[job_id]["error"]["message"] == error["message"]
-        if field not in _WRITTEN_BY_FAILING:  # kept for inspection
+        if field not in _WRITTEN_BY_FAILING:  # kept for inspection, and read as unreadable
             assert GARBAGE in str(record.get(field)) or record.get(field) == 12345, (field, record)
+            with pytest.raises(MalformedJobError, match=f"malformed {field}"):
+                await queue.get_job(job_id)
     for job_id in healthy:
         assert (await queue.get_job(job_id)).status == "completed"
     counts = await queue.counts()

@@ -893,7 +893,15 @@ class MongoBackend(BaseBackend):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         await self.connect()
-        return _job(await self._call("get_job", self.jobs.find_one({"_id": f"{queue}/{job_id}"})))
+        document = await self._call("get_job", self.jobs.find_one({"_id": f"{queue}/{job_id}"}))
+        if document is None:
+            return None
+        found = _job_or_reason(document)
+        if isinstance(found, Job) and found.id != job_id:
+            found = f"job document {document['_id']!r} has a malformed id: {found.id!r:.100}"
+        if isinstance(found, str):
+            raise MalformedJobError(found)
+        return found
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
         await self.connect()

@@ -714,7 +714,12 @@ class PostgresBackend(BaseBackend):
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         query = self.sql("get_job", "SELECT * FROM {s}.jobs WHERE queue = $1 AND id = $2")
         rows = await self._fetch("get_job", query, queue, job_id)
-        return _job(rows[0]) if rows else None
+        if not rows:
+            return None
+        found = _job_or_reason(rows[0])
+        if isinstance(found, str):
+            raise MalformedJobError(found)
+        return found
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
         order = {

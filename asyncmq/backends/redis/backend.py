@@ -106,8 +106,9 @@ def _decode(flat: Sequence[str]) -> Job | None:
         return None
 
 
-def _claimed(queue: str, job_id: str, flat: Sequence[str]) -> Job | UnreadableJob:
-    """A claimed job, or what the worker needs to fail it when its record cannot be read."""
+def _read(queue: str, job_id: str, flat: Sequence[str]) -> Job | UnreadableJob:
+    """The job stored under `job_id`, or, when its record makes none, what a worker needs
+    to fail it."""
     fields = _pairs(flat)
     fields.pop("settled_token", None)
     try:
@@ -335,7 +336,7 @@ class RedisBackend(BaseBackend):
             log.error("job %s of queue %r lost its record while waiting; dropped", job_id, queue)
         result = ClaimResult([])
         for i in range(2, len(reply), 2):
-            found = _claimed(queue, reply[i], reply[i + 1])
+            found = _read(queue, reply[i], reply[i + 1])
             if isinstance(found, Job):
                 result.jobs.append(found)
             else:
@@ -503,7 +504,12 @@ class RedisBackend(BaseBackend):
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         await self.connect()
         fields = await self._timed("get_job", self.client.hgetall(self._base(queue) + "job:" + job_id))
-        return _decode(list(chain.from_iterable(fields.items())))
+        if not fields:
+            return None
+        found = _read(queue, job_id, list(chain.from_iterable(fields.items())))
+        if isinstance(found, UnreadableJob):
+            raise MalformedJobError(found.reason)
+        return found
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
         await self.connect()

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import asyncmq
 from asyncmq.backends import backend_from_url
-from asyncmq.backends.base import redacted_url, url_secrets
+from asyncmq.backends.base import BaseBackend, redacted_url, url_secrets
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.bench.measure import BenchConfig
 from asyncmq.bench.report import BenchReport
@@ -90,6 +91,39 @@ def test_a_mistyped_scheme_is_refused_with_the_password_masked() -> None:
 
     assert "reds://:***@127.0.0.1:6379/0" in str(refused.value)
     assert SECRET not in str(refused.value)
+
+
+#: Each backend kind on a port nothing listens on, a password in the URL.
+UNREACHABLE = {
+    "redis": f"redis://default:{SECRET}@127.0.0.1:1/0",
+    "redis+cluster": f"redis+cluster://default:{SECRET}@127.0.0.1:1",
+    "postgresql": f"postgresql://app:{SECRET}@127.0.0.1:1/test",
+    "mongodb": f"mongodb://app:{SECRET}@127.0.0.1:1/jobs?serverSelectionTimeoutMS=200&connectTimeoutMS=200",
+}
+
+
+def _quick(url: str) -> BaseBackend:
+    """The backend of `url`, a Redis one without retries (they would only make the test slow)."""
+    if url.startswith("redis"):
+        from asyncmq.backends.redis import RedisBackend
+
+        return RedisBackend(url, retries=0)
+    return backend_from_url(url)
+
+
+async def _connect_and_read(backend: BaseBackend) -> None:
+    await backend.connect()
+    await backend.queues()
+
+
+@pytest.mark.parametrize("kind", list(UNREACHABLE))
+async def test_the_error_of_an_unreachable_backend_and_its_causes_never_hold_its_password(kind: str) -> None:
+    backend = _quick(UNREACHABLE[kind])
+    with pytest.raises(Exception) as failed:  # noqa: PT011 - each driver raises its own
+        await _connect_and_read(backend)
+    await backend.close()
+
+    assert SECRET not in "".join(traceback.format_exception(failed.value))
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> str:

@@ -232,6 +232,9 @@ class MongoBackend(BaseBackend):
                         await database[name].create_index(keys, **options)
             except PyMongoError as exc:
                 where = redacted_url(self._uri) if self._uri else "the given client"
+                if self._uri is not None:  # ours: closed, so a failed connect leaves no sockets
+                    await _maybe_await(self._client.close())
+                    self._client = None
                 raise ConfigurationError(f"cannot use MongoDB at {where}: {exc}") from exc
             self._counts = CountsWriter(self.queues_, self.record_operation)
             self._waker = Waker(

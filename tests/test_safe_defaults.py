@@ -25,6 +25,7 @@ from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.bench.measure import BenchConfig
 from asyncmq.bench.report import BenchReport
 from asyncmq.cli.main import cli
+from asyncmq.conf import Settings
 from asyncmq.errors import ConfigurationError
 from asyncmq.queues import Queue
 from tests.cli.helpers import asyncmq_command
@@ -148,6 +149,26 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> str:
 def test_the_cli_masks_the_password_of_a_backend_it_cannot_use(url: str) -> None:
     shown = _run_cli("queue", "list", "--backend", url)
 
+    assert "s3cret" not in shown
+
+
+class MisreadSettings(Settings):
+    """Settings naming a backend whose password holds an unescaped '/': drivers misread it."""
+
+    backend = "redis://:s3cret/do-not-print@127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ASYNCMQ_BACKEND": MisreadSettings.backend},
+        {"ASYNCMQ_SETTINGS_MODULE": f"{__name__}.MisreadSettings"},
+    ],
+)
+def test_the_cli_masks_the_password_of_a_configured_backend_it_cannot_use(env: dict[str, str]) -> None:
+    shown = _run_cli("queue", "list", env=env)
+
+    assert "Traceback" in shown
     assert "s3cret" not in shown
 
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
@@ -88,6 +88,11 @@ def _exit_masked(ctx: click.Context, exc: Exception) -> None:
     raised as usual) when the traceback holds no password."""
     urls = [word for word in ctx.meta.get(_ARGS_KEY, []) if "://" in word]
     urls.append(os.environ.get("ASYNCMQ_BACKEND", ""))
+    with suppress(Exception):  # settings that fail to load name no URL
+        from asyncmq.conf import active_settings
+
+        configured = active_settings().backend
+        urls.append(configured if isinstance(configured, str) else "")
     secrets = sorted({secret for url in urls for secret in url_secrets(url)}, key=len, reverse=True)
     text = "".join(traceback.format_exception(exc))
     masked = text

@@ -16,6 +16,7 @@ from asyncmq.errors import MalformedJobError
 from asyncmq.job import JobState
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
+from asyncmq.transitions import stall_recovery
 from tests.conformance.support import WAIT_S, StartWorker, counts
 from tests.mongo.conftest import MakeBackend
 
@@ -203,3 +204,23 @@ def test_the_readmes_example_builds_the_backend_it_describes() -> None:
     backend = scope["backend"]
     assert isinstance(backend, MongoBackend)
     assert (backend.database_name, backend.max_connections) == ("asyncmq", 20)
+
+
+async def test_stall_recovery_fails_a_document_whose_counter_was_garbled_while_it_ran(
+    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
+) -> None:
+    queue = Queue("garbled-stalls", backend=backend)
+    job_id = await queue.add(double.name, args=[1])
+    now = time.time()
+    assert len((await backend.claim("garbled-stalls", "w1", 1, 30, now, None)).jobs) == 1
+    await client[database]["jobs"].update_one({"_id": f"garbled-stalls/{job_id}"}, {"$set": {"stalls": "x"}})
+
+    (recovered,) = await backend.recover_stalled(
+        "garbled-stalls", now + 60, stall_recovery(3, queue.retention)
+    )
+
+    assert (recovered.id, recovered.status) == (job_id, "failed")
+    assert "malformed stalls" in recovered.error["message"]
+    stored = await client[database]["jobs"].find_one({"_id": f"garbled-stalls/{job_id}"})
+    assert (stored["status"], stored["stalls"]) == ("failed", "x")
+    assert (await queue.counts())["active"] == 0

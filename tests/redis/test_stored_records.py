@@ -28,12 +28,19 @@ async def test_stall_recovery_fails_a_job_garbled_while_it_ran_with_the_reason(
     key = f"{backend.prefix}:{{{queue_name}}}:job:{job_id}"
     await backend.client.hset(key, "priority", "garbage{")
 
-    await backend.recover_stalled(queue_name, now + 60, stall_recovery(3, KEEP))
+    (recovered,) = await backend.recover_stalled(queue_name, now + 60, stall_recovery(3, KEEP))
+
+    assert (recovered.id, recovered.status, recovered.error["type"]) == (
+        job_id,
+        "failed",
+        "MalformedJobError",
+    )
 
     stored = await backend.client.hgetall(key)
     assert stored["status"] == "failed"
     assert stored["priority"] == "garbage{"  # kept for inspection
     error = orjson.loads(stored["error"])
+    assert recovered.error["message"] == error["message"]
     assert error["type"] == "MalformedJobError"
     assert "priority" in error["message"]
     assert await queue.counts() == {**dict.fromkeys(await queue.counts(), 0), "failed": 1}

@@ -772,6 +772,7 @@ class MongoBackend(BaseBackend):
             return []
         stamp = new_job_id()
         ops, chosen = [], []
+        garbled: dict[str, UnreadableJob] = {}
         for document in stalled:
             stalls = document.get("stalls", 0)
             if type(stalls) is int and type(document["token"]) is int:
@@ -784,6 +785,8 @@ class MongoBackend(BaseBackend):
                     f"job document {document['_id']!r} has a malformed {field}: {document.get(field)!r:.100}"
                 )
                 update = self._failure(reason, now, recovery.retention)
+                job_id = document["_id"].split("/", 1)[1]
+                garbled[document["_id"]] = UnreadableJob(job_id, queue, document["token"], reason)
             update["$set"]["settled_by"] = stamp
             ops.append(
                 UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
@@ -798,6 +801,9 @@ class MongoBackend(BaseBackend):
         recovered: list[Job] = []
         for document, transition, ok in zip(stalled, chosen, taken, strict=True):
             if not ok:
+                continue
+            if document["_id"] in garbled:  # for the job:failed event
+                recovered.append(garbled[document["_id"]].failed(now))
                 continue
             job = _job(document)
             if job is not None:

@@ -26,6 +26,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import replace
 from importlib import resources
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,20 @@ def _read(queue: str, job_id: str, flat: Sequence[str]) -> Job | UnreadableJob:
         wrong = "id" if job.id != job_id else "queue"
         reason = f"job record {job_id!r} has a malformed {wrong}: {fields[wrong]!r:.100}"
     return UnreadableJob(job_id, queue, fields.get("token", ""), reason, fields.get("task", "?"))
+
+
+def _failed_unreadable(job: UnreadableJob, flat: Sequence[str], now: float) -> Job | None:
+    """For the `job:failed` event: a recovered job that recovery failed as unreadable (see
+    recover.lua), or `None` (logged) for one it requeued, which its next claim fails."""
+    fields = _pairs(flat)
+    if fields.get("status") != JobState.FAILED.value:
+        log.error("job %s of queue %r is back in line but cannot be read: %s", job.id, job.queue, job.reason)
+        return None
+    try:  # the reason as stored, which the event should repeat
+        reason = str(orjson.loads(fields["error"])["message"])
+    except (KeyError, TypeError, ValueError):
+        reason = job.reason
+    return replace(job, reason=reason).failed(now)
 
 
 def _whole_seconds(ttl_s: float) -> int:
@@ -450,7 +465,14 @@ class RedisBackend(BaseBackend):
             recovery.retention.keep,
             recovery_id,
         )
-        return [job for flat in replies if (job := _decode(flat)) is not None]
+        recovered = []
+        for i in range(0, len(replies), 2):
+            found = _read(queue, replies[i], replies[i + 1])
+            if isinstance(found, Job):
+                recovered.append(found)
+            elif (failed := _failed_unreadable(found, replies[i + 1], now)) is not None:
+                recovered.append(failed)
+        return recovered
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
         await self._remember_queue(repeatable.queue)

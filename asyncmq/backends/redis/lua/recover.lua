@@ -1,13 +1,17 @@
 -- ARGV: requeue, fail (transitions, their wire form), max_stalls, now, limit, ttl, keep,
 -- recovery_id. Takes back active jobs whose lease ended: each by `requeue`, or by `fail`
--- when this stall is past max_stalls. Returns the recovered jobs. A recovery sent again (its
+-- when this stall is past max_stalls, or failed with the reason when a counter it reads is
+-- garbage. Returns {id, job, id, job, ...}. A recovery sent again (its
 -- reply was lost with a dropped connection) returns the jobs the first one took back, so
 -- their job:stalled events are not lost.
 local receipt = base .. 'recovery:' .. ARGV[8]
 local done = redis.call('LRANGE', receipt, 0, -1)
 if #done > 0 then
   local again = {}
-  for _, id in ipairs(done) do again[#again + 1] = redis.call('HGETALL', job_key(id)) end
+  for _, id in ipairs(done) do
+    again[#again + 1] = id
+    again[#again + 1] = redis.call('HGETALL', job_key(id))
+  end
   return again
 end
 local requeue, fail, max_stalls = cjson.decode(ARGV[1]), cjson.decode(ARGV[2]), tonumber(ARGV[3])
@@ -24,6 +28,7 @@ for _, id in ipairs(ids) do
       local stalls = tonumber(redis.call('HGET', key, 'stalls') or '0')
       apply_transition(stalls + 1 > max_stalls and fail or requeue, id, 'active', now, ttl, keep)
     end
+    out[#out + 1] = id
     out[#out + 1] = redis.call('HGETALL', key)
     redis.call('RPUSH', receipt, id)
   else -- an index entry that lost its record (or a record no longer active): dropped

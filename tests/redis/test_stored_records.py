@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from asyncmq.backends.redis import RedisBackend
+from asyncmq.errors import MalformedJobError
 from asyncmq.queues import Queue
 from asyncmq.transitions import CANCEL, Retention, stall_recovery
 from tests.redis.app import nap
@@ -53,7 +54,7 @@ async def test_a_transition_refuses_a_garbled_job_and_leaves_it_where_it_was(
     job_id = await queue.add(nap.name, args=[1, 0])
     await backend.client.hset(f"{backend.prefix}:{{{queue_name}}}:job:{job_id}", "token", "garbage{")
 
-    with pytest.raises(Exception, match="malformed token"):
+    with pytest.raises(MalformedJobError, match=f"job record {job_id} has a malformed token$"):
         await backend.transition(queue_name, job_id, CANCEL, time.time(), KEEP)
     assert (await queue.counts())["waiting"] == 1
 

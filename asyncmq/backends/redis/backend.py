@@ -56,6 +56,7 @@ try:
     from redis.asyncio.cluster import RedisCluster
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -76,6 +77,7 @@ _JSON_OUTCOME_FIELDS = frozenset({"result", "error", "progress"})
 _OUTCOME_FIELDS_WIRE = orjson.dumps(OUTCOME_FIELDS).decode()
 _FINISHED = ("completed", "failed", "expired", "cancelled")
 _ENQUEUE_CHUNK = 1000
+_MALFORMED = "has a malformed"  # what a script's refusal of a garbled job says
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
@@ -520,7 +522,14 @@ class RedisBackend(BaseBackend):
         self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
     ) -> Job | None:
         ttl = _whole_seconds(retention.ttl_s)
-        reply = await self._run("transition", queue, transition.wire, job_id, repr(now), ttl, retention.keep)
+        try:
+            reply = await self._run(
+                "transition", queue, transition.wire, job_id, repr(now), ttl, retention.keep
+            )
+        except ResponseError as exc:  # transition.lua refuses a garbled job before any write
+            if _MALFORMED not in str(exc):
+                raise
+            raise MalformedJobError(str(exc).split(" script:", 1)[0]) from None
         return _decode(reply)
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:

@@ -192,7 +192,8 @@ class Job:
             unknown = sorted(set(record) - _FIELD_NAMES_SET)
             raise MalformedJobError(f"job record {record['id']!r} has unknown fields {unknown}")
         job = cls(**record)
-        status = _STATES.get(job.status)  # a dict: Enum lookups are slow
+        # A dict: Enum lookups are slow. Text only: a list or a mapping cannot be looked up.
+        status = _STATES.get(job.status) if isinstance(job.status, str) else None
         if status is None:
             raise MalformedJobError(f"job record {job.id!r} has a malformed status: {job.status!r}")
         job.status = status

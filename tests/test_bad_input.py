@@ -159,6 +159,10 @@ def test_queue_names_with_dots_colons_and_dashes_are_accepted(name: str) -> None
         (b'{"id": "a", "queue": "q", "task": "t", "args": {"x": 1}}', "malformed args: {'x': 1}"),
         (b'{"id": "a", "queue": "q", "task": "t", "meta": null}', "malformed meta: None"),
         (b'{"id": "a", "queue": "q", "task": "t", "priority": "1"}', "malformed priority: '1'"),
+        (
+            b'{"id": "a", "queue": "q", "task": "t", "status": ["waiting"]}',
+            "malformed status: \\['waiting'\\]",
+        ),
         (b'{"id": "a", "queue": "q", "task": "t", "error": {"type": 1}}', "malformed error"),
     ],
 )

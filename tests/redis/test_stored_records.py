@@ -84,3 +84,19 @@ async def test_finished_jobs_leave_the_counts_when_their_retention_ends_without_
 
     later = await backend.stats(queue_name, time.time() + 10)  # the records' TTL removed them by then
     assert later.counts["completed"] == 0
+
+
+async def test_a_delayed_job_with_a_garbage_token_is_promoted_and_failed_by_its_claim(
+    backend: RedisBackend, queue_name: str
+) -> None:
+    queue = Queue(queue_name, backend=backend)
+    job_id = await queue.add(nap.name, args=[1, 0], delay=60)
+    await backend.client.hset(f"{backend.prefix}:{{{queue_name}}}:job:{job_id}", "token", "garbage{")
+
+    assert (await backend.promote_due(queue_name, time.time() + 120, 10))[0] == 1
+    claimed = await backend.claim(queue_name, "w1", 10, 30, time.time(), None)
+
+    assert [(job.id, job.token) for job in claimed.unreadable] == [(job_id, "garbage{")]
+    assert "malformed token" in claimed.unreadable[0].reason
+    assert await backend.fail_unreadable(claimed.unreadable, time.time(), KEEP) == [True]
+    assert (await queue.counts())["failed"] == 1

@@ -18,13 +18,17 @@ local function wake_scheduler_if_sooner(due)
   end
 end
 
+-- A garbage priority or time (a record changed by hand) files the job first in line, or due
+-- now, where its claim fails it with the reason: a script failing part way would leave it in
+-- no index.
 local function push_waiting(id, priority, ready_at)
   local seq = redis.call('INCR', base .. 'seq')
-  redis.call('ZADD', base .. 'waiting', tonumber(priority) * PRIORITY_SPAN + seq, id)
-  redis.call('ZADD', base .. 'since', ready_at, id)
+  redis.call('ZADD', base .. 'waiting', (tonumber(priority) or 0) * PRIORITY_SPAN + seq, id)
+  redis.call('ZADD', base .. 'since', tonumber(ready_at) or 0, id)
 end
 
 local function push_delayed(id, due)
+  due = tonumber(due) or 0
   wake_scheduler_if_sooner(due)
   redis.call('ZADD', base .. 'delayed', due, id)
 end

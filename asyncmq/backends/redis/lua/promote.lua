@@ -5,7 +5,7 @@ for _, id in ipairs(due) do
   local key = job_key(id)
   if redis.call('HGET', key, 'status') == 'delayed' then
     redis.call('HSET', key, 'status', 'waiting', 'ready_at', ARGV[1])
-    redis.call('HINCRBY', key, 'token', 1)
+    redis.pcall('HINCRBY', key, 'token', 1) -- a garbage token stays, for the claim to report
     push_waiting(id, redis.call('HGET', key, 'priority'), ARGV[1])
   end
 end

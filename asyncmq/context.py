@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter
+from asyncmq.errors import SerializationError
+from asyncmq.job import check_storable
 
 if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend
@@ -23,7 +25,9 @@ class JobContext:
     backend: BaseBackend
 
     async def report_progress(self, progress: Any) -> None:
-        """Store `progress` (any JSON value) on the job and emit `job:progress`."""
+        """Store `progress` (any JSON value) on the job and emit `job:progress`. A value that
+        cannot be stored raises `SerializationError` here, in the task, naming the problem."""
+        check_storable(progress, "progress", "progress", SerializationError)
         self.job.progress = progress
         if await self.backend.save_progress(self.job):
             event_emitter.emit_job(Event.JOB_PROGRESS, self.job, moments={"progress_at": time.time()})

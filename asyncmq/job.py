@@ -16,7 +16,6 @@ from asyncmq.errors import (
     InvalidQueueNameError,
     MalformedJobError,
     PayloadTooLargeError,
-    ResultSerializationError,
     SerializationError,
 )
 from asyncmq.limits import shown, unstorable
@@ -27,7 +26,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Job",
     "JobState",
-    "check_result",
+    "check_storable",
     "decode_flat",
     "encode_arguments",
     "encode_field",
@@ -89,17 +88,18 @@ def encode_arguments(args: list[Any], kwargs: dict[str, Any], what: str, limit: 
     return data
 
 
-def check_result(value: Any, what: str) -> None:
-    """Raise `ResultSerializationError` if `value` cannot be stored as a job's result: not
-    JSON, or holding NaN, an infinity or a NUL character (which JSON or PostgreSQL lose)."""
+def check_storable(value: Any, what: str, path: str, error: type[Exception]) -> None:
+    """Raise `error` naming `what` if `value` cannot be stored as the job's `path` (its
+    result, its progress): not JSON, or holding NaN, an infinity or a NUL character, which
+    JSON or PostgreSQL would lose or refuse."""
     try:
         data = orjson.dumps(value)
     except TypeError as exc:
-        raise ResultSerializationError(f"{what} cannot be serialized: {exc}") from None
+        raise error(f"{what} cannot be serialized to JSON: {exc}") from None
     if b"null" in data or b"\\u0000" in data:
-        problem = unstorable(value, "result")
+        problem = unstorable(value, path)
         if problem is not None:
-            raise ResultSerializationError(f"{what} cannot be stored: it holds {problem}")
+            raise error(f"{what} cannot be stored: it holds {problem}")
 
 
 @dataclass(slots=True)

@@ -30,8 +30,8 @@ from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
-from asyncmq.errors import JobTimeoutError, NonRetryableError
-from asyncmq.job import Job, JobState, check_result
+from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
+from asyncmq.job import Job, JobState, check_storable
 from asyncmq.logging import get_logger
 from asyncmq.registry import get_task
 from asyncmq.scheduler import Scheduler
@@ -61,10 +61,12 @@ def _averaged(average: float | None, sample: float) -> float:
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:
+    """What a failed attempt stores. A NUL character is written `\\x00`: PostgreSQL refuses it,
+    and an outcome that cannot be stored would hold back every outcome after it."""
     return {
         "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": str(exc).replace("\x00", "\\x00"),
+        "traceback": "".join(traceback.format_exception(exc)).replace("\x00", "\\x00"),
     }
 
 
@@ -238,7 +240,8 @@ class Worker:
                     raise  # the task's own TimeoutError: an ordinary, retryable failure
                 message = f"attempt {job.attempt} exceeded the timeout of {job.timeout_s}s"
                 raise JobTimeoutError(message) from None
-        check_result(result, f"task {job.task!r} returned a {type(result).__name__} that")
+        what = f"task {job.task!r} returned a {type(result).__name__} that"
+        check_storable(result, what, "result", ResultSerializationError)
         return result
 
     def _in_thread(self, task: Task[Any, Any], job: Job) -> asyncio.Future[Any]:

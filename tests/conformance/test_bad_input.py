@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -407,3 +408,55 @@ async def test_a_duplicate_job_id_in_one_bulk_is_stored_returned_and_announced_o
     assert await queue.counts() == counts(waiting=2)
     assert (await queue.get_job("dup")).args == [1]
     assert [p["id"] for p in events.of("job:enqueued")] == ids
+
+
+@asyncmq.task
+async def fails_with_nul() -> None:
+    raise ValueError("bad\x00byte")
+
+
+@asyncmq.task
+async def reports(kind: str) -> str:
+    """Reports a progress value that cannot be stored; returns the error it got."""
+    value = {"nan": [NAN], "nul": {"step": "a\x00b"}, "set": {1}}[kind]
+    try:
+        await asyncmq.report_progress(value)
+    except SerializationError as exc:
+        return str(exc)
+    return "stored"
+
+
+async def test_an_error_message_holding_a_nul_character_is_stored_with_it_escaped(queue: Queue) -> None:
+    failing = await queue.add(fails_with_nul.name)
+    fine = await queue.add(ECHO, args=["fine"])
+    worker = queue.worker()
+
+    assert [await worker.process(), await worker.process()] == [True, True]
+
+    job = await queue.get_job(failing)
+    assert job.status is JobState.FAILED
+    assert job.error is not None
+    assert job.error["message"] == "bad\\x00byte"
+    assert "\x00" not in job.error["traceback"]
+    assert (await queue.get_job(fine)).status is JobState.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("nan", r"progress cannot be stored: it holds NaN or infinity at progress\[0\]"),
+        ("nul", r"progress cannot be stored: it holds a NUL character at progress\['step'\]"),
+        ("set", "progress cannot be serialized to JSON"),
+    ],
+)
+async def test_progress_that_cannot_be_stored_is_refused_to_the_task_naming_the_problem(
+    queue: Queue, kind: str, message: str
+) -> None:
+    job_id = await queue.add(reports.name, args=[kind])
+
+    assert await queue.worker().process() is True
+
+    job = await queue.get_job(job_id)
+    assert job.status is JobState.COMPLETED
+    assert job.progress is None
+    assert re.search(message, job.result)

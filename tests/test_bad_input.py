@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 import asyncmq
+from asyncmq import limits
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.conf import configure
 from asyncmq.conf.global_settings import Settings
@@ -73,6 +75,18 @@ async def too_slow() -> None:
 @pytest.fixture
 def queue() -> Queue:
     return Queue("bad", backend=InMemoryBackend())
+
+
+def test_the_readme_states_the_limits_that_are_enforced() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("**Bad input loses nothing.**", 1)[1].split("\n## ", 1)[0]
+    for stated in (
+        f"an integer from {limits.PRIORITY_MIN} to {limits.PRIORITY_MAX}",
+        f"an integer from 0 to {limits.MAX_RETRIES:,}",
+        f"at most {limits.MAX_SECONDS:,} (about 31 years)",
+        f"a string of 1 to {limits.MAX_ID_LENGTH} characters",
+    ):
+        assert stated in section
 
 
 @pytest.mark.parametrize(("options", "message"), BAD_JOB_DEFAULTS)

@@ -72,6 +72,13 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
+def _maybe_unstorable(data: bytes) -> bool:
+    """Whether encoded JSON may hide what `unstorable` looks for: orjson writes NaN and
+    infinities as `null` and a NUL as `\\u0000` (a backslash, 92, is searched first: `find`
+    and a byte's membership cost a third of `in` on bytes, on every enqueue)."""
+    return data.find(b"null") != -1 or (92 in data and data.find(b"\\u0000") != -1)
+
+
 def encode_arguments(args: list[Any], kwargs: dict[str, Any], what: str, limit: int) -> bytes:
     """JSON-encode `[args, kwargs]` or raise an error naming `what` (e.g. "arguments of task
     'x'") and what in them is wrong."""
@@ -81,7 +88,7 @@ def encode_arguments(args: list[Any], kwargs: dict[str, Any], what: str, limit: 
         raise SerializationError(f"{what} cannot be serialized to JSON: {exc}") from None
     if len(data) > limit:
         raise PayloadTooLargeError(f"{what} are {len(data)} bytes encoded; the limit is {limit} bytes")
-    if b"null" in data or b"\\u0000" in data:  # NaN and infinities became null; or a NUL
+    if _maybe_unstorable(data):
         problem = unstorable(args, "args") or unstorable(kwargs, "kwargs")
         if problem is not None:
             raise SerializationError(f"{what} cannot be stored: they hold {problem}")
@@ -96,7 +103,7 @@ def check_storable(value: Any, what: str, path: str, error: type[Exception]) -> 
         data = orjson.dumps(value)
     except TypeError as exc:
         raise error(f"{what} cannot be serialized to JSON: {exc}") from None
-    if b"null" in data or b"\\u0000" in data:
+    if _maybe_unstorable(data):
         problem = unstorable(value, path)
         if problem is not None:
             raise error(f"{what} cannot be stored: it holds {problem}")

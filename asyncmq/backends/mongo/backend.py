@@ -26,7 +26,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,7 +53,7 @@ from asyncmq.transitions import Retention, StallRecovery, Transition
 
 try:
     from pymongo import AsyncMongoClient, DeleteMany, InsertOne, ReturnDocument, UpdateOne
-    from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+    from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, NetworkTimeout, PyMongoError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigurationError("the MongoDB backend needs its extra: pip install 'asyncmq[mongo]'") from exc
 
@@ -63,11 +63,13 @@ log = get_logger(__name__)
 
 _JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "json")
 #: What a job document holds besides the job's own fields.
-_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "expire_at")
+_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "enqueued_by", "expire_at")
 _FINISHED = sorted(state.value for state in TERMINAL_STATES)
 _STATES = [state.value for state in JobState]
 _RECOVER_BATCH = 1000
 _CLAIM_ROUNDS = 3
+#: Tries of an insert that lost its connection (each waits twice as long: 0.1, 0.2 s).
+_INSERT_TRIES = 3
 _TRIM_BATCH = 5000
 #: A finished job's TTL index date is left out past this (the datetime range ends in 9999).
 _MAX_TTL_S = 1e10
@@ -236,7 +238,7 @@ class MongoBackend(BaseBackend):
                     await _maybe_await(self._client.close())
                     self._client = None
                 raise ConfigurationError(f"cannot use MongoDB at {where}: {exc}") from exc
-            self._counts = CountsWriter(self.queues_, self.record_operation)
+            self._counts = CountsWriter(self.queues_, self.jobs, self.record_operation)
             self._waker = Waker(
                 {
                     "w": (self.queues_, _queue_flags_keys),
@@ -293,6 +295,23 @@ class MongoBackend(BaseBackend):
         found: list[dict[str, Any]] = await self._call(operation, cursor.to_list(None))
         return found
 
+    async def _unsure_on_error(
+        self,
+        operation: str,
+        call: Any,
+        queue: str,
+        field: str,
+        stamp: str,
+        moves: Mapping[str, tuple[JobState | None, JobState | None]],
+    ) -> Any:
+        """Await a write that stamps `field` on the jobs it moves; if it fails without an
+        answer, the jobs it did move are counted later (see `asyncmq.backends.mongo.counts`)."""
+        try:
+            return await self._call(operation, call)
+        except PyMongoError:
+            self.counts_writer.after_lost_reply(queue, field, stamp, moves)
+            raise
+
     async def _stamped(
         self, operation: str, documents: list[dict[str, Any]], field: str, stamp: str
     ) -> set[str]:
@@ -337,24 +356,18 @@ class MongoBackend(BaseBackend):
         return document
 
     async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
-        """One unordered bulk insert; an id already stored is reported `False`, not raised."""
+        """One unordered bulk insert; an id already stored is reported `False`, not raised.
+        A connection lost mid-insert is retried (an insert is idempotent by job id): the
+        documents carry the call's stamp, so an id refused on the retry because the first
+        try stored it counts as stored, not as someone else's."""
         self.refuse_connection(connection)
         if not jobs:
             return []
         for queue in {job.queue for job in jobs}:
             await self._remember_queue(queue)
-        now = time.time()
-        documents = [self._document(job, now) for job in jobs]
-        refused: set[int] = set()
-        try:
-            await self._call(
-                "enqueue", self.jobs.bulk_write([InsertOne(d) for d in documents], ordered=False)
-            )
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != 11000 for error in errors):
-                raise
-            refused = {error["index"] for error in errors}
+        now, stamp = time.time(), new_job_id()
+        documents = [{**self._document(job, now), "enqueued_by": stamp} for job in jobs]
+        refused = await self._insert(documents, stamp)
         stored = [index not in refused for index in range(len(jobs))]
         for queue in {job.queue for job in jobs}:
             self._moved(
@@ -366,6 +379,35 @@ class MongoBackend(BaseBackend):
                 ),
             )
         return stored
+
+    async def _insert(self, documents: list[dict[str, Any]], stamp: str) -> set[int]:
+        """Insert; return the indexes of documents whose id another call had taken."""
+        attempt = 0
+        while True:
+            try:
+                await self._call(
+                    "enqueue", self.jobs.bulk_write([InsertOne(d) for d in documents], ordered=False)
+                )
+                return set()
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(error.get("code") != 11000 for error in errors):
+                    raise
+                refused = {error["index"] for error in errors}
+                if attempt == 0:
+                    return refused
+                ours = await self._stamped("enqueue", [documents[i] for i in refused], "enqueued_by", stamp)
+                return {index for index in refused if documents[index]["_id"] not in ours}
+            except (AutoReconnect, NetworkTimeout):
+                attempt += 1
+                if attempt == _INSERT_TRIES:
+                    for queue in {d["queue"] for d in documents}:
+                        moves = {
+                            d["_id"]: (None, JobState(d["status"])) for d in documents if d["queue"] == queue
+                        }
+                        self.counts_writer.after_lost_reply(queue, "enqueued_by", stamp, moves)
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -453,12 +495,11 @@ class MongoBackend(BaseBackend):
         }
         if count:
             update["$inc"] = {"attempt": 1, "token": 1}
-        taken = await self._call(
-            "claim",
-            self.jobs.update_many(
-                {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)}, update
-            ),
+        claiming = self.jobs.update_many(
+            {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)}, update
         )
+        moves = {d["_id"]: (JobState.WAITING, JobState.ACTIVE) for d in candidates}
+        taken = await self._unsure_on_error("claim", claiming, queue, "claimed_by", stamp, moves)
         if taken.matched_count < len(candidates):  # which did this claim get?
             ids = await self._stamped("claim", candidates, "claimed_by", stamp)
             candidates = [d for d in candidates if d["_id"] in ids]
@@ -556,7 +597,13 @@ class MongoBackend(BaseBackend):
         await self.connect()
         stamp, now = new_job_id(), time.time()
         ops = [self._outcome(job, retention, stamp, now) for job in jobs]
-        result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
+        try:
+            result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
+        except PyMongoError:
+            for queue in {job.queue for job in jobs}:
+                moves = {f"{j.queue}/{j.id}": (JobState.ACTIVE, j.status) for j in jobs if j.queue == queue}
+                self.counts_writer.after_lost_reply(queue, "settled_by", stamp, moves)
+            raise
         if result.matched_count == len(jobs):
             accepted, now_settled = [True] * len(jobs), [True] * len(jobs)
         else:  # some lost their lease, or were stored already (the same batch sent again)
@@ -792,7 +839,9 @@ class MongoBackend(BaseBackend):
                 UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
             )
             chosen.append(transition)
-        result = await self._call("recover", self.jobs.bulk_write(ops, ordered=False))
+        moves = {d["_id"]: (JobState.ACTIVE, t.target) for d, t in zip(stalled, chosen, strict=True)}
+        recovering = self.jobs.bulk_write(ops, ordered=False)
+        result = await self._unsure_on_error("recover", recovering, queue, "settled_by", stamp, moves)
         taken = [True] * len(stalled)
         if result.matched_count < len(stalled):  # another scheduler recovered some first
             ids = await self._stamped("recover", stalled, "settled_by", stamp)

@@ -8,6 +8,15 @@ lag a write by that round trip; `settle` waits for them (a process reading its o
 sees every change it made). A process that dies with changes not yet written leaves its
 queue's counts off by them until a recount (`MongoBackend.recount`).
 
+A connection lost mid-write leaves two doubts, and both are settled here, not guessed:
+- a count write whose reply was lost may have been applied. Each write carries this
+  writer's next sequence number (`w.<writer>` in the shard document), and the same write
+  is sent again until it answers: one already applied no longer matches, and counts once;
+- a job write whose reply was lost (a claim, an outcome, a recovery) may have moved jobs
+  that no one counted. Every such write stamps the jobs it moves; the backend hands the
+  stamp and the moves here (`after_lost_reply`), and the jobs found carrying the stamp are
+  counted, with the lookup retried until the server answers.
+
 Each process adds to its own shard document (`<queue>#c<shard>`), so concurrent workers do
 not queue up on one hot document; a read sums the shards. The same write bumps the queue's
 flags document when jobs became ready, which wakes the queue's workers and scheduler
@@ -19,13 +28,16 @@ counts them exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from asyncmq.job import JobState
 from asyncmq.logging import get_logger
@@ -37,15 +49,31 @@ log = get_logger(__name__)
 COUNTED = frozenset({JobState.WAITING, JobState.DELAYED, JobState.ACTIVE})
 SHARDS = 16
 _RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+_DUPLICATE_KEY = 11000
+
+
+@dataclass
+class _Unsure:
+    """A job write whose reply was lost: the jobs it may have moved, by document id."""
+
+    queue: str
+    field: str
+    stamp: str
+    moves: Mapping[str, tuple[JobState | None, JobState | None]]
 
 
 class CountsWriter:
-    def __init__(self, collection: Any, record: Callable[[str, float], None]) -> None:
+    def __init__(self, collection: Any, jobs: Any, record: Callable[[str, float], None]) -> None:
         self._collection = collection
+        self._jobs = jobs
         self._record = record  # BaseBackend.record_operation
         self.shard = os.getpid() % SHARDS
+        self.writer = os.urandom(6).hex()
+        self._sequence = 0
         self._pending: dict[str, Counter[str]] = {}
         self._wake: set[str] = set()
+        self._unsure: list[_Unsure] = []
+        self._marked: set[str] = set()  # shard documents holding this writer's sequence
         self._writing: asyncio.Task[None] | None = None
 
     def add(self, queue: str, moves: Counter[JobState]) -> None:
@@ -56,6 +84,14 @@ class CountsWriter:
                 counter[state.value] += n
                 if n > 0 and state is not JobState.ACTIVE:
                     self._wake.add(queue)
+        self._start()
+
+    def after_lost_reply(
+        self, queue: str, field: str, stamp: str, moves: Mapping[str, tuple[JobState | None, JobState | None]]
+    ) -> None:
+        """A write stamping `field` with `stamp` on the documents in `moves` failed without an
+        answer: count the moves of those found carrying the stamp, once the server answers."""
+        self._unsure.append(_Unsure(queue, field, stamp, moves))
         self._start()
 
     def wake(self, queue: str) -> None:
@@ -79,36 +115,63 @@ class CountsWriter:
 
     async def _write_all(self) -> None:
         attempt = 0
-        while self._pending:
-            pending, wake = self._pending, self._wake
-            self._pending, self._wake = {}, set()
+        sending: tuple[int, dict[str, Counter[str]], set[str]] | None = None
+        while self._pending or self._unsure or sending is not None:
             try:
-                await self._write(pending, wake)
-                attempt = 0
+                await self._settle_unsure()
+                if sending is None:  # a write not answered is sent again as it was
+                    self._sequence += 1
+                    sending = (self._sequence, self._pending, self._wake)
+                    self._pending, self._wake = {}, set()
+                await self._write(*sending)
+                sending, attempt = None, 0
             except asyncio.CancelledError:
-                self._merge(pending, wake)
+                if sending is not None:
+                    self._merge(sending[1], sending[2])
                 raise
             except Exception as exc:
-                self._merge(pending, wake)
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                 attempt += 1
                 log.warning("writing MongoDB queue counts failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _settle_unsure(self) -> None:
+        """Count the moves that writes with lost replies turn out to have made."""
+        while self._unsure:
+            unsure = self._unsure[0]
+            started = time.perf_counter()
+            found = await self._jobs.find(
+                {"_id": {"$in": list(unsure.moves)}, unsure.field: unsure.stamp}, {"_id": 1}
+            ).to_list(None)
+            self._record("count", started)
+            counter = self._pending.setdefault(unsure.queue, Counter())
+            for document in found:
+                source, target = unsure.moves[document["_id"]]
+                if source in COUNTED:
+                    counter[source.value] -= 1
+                if target in COUNTED:
+                    counter[target.value] += 1
+            self._unsure.pop(0)
 
     def _merge(self, pending: dict[str, Counter[str]], wake: set[str]) -> None:
         for queue, counter in pending.items():
             self._pending.setdefault(queue, Counter()).update(counter)
         self._wake |= wake
 
-    async def _write(self, pending: dict[str, Counter[str]], wake: set[str]) -> None:
+    async def _write(self, sequence: int, pending: dict[str, Counter[str]], wake: set[str]) -> None:
+        """One bulk write, applied at most once however often it is sent: a shard document
+        that already holds this writer's `sequence` no longer matches, and its upsert then
+        fails on the duplicate id, which means done."""
         ops = []
+        mark = f"w.{self.writer}"
         for queue, counter in pending.items():
             moves = {state: n for state, n in counter.items() if n}
             if moves:
+                self._marked.add(f"{queue}#c{self.shard}")
                 ops.append(
                     UpdateOne(
-                        {"_id": f"{queue}#c{self.shard}"},
-                        {"$inc": moves, "$setOnInsert": {"queue": queue}},
+                        {"_id": f"{queue}#c{self.shard}", mark: {"$ne": sequence}},
+                        {"$inc": moves, "$set": {mark: sequence}, "$setOnInsert": {"queue": queue}},
                         upsert=True,
                     )
                 )
@@ -118,7 +181,11 @@ class CountsWriter:
         ]
         if ops:
             started = time.perf_counter()
-            await self._collection.bulk_write(ops, ordered=False)
+            try:
+                await self._collection.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                if any(error.get("code") != _DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                    raise
             self._record("count", started)
 
     async def close(self) -> None:
@@ -128,6 +195,13 @@ class CountsWriter:
         except Exception:  # a timeout included
             if self._pending:
                 log.warning("MongoDB queue counts not written at close: %s", dict(self._pending))
+        if self._marked:  # the sequence is needed no more (a killed writer's stays: a few bytes)
+            with contextlib.suppress(Exception):
+                ids = list(self._marked)
+                await self._collection.update_many(
+                    {"_id": {"$in": ids}}, {"$unset": {f"w.{self.writer}": ""}}
+                )
+            self._marked.clear()
         if self._writing is not None:
             self._writing.cancel()
             await asyncio.gather(self._writing, return_exceptions=True)

@@ -180,3 +180,12 @@ def test_acting_on_an_unknown_job_fails_with_a_clear_message(backend: InMemoryBa
     for action in ("retry", "remove", "cancel"):
         result = invoke("job", action, "ghost", "-q", "mail")
         assert (result.exit_code, result.output) == (1, "Error: no job 'ghost' in queue 'mail'\n"), action
+
+
+def test_job_inspect_of_a_damaged_record_says_which_field_is_wrong(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    backend._stores["mail"].jobs["w1"].priority = "high"  # type: ignore[assignment]
+    result = invoke("job", "inspect", "w1", "-q", "mail")
+    assert result.exit_code == 1
+    assert "job record 'w1' has a malformed priority: 'high'" in result.output
+    assert "Traceback" not in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -124,3 +125,18 @@ async def test_a_garbled_worker_record_shows_as_unreadable_and_breaks_no_listing
     printed = capsys.readouterr().out
     assert printed.count("broken") == 2
     assert printed.count("unreadable") == 2
+
+
+async def test_failing_unreadable_jobs_keeps_only_the_newest_failed_jobs_by_retention(
+    backend: BaseBackend, make_queue: Callable[..., Queue]
+) -> None:
+    queue = make_queue(keep_finished=1)
+    first, second = await queue.add(noop.name), await queue.add(noop.name)
+    for job_id in (first, second):
+        assert await damage(backend, queue.name, job_id, "args")
+
+    await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), WAIT_S)
+
+    assert (await queue.counts())["failed"] == 1
+    kept = [await stored_record(backend, queue.name, job_id) for job_id in (first, second)]
+    assert sorted(str(record["status"]) if record else "gone" for record in kept) == ["failed", "gone"]

@@ -565,6 +565,8 @@ class MongoBackend(BaseBackend):
             failed.append(bool(done.modified_count))
             if done.modified_count:
                 self._moved(job.queue, [(JobState.ACTIVE, JobState.FAILED)])
+        for queue in {job.queue for job, ok in zip(jobs, failed, strict=True) if ok}:
+            await self._trim(queue, JobState.FAILED.value, retention.keep)
         return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:

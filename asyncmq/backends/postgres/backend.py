@@ -425,6 +425,8 @@ class PostgresBackend(BaseBackend):
         columns = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
         rows = await self._fetch("fail_unreadable", query, *columns, [job.reason for job in jobs], now)
         failed = {(row["queue"], row["id"]) for row in rows}
+        for queue in {queue for queue, _ in failed}:
+            await self._trim(queue, JobState.FAILED.value, retention.keep)
         return [(job.queue, job.id) in failed for job in jobs]
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:

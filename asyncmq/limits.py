@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import operator
 import reprlib
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_SECONDS",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "arguments",
     "identifier",
     "integer",
     "priority",
@@ -119,6 +121,19 @@ def identifier(value: object, what: str, error: type[InvalidJobError] = InvalidJ
     except UnicodeEncodeError:
         raise error(f"{what} must be valid UTF-8 (it holds a lone surrogate), got {shown(value)}") from None
     return value
+
+
+def arguments(args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> tuple[list[Any], dict[str, Any]]:
+    """A job's arguments as a new list and dict: `args` a sequence that is not text or bytes
+    (which `list()` would split silently), `kwargs` a mapping or `None`."""
+    usual = type(args) is list or type(args) is tuple  # skips two isinstance checks on ABCs
+    if not usual and (not isinstance(args, Sequence) or isinstance(args, str | bytes | bytearray)):
+        raise InvalidJobError(f"args must be a list or a tuple, got {shown(args)}")
+    if kwargs is None:
+        kwargs = {}
+    elif type(kwargs) is not dict and not isinstance(kwargs, Mapping):
+        raise InvalidJobError(f"kwargs must be a mapping or None, got {shown(kwargs)}")
+    return list(args), dict(kwargs)
 
 
 def unstorable(value: Any, path: str) -> str | None:

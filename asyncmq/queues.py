@@ -172,7 +172,7 @@ class Queue:
         if job_id is not None:
             job_id = identifier(job_id, "job_id")
         what = f"arguments of task {task_id!r}"
-        payload = encode_arguments(list(args), dict(kwargs or {}), what, settings.max_payload_bytes)
+        payload = encode_arguments(*limits.arguments(args, kwargs), what, settings.max_payload_bytes)
         job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
         created_at = time.time() if now is None else now
         delay_s = None if delay is None else seconds(delay, "delay")

@@ -171,7 +171,15 @@ def _nested(depth: int) -> list[Any]:
 
 
 _JSON = "cannot be serialized to JSON"
+_ARGS = "args must be a list or a tuple, got "
+_KWARGS = "kwargs must be a mapping or None, got "
 BAD_ARGUMENTS = [
+    pytest.param("abc", {}, InvalidJobError, _ARGS + "'abc'", id="args-str"),
+    pytest.param(5, {}, InvalidJobError, _ARGS + "5", id="args-int"),
+    pytest.param({"a": 1}, {}, InvalidJobError, _ARGS + r"\{'a': 1\}", id="args-dict"),
+    pytest.param(b"ab", {}, InvalidJobError, _ARGS + "b'ab'", id="args-bytes"),
+    pytest.param([], [("a", 1)], InvalidJobError, _KWARGS + r"\[\('a', 1\)\]", id="kwargs-pairs"),
+    pytest.param([], "x", InvalidJobError, _KWARGS + "'x'", id="kwargs-str"),
     pytest.param([NAN], {}, SerializationError, r"NaN or infinity at args\[0\]", id="nan"),
     pytest.param(
         [[1, {"x": INF}]],

@@ -9,11 +9,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter
 from asyncmq.job import Job
 from asyncmq.observability import metrics as metrics_module
 from asyncmq.observability.metrics import JobMetrics
+from asyncmq.queues import Queue
+from tests.conformance.damage import damage
+from tests.conformance.support import noop
 
 T0 = 1_000.0
 
@@ -309,3 +313,21 @@ async def test_the_queue_state_of_queues_past_the_cap_is_summed_under_other() ->
         registry.get_sample_value, "asyncmq_metric_label_values_folded_total", {"label": "queue"}
     )
     assert folded == 2
+
+
+async def test_a_job_whose_stored_record_is_damaged_counts_as_failed_with_malformed_job_error() -> None:
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry)
+    metrics.start()
+    try:
+        backend = InMemoryBackend()
+        queue = Queue("emails", backend=backend)
+        job_id = await queue.add(noop.name)
+        assert await damage(backend, "emails", job_id, "kwargs")
+        await queue.worker(burst=True, handle_signals=False).run()
+    finally:
+        metrics.stop()
+
+    labels = {"queue": "emails", "task": noop.name, "error_type": "MalformedJobError"}
+    assert value(registry, "asyncmq_jobs_failed_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.queues import Queue
 from asyncmq.transitions import CANCEL, RETRY, Retention, stall_recovery
@@ -30,8 +32,8 @@ async def test_reusing_the_id_of_an_expired_finished_job_keeps_the_new_job(
     assert (job.status, job.result) == ("completed", 4)
 
 
-async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recovery(
-    backend: RedisBackend, queue_name: str
+async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recovery_with_a_log_line(
+    backend: RedisBackend, queue_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = Queue(queue_name, backend=backend)
     base = f"{backend.prefix}:{{{queue_name}}}:"
@@ -42,6 +44,9 @@ async def test_an_index_entry_without_its_record_is_dropped_by_claim_and_recover
     assert [job.id for job in claimed.jobs] == [real]
     assert await backend.recover_stalled(queue_name, time.time(), stall_recovery(1, KEEP)) == []
     assert await backend.client.exists(base + "job:ghost", base + "job:phantom") == 0
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "ghost" in logged
+    assert "phantom" in logged
 
 
 async def test_an_enqueue_sent_again_after_a_lost_reply_reports_its_own_store(
@@ -85,15 +90,15 @@ async def test_a_recovery_sent_again_after_a_lost_reply_returns_the_jobs_it_took
     await backend.claim(queue_name, "gone", 10, 0.01, time.time(), None)
     recovery = stall_recovery(1, KEEP)
 
-    async def recover(recovery_id: str) -> list[str | list[str]]:  # id, record, id, record...
+    async def recover(recovery_id: str) -> list[str | list[str]]:  # [dropped], id, record, ...
         plan = (recovery.requeue.wire, recovery.fail.wire, 1)
         return await backend._run("recover", queue_name, *plan, later, 1000, 60, 100, recovery_id)  # type: ignore[no-any-return]
 
     later = repr(time.time() + 1)
     first = await recover("recovery-1")
     resent = await recover("recovery-1")
-    assert len(first) == len(resent) == 2
-    assert first[0] == job_id
+    assert len(first) == len(resent) == 3
+    assert first[:2] == [[], job_id]
     assert resent == first  # the resend reports the same recovered job, for its job:stalled event
-    assert await recover("recovery-2") == []
+    assert await recover("recovery-2") == [[]]
     assert (await queue.get_job(job_id)).status == "waiting"

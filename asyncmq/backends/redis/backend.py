@@ -467,8 +467,10 @@ class RedisBackend(BaseBackend):
             recovery.retention.keep,
             recovery_id,
         )
+        for job_id in replies[0]:
+            log.error("active job %s of queue %r lost its record; dropped", job_id, queue)
         recovered = []
-        for i in range(0, len(replies), 2):
+        for i in range(1, len(replies), 2):
             found = _read(queue, replies[i], replies[i + 1])
             if isinstance(found, Job):
                 recovered.append(found)

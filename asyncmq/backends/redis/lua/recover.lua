@@ -1,13 +1,14 @@
 -- ARGV: requeue, fail (transitions, their wire form), max_stalls, now, limit, ttl, keep,
 -- recovery_id. Takes back active jobs whose lease ended: each by `requeue`, or by `fail`
 -- when this stall is past max_stalls, or failed with the reason when a counter it reads is
--- garbage. Returns {id, job, id, job, ...}. A recovery sent again (its
+-- garbage. Returns {{ids dropped}, id, job, id, job, ...}, dropped: ids whose record is
+-- gone. A recovery sent again (its
 -- reply was lost with a dropped connection) returns the jobs the first one took back, so
 -- their job:stalled events are not lost.
 local receipt = base .. 'recovery:' .. ARGV[8]
 local done = redis.call('LRANGE', receipt, 0, -1)
 if #done > 0 then
-  local again = {}
+  local again = {{}}
   for _, id in ipairs(done) do
     again[#again + 1] = id
     again[#again + 1] = redis.call('HGETALL', job_key(id))
@@ -17,7 +18,8 @@ end
 local requeue, fail, max_stalls = cjson.decode(ARGV[1]), cjson.decode(ARGV[2]), tonumber(ARGV[3])
 local now, ttl, keep = ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7])
 local ids = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[5]))
-local out = {}
+local dropped = {}
+local out = {dropped}
 for _, id in ipairs(ids) do
   local key = job_key(id)
   if redis.call('HGET', key, 'status') == 'active' then
@@ -33,7 +35,8 @@ for _, id in ipairs(ids) do
     redis.call('RPUSH', receipt, id)
   else -- an index entry that lost its record (or a record no longer active): dropped
     redis.call('ZREM', base .. 'active', id)
+    if redis.call('EXISTS', key) == 0 then dropped[#dropped + 1] = id end
   end
 end
-if #out > 0 then redis.call('EXPIRE', receipt, 60) end
+if #out > 1 then redis.call('EXPIRE', receipt, 60) end
 return out

@@ -2,7 +2,8 @@
 
 `Queue.add`, the entries of `Queue.add_bulk`, `Queue.add_repeatable`, the `@task(...)`
 defaults and `task.options(...)` all take these names, typed by these dictionaries, and
-`check_options` refuses any other at run time, where type hints cannot.
+`check_options` refuses any other at run time, where type hints cannot. Their values are held to
+`asyncmq.limits` (durations finite and at most 1e9 s, ids at most 256 characters).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ __all__ = ["ENQUEUE_OPTIONS", "JOB_DEFAULTS", "EnqueueOptions", "JobDefaults", "
 class JobDefaults(TypedDict, total=False):
     """What a task or a schedule sets for each of its jobs, and one enqueue may override."""
 
-    #: Lower numbers run first; default `Settings.default_priority`.
+    #: Lower numbers run first, -1000 to 1000; default `Settings.default_priority`.
     priority: int | None
-    #: Extra attempts after a failure.
+    #: Extra attempts after a failure, 0 to 1,000,000.
     retries: int
     #: The wait between attempts: a `Backoff`, or seconds for a fixed wait.
     backoff: Backoff | float | timedelta | None

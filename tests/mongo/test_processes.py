@@ -1,6 +1,6 @@
-"""At-least-once and at-most-once-without-a-fault on MongoDB, with real worker processes:
-a worker killed with SIGKILL mid-run loses no job, and four workers sharing a queue never
-run a job twice."""
+"""At-most-once-without-a-fault on MongoDB, with real worker processes: four workers sharing a
+queue never run a job twice. A worker killed with SIGKILL mid-run, and the other faults, are in
+the fault-injection suite (tests/faults)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import pytest
 from asyncmq.backends.mongo import MongoBackend
 from asyncmq.queues import Queue
 from tests.cli.helpers import asyncmq_command
-from tests.conformance.support import StartWorker
 from tests.mongo.app import logged_nap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,32 +97,3 @@ async def test_four_worker_processes_on_one_queue_never_run_a_job_twice(
     assert not twice, f"run more than once: {twice}"
     pids = collections.Counter(pid for _, pid in records)
     assert len(pids) == 4, f"not every worker process ran jobs: {pids}"
-
-
-async def test_a_worker_process_killed_with_sigkill_mid_run_loses_no_job(
-    backend: MongoBackend, mongo_url: str, database: str, tmp_path: Path, start_worker: StartWorker
-) -> None:
-    jobs = 300
-    queue = Queue("mongo", backend=backend)
-    ids = await queue.add_bulk([{"task_id": logged_nap.name, "args": [n, 0.05]} for n in range(jobs)])
-    runs, log = tmp_path / "runs", tmp_path / "worker.log"
-    children = await _workers(1, _url(mongo_url, database), runs, log, "--concurrency", "10", lease_s=1.0)
-    try:
-        await _until(queue, jobs // 5, children, log)
-    finally:
-        await _stop(children, kill=True)
-    held = await queue.list_jobs("active", limit=jobs)  # the documents: counts may lag a kill
-    assert held, "the killed worker held no job: nothing to recover"
-
-    # The rescuer's lease is longer than the dead worker's, so only its jobs stall.
-    os.environ["ASYNCMQ_TEST_RUNS"] = str(runs)
-    try:
-        await start_worker(Queue("mongo", backend=backend, lease=2.0).worker(handle_signals=False))
-        deadline = time.monotonic() + WAIT_S
-        while (await queue.counts())["completed"] < jobs:
-            assert time.monotonic() < deadline, f"{await queue.counts()}"
-            await asyncio.sleep(0.1)
-    finally:
-        del os.environ["ASYNCMQ_TEST_RUNS"]
-    completed = await queue.list_jobs("completed", limit=jobs * 2)
-    assert sorted(job.id for job in completed) == sorted(ids)

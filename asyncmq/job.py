@@ -32,6 +32,7 @@ __all__ = [
     "encode_field",
     "encode_flat",
     "malformed_field",
+    "malformed_reason",
     "new_job_id",
     "validate_queue_name",
 ]
@@ -206,10 +207,23 @@ class Job:
         job.status = status
         wrong = _wrong_field(job, _JSON_CHECKED if typed_scalars else _ALL_CHECKED)
         if wrong is not None:
-            raise MalformedJobError(
-                f"job record {job.id!r} has a malformed {wrong}: {getattr(job, wrong)!r:.100}"
-            )
+            raise MalformedJobError(malformed_reason(f"job record {job.id!r}", wrong, getattr(job, wrong)))
         return job
+
+
+#: Fields that carry the job's own data (arguments, result, progress, metadata, an error's
+#: text): a malformed one is described by its type only, since reasons reach logs and events.
+_DATA_FIELDS = frozenset({"args", "kwargs", "result", "error", "progress", "meta", "backoff"})
+
+
+def malformed_reason(where: str, field: str, value: object) -> str:
+    """Why a stored job cannot be read: `where` (e.g. "job record 'ab12'") has a malformed
+    `field`, shown with its value, or only its type for a field of the job's own data."""
+    if field not in _DATA_FIELDS:
+        shown = f"{value!r:.100}"
+    else:
+        shown = "null" if value is None else f"a {type(value).__name__}"
+    return f"{where} has a malformed {field}: {shown}"
 
 
 def malformed_field(job: Job) -> str | None:
@@ -369,7 +383,7 @@ def decode_flat(flat: dict[str, str]) -> Job:
             record[field] = raw if convert is None else convert(raw)
         except ValueError:
             raise MalformedJobError(
-                f"stored job {flat.get('id', '?')!r} has a malformed {name}: {raw!r:.100}"
+                malformed_reason(f"stored job {flat.get('id', '?')!r}", name, raw)
             ) from None
     return Job.from_record(record, typed_scalars=True)
 

@@ -26,7 +26,7 @@ from asyncmq.backends.base import (
     read_workers,
 )
 from asyncmq.errors import MalformedJobError
-from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field
+from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -201,7 +201,7 @@ class InMemoryBackend(BaseBackend):
             job.worker_id, job.lease_until = worker_id, now + lease_s
             wrong = malformed_field(job)
             if wrong is not None:
-                reason = f"job record {job_id!r} has a malformed {wrong}: {getattr(job, wrong)!r:.100}"
+                reason = malformed_reason(f"job record {job_id!r}", wrong, getattr(job, wrong))
                 job.status = JobState.ACTIVE
                 task = job.task if type(job.task) is str else "?"
                 unreadable.append(UnreadableJob(job_id, queue, job.token, reason, task))
@@ -363,9 +363,7 @@ class InMemoryBackend(BaseBackend):
             return None
         wrong = malformed_field(job)
         if wrong is not None:
-            raise MalformedJobError(
-                f"job record {job_id!r} has a malformed {wrong}: {getattr(job, wrong)!r:.100}"
-            )
+            raise MalformedJobError(malformed_reason(f"job record {job_id!r}", wrong, getattr(job, wrong)))
         return job.clone()
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:

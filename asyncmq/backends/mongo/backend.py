@@ -46,7 +46,15 @@ from asyncmq.backends.base import (
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.errors import ConfigurationError, MalformedJobError
-from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState, new_job_id
+from asyncmq.job import (
+    FIELD_KINDS,
+    OUTCOME_FIELDS,
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    malformed_reason,
+    new_job_id,
+)
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -122,7 +130,7 @@ def _job_or_reason(document: dict[str, Any]) -> Job | str:
         try:
             record[name] = orjson.loads(record[name])
         except (orjson.JSONDecodeError, TypeError):
-            return f"job document {document.get('_id')!r} has a malformed {name}: {record[name]!r:.100}"
+            return malformed_reason(f"job document {document.get('_id')!r}", name, record[name])
     try:
         return Job.from_record(record)
     except MalformedJobError as exc:
@@ -830,9 +838,7 @@ class MongoBackend(BaseBackend):
             else:  # counters changed by hand: failed with the reason, not counted on
                 transition = recovery.fail
                 field = "token" if type(stalls) is int else "stalls"
-                reason = (
-                    f"job document {document['_id']!r} has a malformed {field}: {document.get(field)!r:.100}"
-                )
+                reason = malformed_reason(f"job document {document['_id']!r}", field, document.get(field))
                 update = self._failure(reason, now, recovery.retention)
                 job_id = document["_id"].split("/", 1)[1]
                 garbled[document["_id"]] = UnreadableJob(job_id, queue, document["token"], reason)

@@ -46,7 +46,7 @@ from asyncmq.backends.base import (
 )
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.errors import ConfigurationError, MalformedJobError
-from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat
+from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import Retention, StallRecovery, Transition
@@ -122,7 +122,7 @@ def _read(queue: str, job_id: str, flat: Sequence[str]) -> Job | UnreadableJob:
         if job.id == job_id and job.queue == queue:
             return job
         wrong = "id" if job.id != job_id else "queue"
-        reason = f"job record {job_id!r} has a malformed {wrong}: {fields[wrong]!r:.100}"
+        reason = malformed_reason(f"job record {job_id!r}", wrong, fields[wrong])
     return UnreadableJob(job_id, queue, fields.get("token", ""), reason, fields.get("task", "?"))
 
 

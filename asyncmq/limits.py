@@ -21,6 +21,8 @@ from typing import Any
 from asyncmq.errors import InvalidJobError, InvalidScheduleError
 
 __all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_COUNT",
     "MAX_ID_LENGTH",
     "MAX_RETRIES",
     "MAX_SECONDS",
@@ -42,6 +44,10 @@ MAX_ID_LENGTH = 256
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 #: A job retries at most this many times.
 MAX_RETRIES = 1_000_000
+#: A queue's workers run at most this many attempts at once each.
+MAX_CONCURRENCY = 100_000
+#: Other counts (a rate limit, finished jobs kept) are at most this.
+MAX_COUNT = 1_000_000_000
 #: Durations (delay, ttl, timeout, every, backoff) are at most this many seconds (about 31
 #: years): anything longer is a mistake, and `None` says "no limit" where one is optional.
 MAX_SECONDS = 1_000_000_000

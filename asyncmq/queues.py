@@ -56,6 +56,10 @@ def _emit_stored(jobs: Iterable[Job]) -> None:
     event_emitter.emit_jobs(Event.JOB_DELAYED, delayed)
 
 
+def _count(value: int | None, what: str, low: int, high: int) -> int | None:
+    return None if value is None else limits.integer(value, what, low, high)
+
+
 def _first_of_each_id(jobs: list[Job]) -> list[Job]:
     """One job per id, the first given: as with an id already stored, a repeat adds nothing."""
     if len({job.id for job in jobs}) == len(jobs):
@@ -91,18 +95,17 @@ class Queue:
     ) -> None:
         self.name = validate_queue_name(name)
         self._backend = backend
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"queue {name!r}: concurrency must be >= 1, got {concurrency}")
-        if rate_limit is not None and rate_limit < 1:
-            raise ValueError(f"queue {name!r}: rate_limit must be >= 1 job, got {rate_limit}")
-        self._concurrency = concurrency
-        self.rate_limit = rate_limit
-        self.rate_interval_s = seconds(rate_interval, "rate_interval", allow_zero=False) or 1.0
-        self._scan_interval_s = seconds(scan_interval, "scan_interval", allow_zero=False)
-        self._lease_s = seconds(lease, "lease", allow_zero=False)
-        self._max_stalls = max_stalls
-        self._result_ttl_s = seconds(result_ttl, "result_ttl")
-        self._keep_finished = keep_finished
+        try:  # every option checked here, once, and named with the queue
+            self._concurrency = _count(concurrency, "concurrency", 1, limits.MAX_CONCURRENCY)
+            self.rate_limit = _count(rate_limit, "rate_limit", 1, limits.MAX_COUNT)
+            self._max_stalls = _count(max_stalls, "max_stalls", 0, limits.MAX_RETRIES)
+            self._keep_finished = _count(keep_finished, "keep_finished", 0, limits.MAX_COUNT)
+            self.rate_interval_s = seconds(rate_interval, "rate_interval", allow_zero=False) or 1.0
+            self._scan_interval_s = seconds(scan_interval, "scan_interval", allow_zero=False)
+            self._lease_s = seconds(lease, "lease", allow_zero=False)
+            self._result_ttl_s = seconds(result_ttl, "result_ttl")
+        except InvalidJobError as exc:
+            raise type(exc)(f"queue {name!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<Queue {self.name} backend={self.backend.name}>"

@@ -158,6 +158,30 @@ def test_a_ten_megabyte_queue_name_is_refused_with_a_short_message() -> None:
     assert len(str(raised.value)) < 300
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be an integer from 1 to 100000, got 0"),
+        ({"concurrency": "5"}, "concurrency must be an integer from 1 to 100000, got '5'"),
+        ({"concurrency": 1.5}, "concurrency must be an integer from 1 to 100000, got 1.5"),
+        ({"concurrency": True}, "concurrency must be an integer from 1 to 100000, got True"),
+        ({"rate_limit": 0}, "rate_limit must be an integer from 1 to 1000000000, got 0"),
+        ({"rate_limit": NAN}, "rate_limit must be an integer from 1 to 1000000000, got nan"),
+        ({"max_stalls": -1}, "max_stalls must be an integer from 0 to 1000000, got -1"),
+        ({"max_stalls": "1"}, "max_stalls must be an integer from 0 to 1000000, got '1'"),
+        ({"keep_finished": -1}, "keep_finished must be an integer from 0 to 1000000000, got -1"),
+        ({"keep_finished": 1.5}, "keep_finished must be an integer from 0 to 1000000000, got 1.5"),
+        ({"rate_interval": INF}, "rate_interval must be a finite number of seconds"),
+        ({"lease": NAN}, "lease must be a finite number of seconds"),
+        ({"scan_interval": "1"}, "scan_interval must be a number of seconds or a timedelta"),
+        ({"result_ttl": -1}, "result_ttl must be >= 0 seconds"),
+    ],
+)
+def test_a_queue_with_a_bad_option_is_refused_naming_it(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match="queue 'bad': " + message):
+        Queue("bad", backend=InMemoryBackend(), **options)
+
+
 @pytest.mark.parametrize("name", ["emails", "emails.high", "tenant:42:emails", "a-b_c", "x" * 128])
 def test_queue_names_with_dots_colons_and_dashes_are_accepted(name: str) -> None:
     assert Queue(name, backend=InMemoryBackend()).name == name

@@ -133,12 +133,14 @@ class Worker:
             self._stopped.set()
 
     async def process(self) -> bool:
-        """Claim one job, run it and store its outcome; `False` if none was ready."""
+        """Claim one job, run it and store its outcome; `False` if none was ready. A job whose
+        record cannot be read is failed on the claim's way, and counts as the one."""
         await self._confirm_prefetched()
         if not self._buffer:
+            processed = self.processed
             await self._claim(1)
             if not self._buffer:
-                return False
+                return self.processed > processed
         await self._execute(self._buffer.popleft())
         await self._flush()
         return True
@@ -369,9 +371,9 @@ class Worker:
             log.error("job %s of queue %r cannot be read and fails: %s", job.id, job.queue, job.reason)
         now = time.time()
         failed = await self.backend.fail_unreadable(unreadable, now, self.queue.retention)
-        event_emitter.emit_jobs(
-            Event.JOB_FAILED, [job.failed(now) for job, ok in zip(unreadable, failed, strict=True) if ok]
-        )
+        settled = [job.failed(now) for job, ok in zip(unreadable, failed, strict=True) if ok]
+        self.processed += len(settled)
+        event_emitter.emit_jobs(Event.JOB_FAILED, settled)
 
     async def _refill(self) -> None:
         """Claim as many jobs as there are idle slots, or wait until some may be ready. A

@@ -140,3 +140,19 @@ async def test_failing_unreadable_jobs_keeps_only_the_newest_failed_jobs_by_rete
     assert (await queue.counts())["failed"] == 1
     kept = [await stored_record(backend, queue.name, job_id) for job_id in (first, second)]
     assert sorted(str(record["status"]) if record else "gone" for record in kept) == ["failed", "gone"]
+
+
+async def test_one_step_of_a_worker_fails_a_garbled_job_and_the_next_step_runs_the_next(
+    backend: BaseBackend, queue: Queue
+) -> None:
+    garbled = await queue.add(noop.name, priority=1)
+    fine = await queue.add(noop.name, priority=2)
+    assert await damage(backend, queue.name, garbled, "kwargs")
+    worker = queue.worker(handle_signals=False)
+
+    assert await worker.process()  # the garbled job, failed
+    assert await worker.process()  # the next one, run
+    assert not await worker.process()
+    assert worker.processed == 2
+    assert (await queue.get_job(fine)).status == "completed"
+    assert (await queue.counts())["failed"] == 1

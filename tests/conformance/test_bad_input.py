@@ -8,6 +8,7 @@ import enum
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from asyncmq.errors import (
     SerializationError,
 )
 from asyncmq.schedule import Repeatable
-from tests.conformance.support import EventRecorder, counts
+from tests.conformance.support import EventRecorder, StartWorker, counts
 
 NAN, INF = float("nan"), float("inf")
 HUGE = "x" * 10_000_000
@@ -468,3 +469,16 @@ async def test_progress_that_cannot_be_stored_is_refused_to_the_task_naming_the_
     assert job.status is JobState.COMPLETED
     assert job.progress is None
     assert re.search(message, job.result)
+
+
+async def test_a_running_worker_keeps_firing_a_schedule_beside_an_unreadable_one(
+    make_queue: Callable[..., Queue], events: EventRecorder, start_worker: StartWorker
+) -> None:
+    queue = make_queue()
+    await store_unreadable(queue.backend, queue.name, {"every_s": None})
+    await start_worker(queue.worker(handle_signals=False))
+
+    await queue.add_repeatable(ECHO, every=0.1, args=["fine"])
+
+    await events.wait("job:completed", count=3)
+    assert events.of("job:failed") == []

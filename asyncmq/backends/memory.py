@@ -222,16 +222,22 @@ class InMemoryBackend(BaseBackend):
             if job is None or job.status is not JobState.ACTIVE or job.token != unreadable.token:
                 failed.append(False)
                 continue
-            # Filed by the id it is stored under: its own `id` field may be the garbage.
-            del store.active[unreadable.id]
-            job.status, job.finished_at, job.lease_until, job.worker_id = JobState.FAILED, now, None, None
-            job.error = {"type": MalformedJobError.__name__, "message": unreadable.reason}
-            if type(job.token) is int:
-                job.token += 1
-            store.finished[JobState.FAILED][unreadable.id] = now
-            self._trim(store, JobState.FAILED, retention.keep)
+            self._fail_active(store, unreadable, job, now, retention)
             failed.append(True)
         return failed
+
+    def _fail_active(
+        self, store: _Store, unreadable: UnreadableJob, job: Job, now: float, retention: Retention
+    ) -> None:
+        """Fail an active job that cannot be read, filed by the id it is stored under: its own
+        `id` field may be the garbage."""
+        del store.active[unreadable.id]
+        job.status, job.finished_at, job.lease_until, job.worker_id = JobState.FAILED, now, None, None
+        job.error = {"type": MalformedJobError.__name__, "message": unreadable.reason}
+        if type(job.token) is int:
+            job.token += 1
+        store.finished[JobState.FAILED][unreadable.id] = now
+        self._trim(store, JobState.FAILED, retention.keep)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
         store = self._store(queue)
@@ -313,9 +319,21 @@ class InMemoryBackend(BaseBackend):
     async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         store = self._store(queue)
         recovered = []
-        for job in [job for job in store.active.values() if (job.lease_until or 0) < now]:
-            self._apply(store, job, recovery.transition_for(job.stalls), now, recovery.retention)
-            recovered.append(job.clone())
+        for job_id, job in list(store.active.items()):
+            lease = job.lease_until
+            if type(lease) in (float, int) and lease >= now:  # type: ignore[operator]
+                continue
+            wrong = malformed_field(job)
+            if wrong is None:
+                self._apply(store, job, recovery.transition_for(job.stalls), now, recovery.retention)
+                recovered.append(job.clone())
+                continue
+            # A job changed while it ran: failed with the reason (a transition would fail part way).
+            reason = malformed_reason(f"job record {job_id!r}", wrong, getattr(job, wrong))
+            task = job.task if type(job.task) is str else "?"
+            unreadable = UnreadableJob(job_id, queue, job.token, reason, task)
+            self._fail_active(store, unreadable, job, now, recovery.retention)
+            recovered.append(unreadable.failed(now))
         return recovered
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:

@@ -19,6 +19,7 @@ from asyncmq.core.event import Event
 from asyncmq.errors import MalformedJobError
 from asyncmq.job import FIELD_KINDS
 from asyncmq.queues import Queue
+from asyncmq.transitions import stall_recovery
 from tests.conformance.damage import GARBAGE, add_unknown_field, damage, damage_worker, stored_record
 from tests.conformance.support import WAIT_S, EventRecorder, noop
 
@@ -156,3 +157,25 @@ async def test_one_step_of_a_worker_fails_a_garbled_job_and_the_next_step_runs_t
     assert worker.processed == 2
     assert (await queue.get_job(fine)).status == "completed"
     assert (await queue.counts())["failed"] == 1
+
+
+async def test_a_job_garbled_while_it_ran_is_failed_with_the_reason_not_lost(
+    backend: BaseBackend, queue: Queue
+) -> None:
+    job_id = await queue.add(noop.name)
+    now = time.time()
+    assert [job.id for job in (await backend.claim(queue.name, "gone", 1, 30, now, None)).jobs] == [job_id]
+    field = "stalls" if await damage(backend, queue.name, job_id, "stalls") else "args"
+    if field == "args":  # a store whose counters are typed
+        assert await damage(backend, queue.name, job_id, "args")
+
+    recovered = await backend.recover_stalled(queue.name, now + 60, stall_recovery(3, queue.retention))
+    await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), WAIT_S)
+
+    record = await stored_record(backend, queue.name, job_id)
+    assert record is not None
+    assert str(record["status"]) == "failed"
+    assert f"malformed {field}" in _error(record)["message"]
+    assert [job.id for job in recovered] == [job_id] or field == "args"
+    counts = await queue.counts()
+    assert (counts["failed"], counts["waiting"], counts["active"]) == (1, 0, 0)

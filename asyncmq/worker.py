@@ -135,7 +135,8 @@ class Worker:
     async def process(self) -> bool:
         """Claim one job, run it and store its outcome; `False` if none was ready. A job whose
         record cannot be read is failed on the claim's way, and counts as the one."""
-        await self._confirm_prefetched()
+        if self._prefetched_unconfirmed():
+            await self._confirm_prefetched()
         if not self._buffer:
             processed = self.processed
             await self._claim(1)
@@ -337,7 +338,7 @@ class Worker:
                 async with self._claim_lock:
                     if not self._buffer and not self._stopping:
                         await self._refill()
-            if self._buffer and not self._stopping:
+            if self._prefetched_unconfirmed() and not self._stopping:
                 await self._confirm_prefetched()
             if self._buffer and not self._stopping:
                 await self._execute(self._buffer.popleft())
@@ -455,17 +456,19 @@ class Worker:
             running=len(self._running),
         )
 
-    async def _confirm_prefetched(self) -> None:
-        """Before starting the next prefetched job, make sure it is still ours if its lease
-        was last renewed more than half a lease ago. Heartbeats renew it every third of a
-        lease, so this asks only after a freeze (a stopped process, a blocked event loop)
-        that outlived the lease: another worker may have recovered and run the job since,
-        and the next heartbeat may come too late to stop a short one running twice."""
+    def _prefetched_unconfirmed(self) -> bool:
+        """Whether the next prefetched job's lease was last renewed more than half a lease ago.
+        Heartbeats renew it every third of a lease, so this holds only after a freeze (a
+        stopped process, a blocked event loop): another worker may have recovered and run the
+        job since, and the next heartbeat may come too late to stop a short one running twice."""
         if not self._buffer:
-            return
+            return False
         renewed_until = self._buffer[0].lease_until or 0.0
-        if time.time() < renewed_until - self.queue.lease_s / 2:
-            return
+        return time.time() >= renewed_until - self.queue.lease_s / 2
+
+    async def _confirm_prefetched(self) -> None:
+        """Ask the backend which prefetched jobs are still ours (a heartbeat, which renews
+        them), dropping the others, before starting the next one."""
         try:
             await self._heartbeat_once()
         except Exception:  # unconfirmed, it runs: its outcome is still fenced by its token

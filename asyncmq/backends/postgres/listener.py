@@ -42,9 +42,24 @@ class Listener:
             conn = await asyncpg.connect(self._dsn)
         else:  # a pool handed in, no address known: one of its connections listens
             conn = await self._pool.acquire()
-        await conn.add_listener(self.channel, self._notified)
+        try:
+            await conn.add_listener(self.channel, self._notified)
+        except BaseException:  # dropped (or cancelled) before it listened: not left open
+            await self._let_go(conn)
+            raise
         conn.add_termination_listener(self._lost)
         return conn
+
+    async def _let_go(self, conn: asyncpg.Connection) -> None:
+        """Give the connection back or close it; one that cannot close in time (a loaded
+        server, a dead socket) is terminated, never left for the garbage collector."""
+        try:
+            if self._dsn is None:
+                await self._pool.release(conn)  # a pool's connection goes back clean
+            else:
+                await conn.close(timeout=2)
+        except Exception:
+            conn.terminate()
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         event = self._events.get(payload)
@@ -98,8 +113,4 @@ class Listener:
         with contextlib.suppress(Exception):
             conn.remove_termination_listener(self._lost)
             await conn.remove_listener(self.channel, self._notified)
-        with contextlib.suppress(Exception):
-            if self._dsn is None:
-                await self._pool.release(conn)  # a pool's connection goes back clean
-            else:
-                await conn.close(timeout=2)
+        await self._let_go(conn)

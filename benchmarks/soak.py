@@ -10,8 +10,10 @@ over OTLP/HTTP to a sink this script runs. Every `--every` seconds each worker w
 resident memory (RSS), open file descriptors and asyncio task count, and this script scrapes
 each worker's `/metrics`. At the end, the counters must be exact: as many completed as jobs
 added, as many started (no job ran twice), none failed, retried or stalled, and nothing left in
-the queue. Output: JSON (every sample) and a markdown summary; the exit status is 1 if a check
-failed.
+the queue. Output: JSON (every sample), a markdown summary and, with `--plot`, a PNG of the
+samples; the exit status is 1 if a check failed. An in-memory queue lives in one process, so
+with `memory://` one worker runs in this process, beside the producer (its samples count the
+producer too).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asyncmq.backends import backend_from_url  # noqa: E402
-from asyncmq.backends.base import redacted_url  # noqa: E402
+from asyncmq.backends.base import BaseBackend, redacted_url  # noqa: E402
 from asyncmq.queues import Queue  # noqa: E402
 from benchmarks.tasks import nap  # noqa: E402
 
@@ -59,8 +61,10 @@ async def _sample(path: Path, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-async def _child(args: argparse.Namespace) -> None:
-    """One worker: metrics served on `--metrics-port`, 1% of jobs traced to the sink."""
+async def _serve_worker(
+    backend: BaseBackend, args: argparse.Namespace, port: int, samples: Path, sink: str
+) -> None:
+    """One worker on `backend` until stopped: metrics served on `port`, 1% of jobs traced to the sink."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -69,18 +73,25 @@ async def _child(args: argparse.Namespace) -> None:
     from asyncmq.observability import instrument, serve_metrics
 
     provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(args.trace_ratio)))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{args.sink}/v1/traces")))
-    backend = backend_from_url(args.backend)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{sink}/v1/traces")))
     instrument(tracer_provider=provider, backends=[backend])
-    server = serve_metrics(backend, port=args.metrics_port)
-    sampler = asyncio.create_task(_sample(Path(args.samples), args.every))
+    server = serve_metrics(backend, port=port)
+    sampler = asyncio.create_task(_sample(samples, args.every))
     try:
         await Queue(args.queue, backend=backend, concurrency=args.concurrency).worker().run()
     finally:
         sampler.cancel()
         server.close()
-        await backend.close()
         provider.shutdown()
+
+
+async def _child(args: argparse.Namespace) -> None:
+    """A worker process."""
+    backend = backend_from_url(args.backend)
+    try:
+        await _serve_worker(backend, args, args.metrics_port, Path(args.samples), args.sink)
+    finally:
+        await backend.close()
 
 
 # -- the trace sink -----------------------------------------------------------------------
@@ -198,11 +209,18 @@ async def _run(args: argparse.Namespace) -> int:
     sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
     directory = Path(args.json).with_suffix(".samples") if args.json else Path(f"/tmp/soak-{os.getpid()}")
     directory.mkdir(parents=True, exist_ok=True)
+    if backend.name == "memory":
+        args.workers = 1  # an in-memory queue lives in one process: the worker runs in this one
     ports = [_free_port() for _ in range(args.workers)]
     files = [directory / f"worker-{n}.jsonl" for n in range(args.workers)]
     for file in files:
         file.unlink(missing_ok=True)
-    children = [_spawn(args, port, file, sink_url) for port, file in zip(ports, files, strict=True)]
+    inline: asyncio.Task[None] | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    if backend.name == "memory":
+        inline = asyncio.create_task(_serve_worker(backend, args, ports[0], files[0], sink_url))
+    else:
+        children = [_spawn(args, port, file, sink_url) for port, file in zip(ports, files, strict=True)]
     started = time.monotonic()
     try:
         await _wait_for_endpoints(ports, children)
@@ -215,6 +233,9 @@ async def _run(args: argparse.Namespace) -> int:
             child.send_signal(signal.SIGTERM)
         for child in children:
             child.wait(60)
+        if inline is not None:
+            inline.cancel()
+            await asyncio.gather(inline, return_exceptions=True)
         await backend.delete_queue(args.queue)
         await backend.close()
         sink.shutdown()
@@ -249,10 +270,42 @@ async def _run(args: argparse.Namespace) -> int:
 def _write(args: argparse.Namespace, report: dict[str, Any]) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.plot:
+        _plot(report, Path(args.plot))
     markdown = _markdown(report)
     if args.markdown:
         Path(args.markdown).write_text(markdown)
     print(markdown)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    """Each worker's RSS, open fds and asyncio tasks against the time into the run: a leak is a
+    line that keeps rising after warm-up, which the warm/end figures alone can hide."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    import matplotlib.pyplot as pyplot
+
+    figure, axes = pyplot.subplots(3, 1, sharex=True, figsize=(8, 7))
+    for n, worker in enumerate(report["worker_samples"]):
+        series = worker["samples"]
+        if not series:
+            continue
+        times = [sample["t"] - series[0]["t"] for sample in series]
+        for axis, key in zip(axes, ("rss_mb", "fds", "tasks"), strict=True):
+            axis.plot(times, [sample[key] for sample in series], label=f"worker {n}")
+    for axis, label in zip(axes, ("RSS (MB)", "open fds", "asyncio tasks"), strict=True):
+        axis.set_ylabel(label)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    axes[0].set_title(
+        f"Soak: {report['jobs']:,} jobs on {report['backend']}, {report['jobs_per_s']:,} jobs/s"
+    )
+    axes[-1].set_xlabel("seconds into the run")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 async def _wait_for_endpoints(ports: list[int], children: list[subprocess.Popen[bytes]]) -> None:
@@ -307,6 +360,7 @@ def main() -> None:
     parser.add_argument("--queue", default="soak")
     parser.add_argument("--json")
     parser.add_argument("--markdown")
+    parser.add_argument("--plot", help="a PNG of each worker's RSS, fds and tasks over time (matplotlib)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--metrics-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--samples", help=argparse.SUPPRESS)

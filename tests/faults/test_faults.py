@@ -256,11 +256,16 @@ async def _restart(run: Run) -> int:
 
 
 async def _freeze(run: Run) -> int:
-    victim = await _victim(run)
-    victim.send_signal(signal.SIGSTOP)
-    try:
+    for _ in range(3):  # frozen, it must hold jobs: the store is read again once it is stopped
+        victim = await _victim(run)
+        victim.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(0.2)  # an outcome it had sent lands: those jobs are not held
         held = await run.held_by(victim.pid)
-        assert held, "the frozen worker held no job: nothing to recover"
+        if held:
+            break
+        victim.send_signal(signal.SIGCONT)
+    assert held, "the frozen worker held no job three times over: nothing to recover"
+    try:
         pending = {job.id for job in held}
         deadline = time.monotonic() + WAIT_S
         while pending:  # the other worker recovers them after the lease and completes them

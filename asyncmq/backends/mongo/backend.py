@@ -508,6 +508,9 @@ class MongoBackend(BaseBackend):
         )
         moves = {d["_id"]: (JobState.WAITING, JobState.ACTIVE) for d in candidates}
         taken = await self._unsure_on_error("claim", claiming, queue, "claimed_by", stamp, moves)
+        # The update's own count is what it moved; which jobs those are, the stamp tells, but a
+        # job this process lost before it looked (a freeze past the lease) is no longer stamped.
+        self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in range(taken.matched_count)))
         if taken.matched_count < len(candidates):  # which did this claim get?
             ids = await self._stamped("claim", candidates, "claimed_by", stamp)
             candidates = [d for d in candidates if d["_id"] in ids]
@@ -516,7 +519,6 @@ class MongoBackend(BaseBackend):
             if count:
                 document["attempt"] = document.get("attempt", 0) + 1
                 document["token"] += 1
-        self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in candidates))
         return candidates
 
     async def _take_tokens(

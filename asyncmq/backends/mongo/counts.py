@@ -50,6 +50,7 @@ COUNTED = frozenset({JobState.WAITING, JobState.DELAYED, JobState.ACTIVE})
 SHARDS = 16
 _RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _DUPLICATE_KEY = 11000
+_WRITE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -182,7 +183,8 @@ class CountsWriter:
         if ops:
             started = time.perf_counter()
             try:
-                await self._collection.bulk_write(ops, ordered=False)
+                # A write that never answers (a connection left half-open) is sent again.
+                await asyncio.wait_for(self._collection.bulk_write(ops, ordered=False), _WRITE_TIMEOUT_S)
             except BulkWriteError as exc:
                 if any(error.get("code") != _DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
                     raise

@@ -357,7 +357,7 @@ async def test_a_fault_mid_run_loses_no_job_and_the_metrics_agree_with_the_recor
         stalled += _counter(child.metrics_dir, "asyncmq_jobs_stalled", run.queue.name)
     assert not stored_by, f"completed by processes not started here: {stored_by}"
     assert stalled == recoveries, f"{stalled} counted stalled, {recoveries} recoveries stored"
-    if fault in ("kill", "freeze"):
+    if fault in ("kill", "freeze") and in_flight:  # none when its last outcomes landed as it died
         assert recoveries >= 1, f"no job was recovered ({in_flight} in flight at the fault)"
 
     _report(request, fault, run.jobs, in_flight, duplicates, recoveries, elapsed)

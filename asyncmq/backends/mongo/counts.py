@@ -171,7 +171,12 @@ class CountsWriter:
                 self._marked.add(f"{queue}#c{self.shard}")
                 ops.append(
                     UpdateOne(
-                        {"_id": f"{queue}#c{self.shard}", mark: {"$ne": sequence}},
+                        # Not `{mark: {"$ne": sequence}}`: nx-27017, the test server, does
+                        # not match a field missing from an embedded document with it.
+                        {
+                            "_id": f"{queue}#c{self.shard}",
+                            "$or": [{mark: {"$exists": False}}, {mark: {"$lt": sequence}}],
+                        },
                         {"$inc": moves, "$set": {mark: sequence}, "$setOnInsert": {"queue": queue}},
                         upsert=True,
                     )

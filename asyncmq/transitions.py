@@ -11,6 +11,13 @@ The conformance suite checks every backend against `apply`.
 
 Every transition also bumps `token`, so the worker that held the job can no longer store
 anything for it (see `asyncmq.backends.base`).
+
+Queue totals: each backend also keeps, per queue and task, monotonic counts of what happened
+to its jobs (`TOTALS`), changed in the same step as the move they count, whoever made it (a
+producer, a worker, the CLI, a recovery). A transition names the totals it adds to
+(`Transition.totals`), a stored outcome adds to the one of its status (`OUTCOME_TOTALS`), a
+stored job to `enqueued` and a claim to `claimed`. A release, a promotion of a due job, a
+drain or a purge counts nothing: no job entered or left the queue's line by it.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from asyncmq.job import TERMINAL_STATES, Job, JobState, encode_field
 
 __all__ = [
     "CANCEL",
+    "OUTCOME_TOTALS",
     "RELEASE",
     "REQUEUE_STALLED",
     "RETRY",
+    "TOTALS",
     "Retention",
     "StallRecovery",
     "Transition",
@@ -38,6 +47,21 @@ __all__ = [
 ]
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+#: The queue totals every backend keeps per (queue, task), in the order they are shown.
+TOTALS = ("enqueued", "claimed", "completed", "retried", "failed", "expired", "cancelled", "stalled")
+
+#: The total an attempt's stored outcome adds to, by the status it stores.
+OUTCOME_TOTALS: Mapping[JobState, str] = MappingProxyType(
+    {
+        JobState.WAITING: "retried",
+        JobState.DELAYED: "retried",
+        JobState.COMPLETED: "completed",
+        JobState.FAILED: "failed",
+        JobState.EXPIRED: "expired",
+        JobState.CANCELLED: "cancelled",
+    }
+)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: stores cache by it
@@ -54,6 +78,8 @@ class Transition:
     clear: tuple[str, ...] = ()
     #: Counters changed by these amounts.
     add: Mapping[str, int] = field(default_factory=lambda: _NOTHING)
+    #: The queue totals (`TOTALS`) it adds one to, for the job's task.
+    totals: tuple[str, ...] = ()
 
     def applies_to(self, job: Job) -> bool:
         return job.status in self.sources
@@ -83,6 +109,7 @@ class Transition:
                 "assign": {name: encode_field(name, value) for name, value in self.assign.items()},
                 "clear": list(self.clear),
                 "add": dict(self.add),
+                "totals": list(self.totals),
             }
         ).decode()
 
@@ -94,6 +121,7 @@ CANCEL = Transition(
     target=JobState.CANCELLED,
     stamp=("finished_at",),
     clear=("lease_until", "worker_id"),
+    totals=("cancelled",),
 )
 
 #: Send a failed, expired or cancelled job back to `waiting`, as if never attempted.
@@ -104,6 +132,7 @@ RETRY = Transition(
     stamp=("ready_at",),
     assign=MappingProxyType({"attempt": 0, "stalls": 0}),
     clear=("error", "result", "started_at", "finished_at"),
+    totals=("enqueued",),  # back in line as a new job would be
 )
 
 #: Hand a claimed job back at shutdown: its attempt does not count, its place in line stays.
@@ -125,6 +154,7 @@ REQUEUE_STALLED = Transition(
     stamp=("ready_at",),
     clear=_STALLED_CLEAR,
     add=MappingProxyType({"stalls": 1}),
+    totals=("stalled",),
 )
 
 
@@ -165,5 +195,6 @@ def stall_recovery(max_stalls: int, retention: Retention) -> StallRecovery:
         assign=MappingProxyType({"error": error}),
         clear=_STALLED_CLEAR,
         add=MappingProxyType({"stalls": 1}),
+        totals=("stalled", "failed"),
     )
     return StallRecovery(max_stalls, retention, REQUEUE_STALLED, fail)

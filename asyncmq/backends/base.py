@@ -107,6 +107,9 @@ class QueueStats:
     workers: list[WorkerInfo] = field(default_factory=list)
     #: Ids of live workers whose stored description cannot be read.
     unreadable_workers: list[str] = field(default_factory=list)
+    #: The queue totals (`asyncmq.transitions.TOTALS`) by task, then by name: monotonic counts
+    #: of what happened to the queue's jobs since it was made (a name missing reads as 0).
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def read_workers(records: Iterable[tuple[str, Any]]) -> tuple[list[WorkerInfo], list[str]]:

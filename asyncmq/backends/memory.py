@@ -29,7 +29,7 @@ from asyncmq.errors import MalformedJobError
 from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import Retention, StallRecovery, Transition
+from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 __all__ = ["InMemoryBackend"]
 
@@ -71,8 +71,14 @@ class _Store:
     repeatables: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     bucket: _TokenBucket | None = None
+    #: The queue totals, by task then name (`asyncmq.transitions.TOTALS`).
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
     job_waiters: list[asyncio.Future[None]] = field(default_factory=list)
     schedule_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def count(self, task: object, total: str) -> None:
+        by_name = self.totals.setdefault(task if type(task) is str else "?", {})
+        by_name[total] = by_name.get(total, 0) + 1
 
 
 def _wake(waiters: list[asyncio.Future[None]]) -> None:
@@ -156,6 +162,8 @@ class InMemoryBackend(BaseBackend):
         self._unplace(store, job)
         transition.apply(job, now)  # bumps the token: old heap entries and owner are stale
         self._place(store, job)
+        for total in transition.totals:
+            store.count(job.task, total)
         if retention is not None and job.status in TERMINAL_STATES:
             self._trim(store, job.status, retention.keep)
 
@@ -169,6 +177,7 @@ class InMemoryBackend(BaseBackend):
                 stored.append(False)
                 continue
             self._place(store, job)
+            store.count(job.task, "enqueued")
             stored.append(True)
         return stored
 
@@ -198,6 +207,7 @@ class InMemoryBackend(BaseBackend):
                 continue
             del waiting_ids[job_id]
             store.active[job_id] = job
+            store.count(job.task, "claimed")
             job.worker_id, job.lease_until = worker_id, now + lease_s
             wrong = malformed_field(job)
             if wrong is not None:
@@ -237,6 +247,7 @@ class InMemoryBackend(BaseBackend):
         if type(job.token) is int:
             job.token += 1
         store.finished[JobState.FAILED][unreadable.id] = now
+        store.count(job.task, "failed")
         self._trim(store, JobState.FAILED, retention.keep)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
@@ -264,6 +275,7 @@ class InMemoryBackend(BaseBackend):
             job.lease_until = None
             job.token += 1
             self._place(store, job)
+            store.count(job.task, OUTCOME_TOTALS[job.status])
             if job.status in TERMINAL_STATES:
                 self._trim(store, job.status, retention.keep)
             accepted.append(True)
@@ -454,7 +466,9 @@ class InMemoryBackend(BaseBackend):
         gone = {w.id for w in workers if w.expires_at < now}
         for worker_id in gone:
             del store.workers[worker_id]
-        return QueueStats(counts, oldest, store.paused, [w for w in workers if w.id not in gone], unreadable)
+        live = [w for w in workers if w.id not in gone]
+        totals = {task: dict(by_name) for task, by_name in store.totals.items()}
+        return QueueStats(counts, oldest, store.paused, live, unreadable, totals)
 
     async def queues(self) -> list[str]:
         return sorted(self._stores)

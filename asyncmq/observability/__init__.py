@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError("observability needs its extra: pip install 'asyncmq[observability]'") from exc
 
 from asyncmq.observability.collector import QueueStateCollector
-from asyncmq.observability.metrics import JobMetrics, LabelCap, build_info
+from asyncmq.observability.metrics import JobMetrics, build_info
 from asyncmq.observability.server import MetricsServer
 
 if TYPE_CHECKING:
@@ -168,16 +168,21 @@ def serve_metrics(
     standalone exporter, which watches queues with no worker running."""
     import asyncio
 
-    queue_label = None
+    labels = None
     if job_metrics:
         active = instrument(registry=registry, backends=[backend])
         registry = active.registry
-        queue_label = active.metrics.queue_label if active.metrics is not None else None
+        if active.metrics is not None:
+            labels = (active.metrics.queue_label, active.metrics.task_label)
     elif registry is None:
         registry = CollectorRegistry()
         build_info(registry, [backend.name])
     collector = QueueStateCollector(
-        backend, asyncio.get_running_loop(), max_queues=settings.metrics_max_queues, queue_label=queue_label
+        backend,
+        asyncio.get_running_loop(),
+        max_queues=settings.metrics_max_queues,
+        max_tasks=settings.metrics_max_tasks,
+        labels=labels,
     )
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()
 
@@ -194,7 +199,12 @@ def serve_multiprocess_metrics(
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    # The children count what their caps fold; this cap's folds would be a second family.
-    queue_label = LabelCap("queue", settings.metrics_max_queues)
-    collector = QueueStateCollector(backend, asyncio.get_running_loop(), queue_label=queue_label)
+    # The children count what their caps fold; these caps' folds would be a second family.
+    collector = QueueStateCollector(
+        backend,
+        asyncio.get_running_loop(),
+        max_queues=settings.metrics_max_queues,
+        max_tasks=settings.metrics_max_tasks,
+        reports_folds=False,
+    )
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()

@@ -7,8 +7,15 @@ loop: the read runs on that loop and the scrape waits for it at most `timeout_s`
 failing backend shows as `asyncmq_backend_up 0` and the queue gauges are left out; the scrape
 itself never hangs.
 
+The same read gives the queue totals (`asyncmq.transitions.TOTALS`) that the backend keeps
+per (queue, task) in the same step as each move, whoever made it: served as counters
+`asyncmq_queue_jobs_<total>_total{queue, task}`, every total of every (queue, task) the backend
+knows, from 0. Unlike the per-process `asyncmq_jobs_*_total` counters they count producers and
+CLI commands nobody scrapes, and do not reset when a worker restarts.
+
 Queues past the label cap (`metrics_max_queues`) are summed under `queue="other"`, so a
 producer that invents queue names cannot make every scrape huge; their depth still counts.
+Tasks past `metrics_max_tasks` are summed the same way under `task="other"`.
 """
 
 from __future__ import annotations
@@ -26,13 +33,26 @@ from asyncmq.backends.base import QueueStats
 from asyncmq.job import JobState
 from asyncmq.logging import get_logger
 from asyncmq.observability.metrics import OTHER, LabelCap
+from asyncmq.transitions import TOTALS
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from asyncmq.backends.base import BaseBackend
 
-__all__ = ["QueueStateCollector"]
+__all__ = ["TOTAL_HELP", "QueueStateCollector"]
+
+#: What each queue total counts, as its metric's help.
+TOTAL_HELP = {
+    "enqueued": "Jobs stored by any process, or sent back to waiting by a manual retry.",
+    "claimed": "Jobs handed to a worker (claimed; one may still expire or be handed back).",
+    "completed": "Attempts that succeeded.",
+    "retried": "Attempts that failed with another scheduled.",
+    "failed": "Jobs dead-lettered (stall failures and unreadable records included).",
+    "expired": "Jobs whose TTL passed before they started.",
+    "cancelled": "Jobs cancelled, by any process.",
+    "stalled": "Jobs recovered from a vanished worker.",
+}
 
 log = get_logger(__name__)
 
@@ -40,8 +60,9 @@ log = get_logger(__name__)
 class QueueStateCollector(Collector):
     """Build it on the thread running `loop`; Prometheus then scrapes from any other.
 
-    `queue_label`: the job metrics' queue cap, so both keep the same queues by name; without
-    one, the collector keeps its own (of `max_queues`) and reports what it folded."""
+    `labels`: the job metrics' queue and task caps, so both keep the same values by name (the
+    job metrics report the folds); without them, the collector keeps its own caps (of
+    `max_queues` and `max_tasks`) and reports what it folded."""
 
     def __init__(
         self,
@@ -51,14 +72,19 @@ class QueueStateCollector(Collector):
         queues: Sequence[str] | None = None,
         timeout_s: float = 5.0,
         max_queues: int = 100,
-        queue_label: LabelCap | None = None,
+        max_tasks: int = 200,
+        labels: tuple[LabelCap, LabelCap] | None = None,
+        reports_folds: bool | None = None,
     ) -> None:
         self.backend = backend
         self.loop = loop
         self.queues = queues
         self.timeout_s = timeout_s
-        self._reports_folds = queue_label is None
-        self.queue_label = queue_label or LabelCap("queue", max_queues)
+        self._reports_folds = labels is None if reports_folds is None else reports_folds
+        self.queue_label, self.task_label = labels or (
+            LabelCap("queue", max_queues),
+            LabelCap("task", max_tasks),
+        )
         self._loop_thread = threading.get_ident()  # built on the loop's thread, by contract
 
     def describe(self) -> Iterator[Metric]:
@@ -85,13 +111,21 @@ class QueueStateCollector(Collector):
         folded: list[QueueStats] = []
         for queue in sorted(stats):
             label = self.queue_label(queue)
+            queue_stats = stats[queue]
+            queue_stats.totals = self._capped_tasks(queue_stats.totals)
             if label == OTHER:  # a queue named "other" joins them
-                folded.append(stats[queue])
+                folded.append(queue_stats)
             else:
-                kept[label] = stats[queue]
+                kept[label] = queue_stats
         if folded:
             kept[OTHER] = _summed(folded)
         return kept
+
+    def _capped_tasks(self, totals: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        capped: dict[str, dict[str, int]] = {}
+        for task in sorted(totals):
+            _add_totals(capped.setdefault(self.task_label(task), {}), totals[task])
+        return capped
 
     def _folded_family(self) -> CounterMetricFamily:
         family = CounterMetricFamily(
@@ -99,7 +133,8 @@ class QueueStateCollector(Collector):
             "Distinct label values shown as `other` because their label reached its cap.",
             labels=["label"],
         )
-        family.add_metric(["queue"], float(self.queue_label.folded))
+        for cap in (self.queue_label, self.task_label):
+            family.add_metric([cap.label], float(cap.folded))
         return family
 
     def _read(self) -> dict[str, QueueStats] | None:
@@ -125,19 +160,27 @@ class QueueStateCollector(Collector):
         return dict(zip(names, results, strict=True))
 
 
+def _add_totals(into: dict[str, int], more: dict[str, int]) -> None:
+    for name, count in more.items():
+        into[name] = into.get(name, 0) + count
+
+
 def _summed(many: list[QueueStats]) -> QueueStats:
-    """The queue state of several queues as one: counts and workers added, the oldest
+    """The queue state of several queues as one: counts, totals and workers added, the oldest
     waiting job the oldest of all, paused if any is."""
     counts: dict[str, int] = {}
+    totals: dict[str, dict[str, int]] = {}
     for stats in many:
-        for state, count in stats.counts.items():
-            counts[state] = counts.get(state, 0) + count
+        _add_totals(counts, stats.counts)
+        for task, by_name in stats.totals.items():
+            _add_totals(totals.setdefault(task, {}), by_name)
     oldest = [stats.oldest_waiting_at for stats in many if stats.oldest_waiting_at is not None]
     return QueueStats(
         counts=counts,
         oldest_waiting_at=min(oldest) if oldest else None,
         paused=any(stats.paused for stats in many),
         workers=[worker for stats in many for worker in stats.workers],
+        totals=totals,
     )
 
 
@@ -160,7 +203,14 @@ def _families(stats: dict[str, QueueStats], now: float) -> Iterator[Metric]:
         "asyncmq_workers", "Live workers seen through backend heartbeats.", labels=["queue"]
     )
     paused = GaugeMetricFamily("asyncmq_queue_paused", "1 while the queue is paused.", labels=["queue"])
+    totals = {
+        name: CounterMetricFamily(f"asyncmq_queue_jobs_{name}", TOTAL_HELP[name], labels=["queue", "task"])
+        for name in TOTALS
+    }
     for queue, queue_stats in sorted(stats.items()):
+        for task, by_name in sorted(queue_stats.totals.items()):
+            for name, family in totals.items():
+                family.add_metric([queue, task], float(by_name.get(name, 0)))
         for state in JobState:
             jobs.add_metric([queue, state.value], float(queue_stats.counts.get(state.value, 0)))
         since = queue_stats.oldest_waiting_at
@@ -168,3 +218,4 @@ def _families(stats: dict[str, QueueStats], now: float) -> Iterator[Metric]:
         workers.add_metric([queue], float(len(queue_stats.workers)))
         paused.add_metric([queue], 1.0 if queue_stats.paused else 0.0)
     yield from (jobs, oldest, workers, paused)
+    yield from totals.values()

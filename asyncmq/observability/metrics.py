@@ -88,7 +88,7 @@ class _Children:
     wait: Any
 
     def __init__(self, metrics: JobMetrics, queue: str, task: str) -> None:
-        queue, task = metrics.queue_label(queue), metrics._task_label(task)
+        queue, task = metrics.queue_label(queue), metrics.task_label(task)
         for name in ("enqueued", "started", "completed", "retried", "expired", "cancelled", "duration"):
             setattr(self, name, metrics._child(getattr(metrics, name), queue, task))
         for name in ("in_progress", "wait", "latency", "lateness"):
@@ -124,9 +124,9 @@ class JobMetrics:
             registry=registry,
         )
         self.queue_label = LabelCap("queue", max_queues, self._on_fold)
-        self._task_label = LabelCap("task", max_tasks, self._on_fold)
+        self.task_label = LabelCap("task", max_tasks, self._on_fold)
         self._error_label = LabelCap("error_type", max_error_types, self._on_fold)
-        for cap in (self.queue_label, self._task_label, self._error_label):
+        for cap in (self.queue_label, self.task_label, self._error_label):
             self.folded.labels(cap.label)  # at 0
         self.enqueued = Counter(
             "asyncmq_jobs_enqueued", "Jobs stored, now or delayed.", qt, registry=registry
@@ -335,7 +335,7 @@ class JobMetrics:
         for children, group in self._grouped(jobs):
             for job in group:  # each job's error type is a label of its own
                 error_type = self._error_label(str((job.error or {}).get("type", "unknown")))
-                labels = (self.queue_label(job.queue), self._task_label(job.task), error_type)
+                labels = (self.queue_label(job.queue), self.task_label(job.task), error_type)
                 self._child(self.failed, *labels).inc()
             self._attempts_ended(children, group)
 

@@ -315,6 +315,49 @@ async def test_the_queue_state_of_queues_past_the_cap_is_summed_under_other() ->
     assert folded == 2
 
 
+async def test_queue_totals_are_served_from_0_for_every_queue_and_task_with_the_caps_summing_the_rest() -> (
+    None
+):
+    import asyncio
+
+    from asyncmq.backends.memory import InMemoryBackend
+    from asyncmq.observability.collector import QueueStateCollector
+    from asyncmq.queues import Queue
+    from asyncmq.transitions import TOTALS
+
+    backend = InMemoryBackend()
+    for queue, task in (("a", "t1"), ("a", "t2"), ("a", "t3"), ("b", "t1"), ("c", "t1"), ("c", "t1")):
+        await Queue(queue, backend=backend).add(task)
+    assert await Queue("a", backend=backend).cancel(
+        (await Queue("a", backend=backend).list_jobs("waiting"))[0].id
+    )
+    registry = CollectorRegistry()
+    collector = QueueStateCollector(backend, asyncio.get_running_loop(), max_queues=2, max_tasks=2)
+    registry.register(collector)
+    samples = await asyncio.to_thread(
+        lambda: {
+            (sample.name, sample.labels.get("queue"), sample.labels.get("task")): sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name.startswith("asyncmq_queue_jobs_")
+        }
+    )
+    enqueued = {key[1:]: n for key, n in samples.items() if key[0] == "asyncmq_queue_jobs_enqueued_total"}
+    # tasks t1, t2 named; t3 folded into other; queue c folded into other
+    assert enqueued == {("a", "t1"): 1, ("a", "t2"): 1, ("a", "other"): 1, ("b", "t1"): 1, ("other", "t1"): 2}
+    for name in TOTALS:  # every total of every (queue, task), from 0
+        assert {key[1:] for key in samples if key[0] == f"asyncmq_queue_jobs_{name}_total"} == set(enqueued)
+    assert samples[("asyncmq_queue_jobs_cancelled_total", "a", "t1")] == 1
+    assert samples[("asyncmq_queue_jobs_failed_total", "a", "t1")] == 0
+    folded = await asyncio.to_thread(
+        lambda: {
+            label: registry.get_sample_value("asyncmq_metric_label_values_folded_total", {"label": label})
+            for label in ("queue", "task")
+        }
+    )
+    assert folded == {"queue": 1, "task": 1}
+
+
 async def test_a_job_whose_stored_record_is_damaged_counts_as_failed_with_malformed_job_error() -> None:
     registry = CollectorRegistry()
     metrics = JobMetrics(registry)

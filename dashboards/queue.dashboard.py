@@ -21,10 +21,11 @@ paused = g.stat(
 
 task_throughput = g.timeseries(
     "Throughput by task",
-    "Jobs stored and attempts that succeeded, were retried or dead-lettered, per task and second.",
+    "Jobs stored and attempts that succeeded, were retried or dead-lettered, per task and second, "
+    "from the queue totals.",
     "ops",
     *(
-        (f"{{{{task}}}} {outcome}", queries.outcome_rate(outcome, g.QUEUE, g.WINDOW, by="task"))
+        (f"{{{{task}}}} {outcome}", queries.total_rate(outcome, g.QUEUE, g.WINDOW, by="task"))
         for outcome in TASK_OUTCOMES
     ),
     width=24,
@@ -42,8 +43,10 @@ task_duration = g.timeseries(
 
 task_failures = g.timeseries(
     "Failures by task and error type",
-    "Jobs dead-lettered per second, by task and the exception class of their last attempt.",
+    "Jobs dead-lettered per second: by task from the queue totals (0 until the first failure), "
+    "and by the exception class of their last attempt as the scraped workers counted them.",
     "ops",
+    ("{{task}}", queries.total_rate("failed", g.QUEUE, g.WINDOW, by="task")),
     ("{{task}}: {{error_type}}", queries.outcome_rate("failed", g.QUEUE, g.WINDOW, by="task, error_type")),
     width=24,
 )

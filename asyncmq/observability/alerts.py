@@ -31,7 +31,7 @@ Tables are named by the alerts' keys (`ALERTS`), `threshold` in each alert's uni
 counts), `no_workers` (waiting and delayed jobs), `oldest_job_age`, `wait_p99`, `latency_p99`,
 `lateness_p99` (seconds), `retry_ratio`, `failure_ratio` (from 0 to 1), `workers_gone` (live
 workers). `for` is a Prometheus duration. The ratio alerts also take `min_rate_per_s`: below
-that many attempts per second there is too little traffic to judge a ratio, and they stay
+that many jobs claimed per second there is too little traffic to judge a ratio, and they stay
 quiet. `target_down` and `backend_down` take `for` alone, and only in [defaults]: they are not
 about one queue.
 """
@@ -179,11 +179,15 @@ _GROWTH = Record(
 _OLDEST = Record("queue:asyncmq_queue_oldest_job_age_seconds:max", queries.oldest_job_age())
 _WORKERS = Record("queue:asyncmq_workers:max", queries.workers())
 _PAUSED = Record("queue:asyncmq_queue_paused:max", queries.paused())
-_STARTED = Record(
-    f"queue:asyncmq_jobs_started:rate{_WINDOW}", queries.outcome_rate("started", window=_WINDOW)
+_CLAIMED = Record(
+    f"queue:asyncmq_queue_jobs_claimed:rate{_WINDOW}", queries.total_rate("claimed", window=_WINDOW)
 )
-_RETRIED = Record(f"queue:asyncmq_jobs_retried:ratio_rate{_WINDOW}", queries.retry_ratio(window=_WINDOW))
-_FAILED = Record(f"queue:asyncmq_jobs_failed:ratio_rate{_WINDOW}", queries.failure_ratio(window=_WINDOW))
+_RETRIED = Record(
+    f"queue:asyncmq_queue_jobs_retried:ratio_rate{_WINDOW}", queries.retry_ratio(window=_WINDOW)
+)
+_FAILED = Record(
+    f"queue:asyncmq_queue_jobs_failed:ratio_rate{_WINDOW}", queries.failure_ratio(window=_WINDOW)
+)
 _WAIT_P99 = Record(
     f"queue:asyncmq_job_wait_seconds:p99_{_WINDOW}", queries.wait_quantile(0.99, window=_WINDOW)
 )
@@ -196,7 +200,7 @@ _LATENESS_P99 = Record(
 )
 
 RECORDS = (
-    _WAITING, _BACKLOG, _GROWTH, _OLDEST, _WORKERS, _PAUSED, _STARTED,
+    _WAITING, _BACKLOG, _GROWTH, _OLDEST, _WORKERS, _PAUSED, _CLAIMED,
     _RETRIED, _FAILED, _WAIT_P99, _LATENCY_P99, _LATENESS_P99,
 )  # fmt: skip
 
@@ -215,7 +219,7 @@ def _ratio_above(record: Record) -> Condition:
     def condition(selector: str, limit: Limit) -> str:
         return (
             f"{record.name}{selector} > {_number(limit.threshold)}"
-            f" and {_STARTED.name}{selector} >= {_number(limit.min_rate_per_s)}"
+            f" and {_CLAIMED.name}{selector} >= {_number(limit.min_rate_per_s)}"
         )
 
     return condition
@@ -331,7 +335,7 @@ ALERTS = (
         summary="{value} of the attempts in queue {queue} are retried",
         description=(
             "{value} of the attempts in queue {queue} failed and were retried (over {window}, "
-            "at {min_rate} attempts per second or more), more than {threshold} for {for_}."
+            "at {min_rate} jobs claimed per second or more), more than {threshold} for {for_}."
         ),
         tunables=("threshold", "for", "min_rate_per_s"),
     ),
@@ -345,7 +349,7 @@ ALERTS = (
         summary="{value} of the jobs of queue {queue} fail",
         description=(
             "{value} of the jobs that ended in queue {queue} went to the dead-letter queue (over "
-            "{window}, at {min_rate} attempts per second or more), more than {threshold} for {for_}."
+            "{window}, at {min_rate} jobs claimed per second or more), more than {threshold} for {for_}."
         ),
         tunables=("threshold", "for", "min_rate_per_s"),
     ),

@@ -11,7 +11,9 @@ The same read gives the queue totals (`asyncmq.transitions.TOTALS`) that the bac
 per (queue, task) in the same step as each move, whoever made it: served as counters
 `asyncmq_queue_jobs_<total>_total{queue, task}`, every total of every (queue, task) the backend
 knows, from 0. Unlike the per-process `asyncmq_jobs_*_total` counters they count producers and
-CLI commands nobody scrapes, and do not reset when a worker restarts.
+CLI commands nobody scrapes, and do not reset when a worker restarts. A worker also serves
+them at 0 for each task defined in its process whose default queue is one it reports: so the
+series exist before a new task's first jobs end, and `rate()` sees its first burst.
 
 Queues past the label cap (`metrics_max_queues`) are summed under `queue="other"`, so a
 producer that invents queue names cannot make every scrape huge; their depth still counts.
@@ -33,6 +35,7 @@ from asyncmq.backends.base import QueueStats
 from asyncmq.job import JobState
 from asyncmq.logging import get_logger
 from asyncmq.observability.metrics import OTHER, LabelCap
+from asyncmq.registry import TASK_REGISTRY
 from asyncmq.transitions import TOTALS
 
 if TYPE_CHECKING:
@@ -157,7 +160,11 @@ class QueueStateCollector(Collector):
         names = list(self.queues) if self.queues is not None else await self.backend.queues()
         now = time.time()
         results = await asyncio.gather(*(self.backend.stats(name, now) for name in names))
-        return dict(zip(names, results, strict=True))
+        stats = dict(zip(names, results, strict=True))
+        for task in TASK_REGISTRY.values():
+            if task.queue in stats:
+                stats[task.queue].totals.setdefault(task.name, {})
+        return stats
 
 
 def _add_totals(into: dict[str, int], more: dict[str, int]) -> None:

@@ -332,12 +332,12 @@ def saturation_gauge(width: int = 8) -> Any:
 
 
 def throughput_panel(width: int = 12) -> Any:
-    outcomes = ("enqueued", *queries.OUTCOMES, "stalled")
     return timeseries(
         "Throughput by outcome",
-        "Jobs stored (enqueued) and how attempts and jobs ended, per second.",
+        "Jobs stored (enqueued) and how attempts and jobs ended, per second, from the totals the "
+        "queue keeps: every producer, worker and CLI command counts, scraped or not.",
         "ops",
-        *((outcome, queries.outcome_rate(outcome, QUEUE, WINDOW, by="")) for outcome in outcomes),
+        *((total, queries.total_rate(total, QUEUE, WINDOW, by="")) for total in queries.TOTAL_OUTCOMES),
         width=width,
     )
 
@@ -401,7 +401,7 @@ def duration_panel(width: int = 12) -> Any:
 def ratios_panel(width: int = 12) -> Any:
     return timeseries(
         "Retry rate and failure rate",
-        "Retries per attempt begun, and dead-lettered jobs per job ended.",
+        "Retries per job claimed, and dead-lettered jobs per job ended, from the queue totals.",
         "percentunit",
         ("{{queue}} retries", queries.retry_ratio(QUEUE, WINDOW)),
         ("{{queue}} failures", queries.failure_ratio(QUEUE, WINDOW)),

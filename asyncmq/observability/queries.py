@@ -6,15 +6,22 @@ dashboard, `'queue="emails"'` in a per-queue rule, `""` for every queue) and, fo
 `window` (`$__rate_interval` on a dashboard, a fixed `5m` in a rule).
 
 Queue-state gauges (`asyncmq_queue_jobs`, `asyncmq_queue_oldest_job_age_seconds`,
-`asyncmq_workers`) are read from the backend by every worker and exporter that Prometheus
-scrapes: each target reports the same value, so they are combined with `max`, never `sum`.
-Counters and per-process gauges are summed across processes.
+`asyncmq_workers`) and the queue totals (`asyncmq_queue_jobs_<total>_total`) are read from the
+backend by every worker and exporter that Prometheus scrapes: each target reports the same
+value, so they are combined with `max`, never `sum`. Per-process counters and gauges are
+summed across processes.
+
+Which counters answer which question: flows of jobs (how many were enqueued, completed,
+failed, and the retry and failure ratios) come from the queue totals, which count every
+process's actions, producers and CLI commands nobody scrapes included, and never reset; what
+only a worker knows (error types, durations, in progress) comes from its own counters.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "OUTCOMES",
+    "TOTAL_OUTCOMES",
     "backend_latency_quantile",
     "backend_operations_rate",
     "backend_up",
@@ -37,6 +44,7 @@ __all__ = [
     "saturation",
     "selector",
     "targets_up",
+    "total_rate",
     "wait_quantile",
     "waiting",
     "workers",
@@ -47,6 +55,8 @@ _FAILED = 'state="failed"'
 
 #: The outcomes of an attempt or a job, as counter names.
 OUTCOMES = ("completed", "retried", "failed", "expired", "cancelled")
+#: What the throughput charts show, as queue total names (`asyncmq.transitions.TOTALS`).
+TOTAL_OUTCOMES = ("enqueued", *OUTCOMES, "stalled")
 
 
 def selector(*matchers: str) -> str:
@@ -80,21 +90,34 @@ def backend_up() -> str:
     return "min by (backend) (asyncmq_backend_up)"
 
 
-# -- flows (counters, summed over processes) ------------------------------------------------
-def outcome_rate(outcome: str, matchers: str = "", window: str = "5m", by: str = "queue") -> str:
-    """Per second: `enqueued`, `started` or one of `OUTCOMES`."""
-    return f"sum by ({by}) (rate(asyncmq_jobs_{outcome}_total{selector(matchers)}[{window}]))"
+# -- flows: queue totals (kept by the backend, the same on every target) --------------------
+def total_rate(total: str, matchers: str = "", window: str = "5m", by: str = "queue") -> str:
+    """Per second, from a queue total (`asyncmq.transitions.TOTALS`): the rate of each
+    (queue, task) as the targets report it, the largest taken (they read one backend), then
+    summed `by`."""
+    series = f"rate(asyncmq_queue_jobs_{total}_total{selector(matchers)}[{window}])"
+    return f"sum by ({by}) (max by (queue, task) ({series}))"
 
 
 def retry_ratio(matchers: str = "", window: str = "5m") -> str:
-    """Attempts that failed and were retried, per attempt begun."""
-    return f"{outcome_rate('retried', matchers, window)} / {outcome_rate('started', matchers, window)}"
+    """Attempts that failed and were retried, per job claimed (an attempt handed out)."""
+    return f"{total_rate('retried', matchers, window)} / {total_rate('claimed', matchers, window)}"
 
 
 def failure_ratio(matchers: str = "", window: str = "5m") -> str:
-    """Jobs dead-lettered, per job that ended (completed or failed)."""
-    ended = f"({outcome_rate('completed', matchers, window)} + {outcome_rate('failed', matchers, window)})"
-    return f"{outcome_rate('failed', matchers, window)} / {ended}"
+    """Jobs dead-lettered, per job that ended (completed or failed). Both totals exist from 0
+    for every (queue, task), so the first failures of a queue are a rise, never a new series
+    `rate()` cannot see."""
+    ended = f"({total_rate('completed', matchers, window)} + {total_rate('failed', matchers, window)})"
+    return f"{total_rate('failed', matchers, window)} / {ended}"
+
+
+# -- flows: per-process counters (summed over processes) ------------------------------------
+def outcome_rate(outcome: str, matchers: str = "", window: str = "5m", by: str = "queue") -> str:
+    """Per second, as the scraped processes counted it: `enqueued`, `started` or one of
+    `OUTCOMES`. For what only a worker knows (`failed` by `error_type`); job flows read
+    `total_rate`, which also counts the processes nobody scrapes."""
+    return f"sum by ({by}) (rate(asyncmq_jobs_{outcome}_total{selector(matchers)}[{window}]))"
 
 
 def rate_limited_rate(matchers: str = "", window: str = "5m") -> str:

@@ -100,7 +100,8 @@ def _metric_names(expr: str) -> set[str]:
 def test_the_rules_read_only_metrics_that_asyncmq_exports() -> None:
     known = _exported_names() | {"up"} | {record.name for record in RECORDS}
     used = set().union(*(_metric_names(rule["expr"]) for rule in _rules()))
-    assert {"asyncmq_queue_jobs", "asyncmq_jobs_failed_total", "asyncmq_job_wait_seconds_bucket", "up"} < used
+    read = {"asyncmq_queue_jobs", "asyncmq_queue_jobs_failed_total", "asyncmq_job_wait_seconds_bucket", "up"}
+    assert read < used
     assert used - known == set()
 
 

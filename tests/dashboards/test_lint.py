@@ -156,7 +156,7 @@ def test_panels_charting_the_active_state_say_it_counts_prefetched_jobs_too(boar
     charting = [
         panel
         for panel in board["panels"]
-        if any("asyncmq_queue_jobs" in t["expr"] and "state=" not in t["expr"] for t in panel["targets"])
+        if any("asyncmq_queue_jobs{" in t["expr"] and "state=" not in t["expr"] for t in panel["targets"])
     ]
     assert charting
     for panel in charting:

@@ -358,6 +358,26 @@ async def test_queue_totals_are_served_from_0_for_every_queue_and_task_with_the_
     assert folded == {"queue": 1, "task": 1}
 
 
+async def test_a_task_defined_in_the_process_has_its_queue_totals_at_0_before_its_first_job() -> None:
+    import asyncio
+
+    from asyncmq.backends.memory import InMemoryBackend
+    from asyncmq.observability.collector import QueueStateCollector
+    from asyncmq.queues import Queue
+    from tests.observability.app import always_fails
+
+    backend = InMemoryBackend()
+    await Queue(always_fails.queue, backend=backend).add("observed.ok")
+    registry = CollectorRegistry()
+    registry.register(QueueStateCollector(backend, asyncio.get_running_loop()))
+    failed = await asyncio.to_thread(
+        registry.get_sample_value,
+        "asyncmq_queue_jobs_failed_total",
+        {"queue": always_fails.queue, "task": always_fails.name},
+    )
+    assert failed == 0
+
+
 async def test_a_job_whose_stored_record_is_damaged_counts_as_failed_with_malformed_job_error() -> None:
     registry = CollectorRegistry()
     metrics = JobMetrics(registry)

@@ -15,6 +15,8 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:repeat(:next) hashes: schedules and their next firing time
     <prefix>:{q}:workers(:info) zset of live workers by expiry, and their descriptions
     <prefix>:{q}:events        stream of published lifecycle events, capped near `events_maxlen`
+    <prefix>:{q}:totals        hash: the queue totals (`asyncmq.transitions.TOTALS`), field
+                               `<total>:<task>`, added to by the script that makes each move
     <prefix>:queues            set of queue names (the one key outside any queue's slot)
 """
 
@@ -49,7 +51,7 @@ from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import Retention, StallRecovery, Transition
+from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -75,6 +77,7 @@ log = get_logger(__name__)
 
 _JSON_OUTCOME_FIELDS = frozenset({"result", "error", "progress"})
 _OUTCOME_FIELDS_WIRE = orjson.dumps(OUTCOME_FIELDS).decode()
+_OUTCOME_TOTALS_WIRE = orjson.dumps({state.value: name for state, name in OUTCOME_TOTALS.items()}).decode()
 _FINISHED = ("completed", "failed", "expired", "cancelled")
 _ENQUEUE_CHUNK = 1000
 _MALFORMED = "has a malformed"  # what a script's refusal of a garbled job says
@@ -395,7 +398,14 @@ class RedisBackend(BaseBackend):
         for queue, indexes in by_queue.items():
             outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
             flags = await self._run(
-                "finish", queue, repr(time.time()), ttl, retention.keep, outcomes, _OUTCOME_FIELDS_WIRE
+                "finish",
+                queue,
+                repr(time.time()),
+                ttl,
+                retention.keep,
+                outcomes,
+                _OUTCOME_FIELDS_WIRE,
+                _OUTCOME_TOTALS_WIRE,
             )
             for index, flag in zip(indexes, flags, strict=True):
                 accepted[index] = bool(flag)
@@ -593,11 +603,17 @@ class RedisBackend(BaseBackend):
             pipe.zrange(base + "since", 0, 0, withscores=True)
             pipe.zrangebyscore(base + "workers", repr(now), "+inf")
             pipe.hgetall(base + "workers:info")
+            pipe.hgetall(base + "totals")
             replies = await self._timed("stats", pipe.execute())
         counts = dict(zip(states, replies[: len(states)], strict=True))
-        paused, oldest, live, infos = replies[len(states) :]
+        paused, oldest, live, infos, stored_totals = replies[len(states) :]
         workers, unreadable = read_workers((wid, infos[wid]) for wid in live if wid in infos)
-        return QueueStats(counts, oldest[0][1] if oldest else None, bool(paused), workers, unreadable)
+        totals: dict[str, dict[str, int]] = {}
+        for field, count in stored_totals.items():
+            total, _, task = field.partition(":")  # total names hold no ':', task names may
+            totals.setdefault(task, {})[total] = int(count)
+        oldest_at = oldest[0][1] if oldest else None
+        return QueueStats(counts, oldest_at, bool(paused), workers, unreadable, totals)
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         await self.connect()

@@ -2,7 +2,8 @@
 -- Returns {1, {ids dropped}, id, job, id, job, ...} (each job a flat field/value list), {0}
 -- for nothing to claim, or {-1, seconds} when the rate limit holds starts back. Dropped: ids
 -- in line whose record is gone. A record the caller cannot read is still claimed: the
--- caller fails it with the reason (so no counter is assumed to be a number here).
+-- caller fails it with the reason (so no counter is assumed to be a number here). Each job
+-- claimed, readable or not, adds to `claimed`.
 -- A claim sent again (its reply was lost with a dropped connection) returns the jobs the
 -- first one took, still owned by this worker, instead of leaving them to stall.
 local now, limit, lease_until = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -46,6 +47,7 @@ for k = 1, #popped, 2 do
     redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
     redis.call('ZADD', base .. 'active', lease_until, id)
     redis.call('RPUSH', receipt, id)
+    count_job(id, 'claimed')
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGETALL', key)
   else
@@ -57,4 +59,5 @@ if rate > 0 then
   redis.call('HSET', meta, 'tokens', tostring(tokens - #popped / 2), 'tokens_at', ARGV[1])
 end
 if ready > #popped / 2 then wake_workers() end -- chain the wake-up to the next idle worker
+save_totals()
 return out

@@ -5,6 +5,24 @@ local PRIORITY_SPAN = 1099511627776 -- 2^40: claim order is priority, then arriv
 
 local function job_key(id) return base .. 'job:' .. id end
 
+-- Queue totals (`asyncmq.transitions.TOTALS`): the hash `<base>totals`, field
+-- "<total>:<task>", added to by the script that makes the move it counts. `count` gathers a
+-- script's additions and `save_totals`, called once before the script returns, writes one
+-- HINCRBY per field: a batch of a hundred jobs of one task costs one write, not a hundred.
+local added = {}
+
+local function count(task, total)
+  local field = total .. ':' .. (task or '?')
+  added[field] = (added[field] or 0) + 1
+end
+
+-- Counts the job stored under `id` for its task.
+local function count_job(id, total) count(redis.call('HGET', job_key(id), 'task'), total) end
+
+local function save_totals()
+  for field, n in pairs(added) do redis.call('HINCRBY', base .. 'totals', field, n) end
+end
+
 local function wake_workers()
   redis.call('LPUSH', base .. 'notify', '1')
   redis.call('LTRIM', base .. 'notify', 0, 0)
@@ -108,6 +126,7 @@ local function fail_garbled(id, status, reason, now, ttl, keep)
   local error = cjson.encode({type = 'MalformedJobError', message = reason})
   redis.call('HSET', key, 'status', 'failed', 'finished_at', now, 'error', error)
   redis.call('HDEL', key, 'lease_until', 'worker_id')
+  count_job(id, 'failed') -- before the trim, which may delete the record
   push_finished(id, 'failed', now, ttl)
   trim_finished('failed', keep)
 end
@@ -126,5 +145,9 @@ local function apply_transition(t, id, status, now, ttl, keep)
   for name, value in pairs(t.assign) do set[#set + 1] = name; set[#set + 1] = value end
   for _, name in ipairs(t.stamp) do set[#set + 1] = name; set[#set + 1] = now end
   redis.call('HSET', key, unpack(set))
+  if #t.totals > 0 then -- before filing it, whose trim may delete the record
+    local task = redis.call('HGET', key, 'task')
+    for _, total in ipairs(t.totals) do count(task, total) end
+  end
   file_job(id, t.target, now, ttl, keep)
 end

@@ -1,13 +1,18 @@
 -- ARGV[1]: a JSON array of jobs, each an array of strings:
 --   {id, status, priority, when (ready_at or delay_until), field, value, field, value, ...}
 -- One JSON argument instead of thousands keeps the client's command packing cheap.
--- Returns one flag per job: 1 stored, 0 the id exists.
+-- Returns one flag per job: 1 stored, 0 the id exists. Each job stored adds to `enqueued`.
+local function field_of(job, name)
+  for f = 5, #job - 1, 2 do
+    if job[f] == name then return job[f + 1] end
+  end
+  return nil
+end
+
 -- The stored job is this one (not an older job with the same id) when its creation time matches.
 local function same_job(key, job)
-  for f = 5, #job - 1, 2 do
-    if job[f] == 'created_at' then return redis.call('HGET', key, 'created_at') == job[f + 1] end
-  end
-  return false
+  local created_at = field_of(job, 'created_at')
+  return created_at ~= nil and redis.call('HGET', key, 'created_at') == created_at
 end
 
 local out, woke = {}, false
@@ -24,8 +29,10 @@ for j, job in ipairs(cjson.decode(ARGV[1])) do
       push_waiting(id, priority, when)
       woke = true
     end
+    count(field_of(job, 'task'), 'enqueued')
     out[j] = 1
   end
 end
 if woke then wake_workers() end
+save_totals()
 return out

@@ -1,6 +1,6 @@
 -- ARGV: now, ttl, keep, then id, token, reason triples: claimed jobs whose records the
 -- caller cannot read. Fails each still active under that token (compared as stored, garbage
--- or not), with its reason. Returns one flag per job.
+-- or not), with its reason, adding to `failed`. Returns one flag per job.
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 for i = 4, #ARGV, 3 do
@@ -14,4 +14,5 @@ for i = 4, #ARGV, 3 do
     out[#out + 1] = 0
   end
 end
+save_totals()
 return out

@@ -1,17 +1,20 @@
 -- ARGV: now, ttl, keep, a JSON array of outcomes, each an array of strings
 --   {id, token, status, then the value of each field named in ARGV[5] ('' deletes it)},
--- and the JSON array of those field names (`asyncmq.job.OUTCOME_FIELDS`).
+-- the JSON array of those field names (`asyncmq.job.OUTCOME_FIELDS`), and the JSON object of
+-- the total each status adds to (`asyncmq.transitions.OUTCOME_TOTALS`).
 -- A job is stored only while it is active under that token: a stale worker's outcome is
 -- refused. An outcome sent again (its reply was lost) finds its own `settled_token` and is
 -- reported stored, not refused. Returns one flag per job.
-local MUTABLE = cjson.decode(ARGV[5])
+local MUTABLE, TOTAL_OF = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, woke, trimmed = {}, false, {}
 for j, outcome in ipairs(cjson.decode(ARGV[4])) do
   local id, token, status = outcome[1], outcome[2], outcome[3]
   local key = job_key(id)
-  if redis.call('HGET', key, 'token') == token and redis.call('ZREM', base .. 'active', id) == 1 then
+  local stored = redis.call('HMGET', key, 'token', 'task')
+  if stored[1] == token and redis.call('ZREM', base .. 'active', id) == 1 then
     redis.call('HINCRBY', key, 'token', 1)
+    count(stored[2], TOTAL_OF[status])
     local set, del = {'status', status, 'settled_token', token}, {'lease_until', 'worker_id'}
     for f = 1, #MUTABLE do
       local value = outcome[3 + f]
@@ -37,4 +40,5 @@ for j, outcome in ipairs(cjson.decode(ARGV[4])) do
 end
 for status in pairs(trimmed) do trim_finished(status, keep) end
 if woke then wake_workers() end
+save_totals()
 return out

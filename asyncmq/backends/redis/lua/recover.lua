@@ -1,10 +1,10 @@
 -- ARGV: requeue, fail (transitions, their wire form), max_stalls, now, limit, ttl, keep,
 -- recovery_id. Takes back active jobs whose lease ended: each by `requeue`, or by `fail`
--- when this stall is past max_stalls, or failed with the reason when a counter it reads is
--- garbage. Returns {{ids dropped}, id, job, id, job, ...}, dropped: ids whose record is
--- gone. A recovery sent again (its
--- reply was lost with a dropped connection) returns the jobs the first one took back, so
--- their job:stalled events are not lost.
+-- when this stall is past max_stalls (adding to the totals the transition names), or failed
+-- with the reason when a counter it reads is garbage (adding to `failed` only). Returns
+-- {{ids dropped}, id, job, id, job, ...}, dropped: ids whose record is gone. A recovery sent
+-- again (its reply was lost with a dropped connection) returns the jobs the first one took
+-- back, so their job:stalled events are not lost.
 local receipt = base .. 'recovery:' .. ARGV[8]
 local done = redis.call('LRANGE', receipt, 0, -1)
 if #done > 0 then
@@ -39,4 +39,5 @@ for _, id in ipairs(ids) do
   end
 end
 if #out > 1 then redis.call('EXPIRE', receipt, 60) end
+save_totals()
 return out

@@ -1,5 +1,6 @@
 -- ARGV: transition (its wire form: the release), now, then id, token pairs. Applies it to
--- each job still active under that token: a worker hands back what it claimed.
+-- each job still active under that token: a worker hands back what it claimed. A release
+-- names no totals; any other transition's are added.
 local t = cjson.decode(ARGV[1])
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
@@ -9,4 +10,5 @@ for i = 3, #ARGV, 2 do
     apply_transition(t, id, 'active', ARGV[2], 1, 0)
   end
 end
+save_totals()
 return 1

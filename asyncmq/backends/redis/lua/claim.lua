@@ -47,9 +47,10 @@ for k = 1, #popped, 2 do
     redis.call('HSET', key, 'status', 'active', 'worker_id', ARGV[4], 'lease_until', lease_until)
     redis.call('ZADD', base .. 'active', lease_until, id)
     redis.call('RPUSH', receipt, id)
-    count_job(id, 'claimed')
+    local record = redis.call('HGETALL', key)
+    count(field_in(record, 'task', 1), 'claimed')
     out[#out + 1] = id
-    out[#out + 1] = redis.call('HGETALL', key)
+    out[#out + 1] = record
   else
     dropped[#dropped + 1] = id
   end

@@ -16,8 +16,14 @@ local function count(task, total)
   added[field] = (added[field] or 0) + 1
 end
 
--- Counts the job stored under `id` for its task.
-local function count_job(id, total) count(redis.call('HGET', job_key(id), 'task'), total) end
+-- The value of field `name` in a flat field/value list from index `first` on, or nil: a
+-- record already read (or about to be written) needs no second read for its task.
+local function field_in(flat, name, first)
+  for f = first, #flat - 1, 2 do
+    if flat[f] == name then return flat[f + 1] end
+  end
+  return nil
+end
 
 local function save_totals()
   for field, n in pairs(added) do redis.call('HINCRBY', base .. 'totals', field, n) end
@@ -126,7 +132,7 @@ local function fail_garbled(id, status, reason, now, ttl, keep)
   local error = cjson.encode({type = 'MalformedJobError', message = reason})
   redis.call('HSET', key, 'status', 'failed', 'finished_at', now, 'error', error)
   redis.call('HDEL', key, 'lease_until', 'worker_id')
-  count_job(id, 'failed') -- before the trim, which may delete the record
+  count(redis.call('HGET', key, 'task'), 'failed') -- before the trim, which may delete the record
   push_finished(id, 'failed', now, ttl)
   trim_finished('failed', keep)
 end

@@ -2,16 +2,9 @@
 --   {id, status, priority, when (ready_at or delay_until), field, value, field, value, ...}
 -- One JSON argument instead of thousands keeps the client's command packing cheap.
 -- Returns one flag per job: 1 stored, 0 the id exists. Each job stored adds to `enqueued`.
-local function field_of(job, name)
-  for f = 5, #job - 1, 2 do
-    if job[f] == name then return job[f + 1] end
-  end
-  return nil
-end
-
 -- The stored job is this one (not an older job with the same id) when its creation time matches.
 local function same_job(key, job)
-  local created_at = field_of(job, 'created_at')
+  local created_at = field_in(job, 'created_at', 5)
   return created_at ~= nil and redis.call('HGET', key, 'created_at') == created_at
 end
 
@@ -29,7 +22,7 @@ for j, job in ipairs(cjson.decode(ARGV[1])) do
       push_waiting(id, priority, when)
       woke = true
     end
-    count(field_of(job, 'task'), 'enqueued')
+    count(field_in(job, 'task', 5), 'enqueued')
     out[j] = 1
   end
 end

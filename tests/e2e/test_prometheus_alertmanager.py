@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +37,7 @@ from tests.e2e.servers import (
     running_server,
     webhook_receiver,
 )
-from tests.observability.app import always_fails, fails_once, ok, sleeps
+from tests.observability.app import always_fails, fails_once, fails_with, ok, sleeps
 from tests.observability.support import REDIS_URL, ROOT, asyncmq_process, finish, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -101,15 +104,53 @@ def prometheus_config(rules: Path, alertmanager: Server, targets: dict[str, int]
     return config
 
 
-def fast_rules(tmp_path: Path) -> Path:
-    """The generated rules, evaluated every second, the page after three seconds."""
+def fast_rules(tmp_path: Path, **limits: str) -> Path:
+    """The generated rules, evaluated every second, the page after three seconds; `limits`:
+    more `[defaults.<key>]` tables, by key, as TOML lines."""
     thresholds = tmp_path / "thresholds.toml"
+    tables = {"no_workers": f'threshold = 0\nfor = "{NO_WORKERS_FOR_S}s"', **limits}
     thresholds.write_text(
-        f'interval = "1s"\n\n[defaults.no_workers]\nthreshold = 0\nfor = "{NO_WORKERS_FOR_S}s"\n'
+        'interval = "1s"\n' + "".join(f"\n[defaults.{key}]\n{body}\n" for key, body in tables.items())
     )
     rules = tmp_path / "asyncmq.rules.yml"
     rules.write_text(render_rules(AlertConfig.load(thresholds)))
     return rules
+
+
+@asynccontextmanager
+async def observed(
+    tmp_path: Path, queue: Queue, alertmanager: Server, rules: Path
+) -> AsyncIterator[tuple[Prometheus, subprocess.Popen[bytes]]]:
+    """A worker of `queue` and the exporter, each serving metrics, scraped as the shipped
+    Prometheus config scrapes them (workers and exporter only: not the test's own process,
+    which stands for an uninstrumented producer); yields Prometheus and the worker."""
+    prometheus_binary = need_binary("prometheus")
+    worker_port, exporter_port, prometheus_port = free_port(), free_port(), free_port()
+    worker = asyncmq_process(
+        "worker", "start", queue.name, "--backend", REDIS_URL, "--app", "tests.observability.app",
+        "--concurrency", "5", "--metrics-port", str(worker_port),
+    )  # fmt: skip
+    exporter = asyncmq_process("exporter", "--backend", REDIS_URL, "--port", str(exporter_port))
+    config = prometheus_config(
+        rules, alertmanager, {"asyncmq-workers": worker_port, "asyncmq-exporter": exporter_port}
+    )
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    argv = [
+        prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}", "--enable-feature=exemplar-storage",
+    ]  # fmt: skip
+    try:
+        with running_server(
+            Prometheus, argv, prometheus_port, tmp_path / "prometheus.log", "/-/ready"
+        ) as prom:
+            assert isinstance(prom, Prometheus)
+            yield prom, worker
+    finally:
+        for process in (worker, exporter):
+            if process.poll() is None:
+                process.terminate()
+            finish(process, 15)
 
 
 async def workload(queue: Queue) -> int:
@@ -155,35 +196,8 @@ def has_values(result: list[dict[str, Any]]) -> bool:
 async def test_every_dashboard_panel_shows_a_real_workload_and_the_no_worker_page_reaches_the_pager(
     tmp_path: Path, queue: Queue, alertmanager: Server, receiver: WebhookReceiver
 ) -> None:
-    prometheus_binary = need_binary("prometheus")
-    worker_port, exporter_port, prometheus_port = free_port(), free_port(), free_port()
-    worker = asyncmq_process(
-        "worker", "start", queue.name, "--backend", REDIS_URL, "--app", "tests.observability.app",
-        "--concurrency", "5", "--metrics-port", str(worker_port),
-    )  # fmt: skip
-    exporter = asyncmq_process("exporter", "--backend", REDIS_URL, "--port", str(exporter_port))
-    config = prometheus_config(
-        fast_rules(tmp_path),
-        alertmanager,
-        {"asyncmq-workers": worker_port, "asyncmq-exporter": exporter_port},
-    )
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    argv = [
-        prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{prometheus_port}", "--enable-feature=exemplar-storage",
-    ]  # fmt: skip
-    try:
-        with running_server(
-            Prometheus, argv, prometheus_port, tmp_path / "prometheus.log", "/-/ready"
-        ) as prom:
-            assert isinstance(prom, Prometheus)
-            await check_dashboards_and_page(prom, queue, worker, receiver)
-    finally:
-        for process in (worker, exporter):
-            if process.poll() is None:
-                process.terminate()
-            finish(process, 15)
+    async with observed(tmp_path, queue, alertmanager, fast_rules(tmp_path)) as (prom, worker):
+        await check_dashboards_and_page(prom, queue, worker, receiver)
 
 
 async def check_dashboards_and_page(
@@ -242,3 +256,106 @@ async def check_dashboards_and_page(
         for alert in receiver.alerts_at("/ticket")
         if alert["labels"].get("alertname") == "AsyncMQNoWorkers"
     ]
+
+
+#: The queue totals the counts test checks, and the worker's own counter of each, if any.
+TOTALS_AND_WORKER_COUNTERS = {
+    "enqueued": "asyncmq_jobs_enqueued_total",
+    "claimed": "asyncmq_jobs_started_total",
+    "completed": "asyncmq_jobs_completed_total",
+    "retried": "asyncmq_jobs_retried_total",
+    "failed": "asyncmq_jobs_failed_total",
+    "expired": "asyncmq_jobs_expired_total",
+    "cancelled": "asyncmq_jobs_cancelled_total",
+    "stalled": "asyncmq_jobs_stalled_total",
+}
+
+
+async def never_failing_workload(queue: Queue) -> dict[str, int]:
+    """Jobs added by this (unscraped) process and cancelled by the CLI, none of which fails;
+    returns the truth: what the queue's totals must read once they are worked."""
+    await queue.add_bulk([{"task_id": ok.name} for _ in range(20)])
+    await queue.add_bulk([{"task_id": fails_with.name} for _ in range(10)])
+    for _ in range(4):
+        await queue.add(fails_once.name, retries=1, backoff=0)
+    for _ in range(3):
+        await queue.add(ok.name, delay=0.5)
+    expired = [queue.build_job(ok.name, ttl=1, now=time.time() - 10) for _ in range(2)]
+    await queue.store(expired)
+    later = [await queue.add(ok.name, delay=3600) for _ in range(5)]
+    for job_id in later:
+        cancel = asyncmq_process("job", "cancel", job_id, "-q", queue.name, "--backend", REDIS_URL)
+        assert await asyncio.to_thread(cancel.wait, 30) == 0, finish(cancel, 0)
+        finish(cancel, 0)
+    return {
+        "enqueued": 20 + 10 + 4 + 3 + 2 + 5,
+        "claimed": 20 + 10 + 4 * 2 + 3 + 2,
+        "completed": 20 + 10 + 4 + 3,
+        "retried": 4,
+        "expired": 2,
+        "cancelled": 5,
+    }
+
+
+def read_totals(prom: Prometheus, queue: str) -> dict[str, float]:
+    """Each queue total as the dashboards combine them: the same on every target."""
+    found = {}
+    for total in TOTALS_AND_WORKER_COUNTERS:
+        expr = f'sum(max by (queue, task) (asyncmq_queue_jobs_{total}_total{{queue="{queue}"}}))'
+        found[total] = sum(float(sample["value"][1]) for sample in prom.query(expr))
+    return found
+
+
+async def test_queue_totals_count_what_no_scraped_process_did_and_a_new_error_fires_the_failure_alert(
+    tmp_path: Path, queue: Queue, alertmanager: Server, receiver: WebhookReceiver
+) -> None:
+    # A job whose worker vanished before any worker of ours ran: recovered, then run.
+    stalled_id = await queue.add(ok.name)
+    claimed = await queue.backend.claim(queue.name, "vanished", 1, 0.05, time.time(), None)
+    assert [job.id for job in claimed.jobs] == [stalled_id]
+    truth = {name: 0 for name in TOTALS_AND_WORKER_COUNTERS}
+    truth.update(enqueued=1, claimed=2, completed=1, stalled=1)
+    rules = fast_rules(tmp_path, failure_ratio='threshold = 0.05\nfor = "3s"')
+    async with observed(tmp_path, queue, alertmanager, rules) as (prom, _):
+        for _ in range(2):  # the second round is what the rate windows show, as in the test above
+            for name, count in (await never_failing_workload(queue)).items():
+                truth[name] += count
+            await wait_for(
+                lambda: read_totals(prom, queue.name) == truth,
+                60,
+                f"Prometheus to read the queue totals {truth}",
+            )
+        await asyncio.sleep(3)
+
+        worker_counters = {
+            name: sum(float(s["value"][1]) for s in prom.query(f'sum({metric}{{queue="{queue.name}"}})'))
+            for name, metric in TOTALS_AND_WORKER_COUNTERS.items()
+        }
+        print(f"\ncounter     truth  queue total  worker's own counter\n{'-' * 48}")
+        totals = read_totals(prom, queue.name)
+        for name in TOTALS_AND_WORKER_COUNTERS:
+            print(f"{name:<10} {truth[name]:>6} {totals[name]:>12.0f} {worker_counters[name]:>21.0f}")
+        assert totals == truth
+
+        by_panel: dict[tuple[str, str], bool] = {}
+        for dashboard, title, expr in dashboard_queries(queue.name):
+            by_panel[(dashboard, title)] = by_panel.get((dashboard, title), False) or has_values(
+                prom.query(expr)
+            )
+        empty = [f"{dashboard} / {title}" for (dashboard, title), shown in by_panel.items() if not shown]
+        assert not empty, "panels without data on a queue that never failed:\n" + "\n".join(empty)
+
+        # A deploy brings an error no worker has seen: its first 50 failures fire the alert.
+        await queue.add_bulk([{"task_id": fails_with.name, "args": ["BrandNewError"]} for _ in range(50)])
+        [ticket] = await wait_for(
+            lambda: [
+                alert
+                for alert in receiver.alerts_at("/ticket")
+                if alert["labels"].get("alertname") == "AsyncMQFailureRatioHigh"
+                and alert["labels"].get("queue") == queue.name
+            ][:1],
+            60,
+            "the failure-ratio ticket at the ticket webhook",
+        )
+    assert ticket["status"] == "firing"
+    assert ticket["labels"]["severity"] == "warning"

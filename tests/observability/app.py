@@ -7,7 +7,7 @@ import asyncio
 from asyncmq.context import current_job
 from asyncmq.tasks import task
 
-__all__ = ["always_fails", "fails_once", "ok", "sleeps"]
+__all__ = ["always_fails", "fails_once", "fails_with", "ok", "sleeps"]
 
 
 @task(queue="observed", name="observed.ok")
@@ -31,3 +31,11 @@ async def always_fails() -> None:
 @task(queue="observed", name="observed.sleeps")
 async def sleeps(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+@task(queue="observed", name="observed.fails_with")
+async def fails_with(error_type: str | None = None) -> None:
+    """Succeeds, or raises an exception of a class named `error_type`: an error no worker has
+    seen before, as a deploy brings."""
+    if error_type is not None:
+        raise type(error_type, (Exception,), {})("a new error")

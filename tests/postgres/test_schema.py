@@ -3,13 +3,18 @@ a database that cannot be reached is one clear error."""
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 
 from asyncmq.backends.postgres import PostgresBackend
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.errors import ConfigurationError
+from asyncmq.job import JobState
+from asyncmq.queues import Queue
 from tests.cli.helpers import invoke
+from tests.conformance.support import noop
 from tests.postgres.conftest import MakeBackend
 
 
@@ -17,6 +22,39 @@ async def test_migrating_twice_applies_each_migration_once(conn: asyncpg.Connect
     assert await pg_schema.migrate(conn, schema) == [version for version, _ in pg_schema.MIGRATIONS]
     assert await pg_schema.migrate(conn, schema) == []
     assert await pg_schema.applied_version(conn, schema) == pg_schema.LATEST
+
+
+async def test_a_version_1_schema_with_jobs_migrates_and_then_keeps_totals_and_counts(
+    make_backend: MakeBackend, conn: asyncpg.Connection, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as only_v1:
+        only_v1.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+        assert await pg_schema.migrate(conn, schema) == [1]
+    now = time.time()
+    await conn.execute(  # three jobs as version 1 stored them, counted by their own statement
+        f"""
+        WITH added AS (
+            INSERT INTO {schema}.jobs (queue, id, task, status, priority, created_at, ready_at)
+            SELECT 'q', id, $1, 'waiting', 0, $2, $2 FROM unnest(ARRAY['a', 'b', 'c']) AS id
+        )
+        INSERT INTO {schema}.counts (queue, status, shard, n) VALUES ('q', 'waiting', 0, 3)
+        """,
+        noop.name,
+        now,
+    )
+    await conn.execute(f"SELECT * FROM {schema}.claim('q', 1, 'w0', $1, $2, 0, 1.0)", now + 3600, now)
+
+    queue = Queue("q", backend=await make_backend())
+    assert await pg_schema.applied_version(conn, schema) == pg_schema.LATEST
+    assert (await queue.stats()).totals == {}  # what happened before is not known
+    assert await queue.worker().process() is True
+    assert await queue.worker().process() is True
+    (held,) = await queue.list_jobs(JobState.ACTIVE)  # claimed under version 1
+    assert await queue.cancel(held.id) is True
+
+    stats = await queue.stats()
+    assert stats.totals == {noop.name: {"claimed": 2, "completed": 2, "cancelled": 1}}
+    assert {state: n for state, n in stats.counts.items() if n} == {"completed": 2, "cancelled": 1}
 
 
 async def test_a_backend_that_may_not_migrate_names_the_command_that_does(make_backend: MakeBackend) -> None:

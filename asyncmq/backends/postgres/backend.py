@@ -35,7 +35,7 @@ from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import Retention, StallRecovery, Transition
+from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
     import asyncpg
@@ -67,6 +67,30 @@ _PURGE_BATCH = 5000
 #: What asyncpg raises for a connection found closed or broken before a statement is sent.
 _UNSENT = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
 _RECOVER_BATCH = 1000
+#: The total an outcome adds to, from the status it stores (`OUTCOME_TOTALS`), in SQL.
+_OUTCOME_TOTAL_SQL = (
+    "CASE status " + " ".join(f"WHEN '{s.value}' THEN '{t}'" for s, t in OUTCOME_TOTALS.items()) + " END"
+)
+
+
+def _count_sql(moved: str, totals: str | Sequence[str]) -> str:
+    """A statement (for a CTE) adding each row of `moved` (its columns `queue` and `task`) to
+    `totals`: names, or one SQL expression of its columns. Rows are grouped, and the sums
+    upserted in key order, so that two statements sharing a shard never deadlock; and every
+    statement adds to `totals` before `counts` (the jobs trigger's, run after the statement)."""
+    if isinstance(totals, str):
+        names, total = "", totals
+    elif len(totals) == 1:
+        names, total = "", f"'{totals[0]}'"
+    else:
+        names = " CROSS JOIN (VALUES " + ", ".join(f"('{name}')" for name in totals) + ") AS names(total)"
+        total = "names.total"
+    return f"""
+        INSERT INTO {{s}}.totals AS t (queue, task, total, shard, n)
+        SELECT queue, task, {total}, pg_backend_pid() % 16, count(*) FROM {moved}{names}
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + EXCLUDED.n
+        RETURNING 1"""
 
 
 def _job_or_reason(record: Any) -> Job | str:
@@ -104,15 +128,19 @@ def _placeholders(columns: Sequence[str], *, array: bool = True) -> str:
 
 def _enqueue_sql(rows: str) -> str:
     """Store `rows` (their columns `_ENQUEUE_COLUMNS`) and, in the same statement, count them
-    and wake the queues' workers (schedulers, for delayed ones). A trigger would do the same
-    for every insert but cost a single job ~45 us more (its call and transition table)."""
+    (by state, and in their task's `enqueued` total) and wake the queues' workers (schedulers,
+    for delayed ones). A trigger would do the same for every insert but cost a single job
+    ~45 us more (its call and transition table)."""
     return f"""
         WITH added AS (
             INSERT INTO {{s}}.jobs ({", ".join(_ENQUEUE_COLUMNS)}) {rows}
-            ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, status
-        ), counted AS (
+            ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, status, task
+        ), totaled AS ({_count_sql("added", ("enqueued",))}
+        ), counted AS (  -- after `totaled` (its count read first), as in every statement
             INSERT INTO {{s}}.counts AS c (queue, status, shard, n)
-            SELECT queue, status, pg_backend_pid() % 16, count(*) FROM added GROUP BY 1, 2 ORDER BY 1, 2
+            SELECT queue, status, pg_backend_pid() % 16, count(*) FROM added
+            WHERE (SELECT count(*) FROM totaled) > 0
+            GROUP BY 1, 2 ORDER BY 1, 2
             ON CONFLICT (queue, status, shard) DO UPDATE SET n = c.n + EXCLUDED.n
         )
         SELECT queue, id FROM added
@@ -152,6 +180,11 @@ def _set_clause(transition: Transition, first: int, now_given: bool) -> str:
 def _set_args(transition: Transition, now: float, now_given: bool) -> list[Any]:
     head = [now] if now_given or transition.stamp else []
     return head + list(transition.assign.values())
+
+
+def _counted(transition: Transition) -> str:
+    """The CTE that adds the jobs of `done` to the totals `transition` names (none: nothing)."""
+    return f", counted AS ({_count_sql('done', transition.totals)}\n)" if transition.totals else ""
 
 
 def _sources(transition: Transition) -> str:
@@ -413,13 +446,18 @@ class PostgresBackend(BaseBackend):
     ) -> list[bool]:
         query = self.sql(
             "fail_unreadable",
-            """
-            UPDATE {s}.jobs AS j
-            SET status = 'failed', token = j.token + 1, finished_at = $5, lease_until = NULL,
-                worker_id = NULL, error = jsonb_build_object('type', 'MalformedJobError', 'message', o.reason)
-            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS o(queue, id, token, reason)
-            WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
-            RETURNING j.queue, j.id
+            f"""
+            WITH failed AS (
+                UPDATE {{s}}.jobs AS j
+                SET status = 'failed', token = j.token + 1, finished_at = $5, lease_until = NULL,
+                    worker_id = NULL,
+                    error = jsonb_build_object('type', 'MalformedJobError', 'message', o.reason)
+                FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS o(queue, id, token, reason)
+                WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
+                RETURNING j.queue, j.id, j.task
+            ), counted AS ({_count_sql("failed", ("failed",))}
+            )
+            SELECT queue, id FROM failed
             """,
         )
         columns = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
@@ -451,7 +489,8 @@ class PostgresBackend(BaseBackend):
                     seq = CASE WHEN o.status = 'waiting' THEN nextval('{{s}}.jobs_seq') ELSE j.seq END
                 FROM o
                 WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token  -- still ours: active
-                RETURNING j.queue, j.id
+                RETURNING j.queue, j.id, j.task, j.status
+            ), counted AS ({_count_sql("done", _OUTCOME_TOTAL_SQL)}
             ), excess AS (  -- what the finished states will hold past `keep` once these are in
                 SELECT o.queue, o.status, count(*) + coalesce(max(c.n), 0) - ${keep} AS n
                 FROM o LEFT JOIN (
@@ -535,10 +574,14 @@ class PostgresBackend(BaseBackend):
         query = self.sql(
             f"release:{transition.name}:{clause}",
             f"""
-            UPDATE {{s}}.jobs AS j SET {clause}
-            FROM unnest($1::text[], $2::text[], $3::bigint[]) AS o(queue, id, token)
-            WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token
-                AND j.status IN ({_sources(transition)})
+            WITH done AS (
+                UPDATE {{s}}.jobs AS j SET {clause}
+                FROM unnest($1::text[], $2::text[], $3::bigint[]) AS o(queue, id, token)
+                WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token
+                    AND j.status IN ({_sources(transition)})
+                RETURNING j.queue, j.task
+            ){_counted(transition)}
+            SELECT count(*) FROM done
             """,
         )
         args = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
@@ -616,14 +659,17 @@ class PostgresBackend(BaseBackend):
                 query = self.sql(
                     f"recover:{test}:{clause}",
                     f"""
-                    UPDATE {{s}}.jobs AS j SET {clause}
-                    WHERE ctid = ANY(ARRAY(
-                        SELECT ctid FROM {{s}}.jobs
-                        WHERE queue = $1 AND status = 'active' AND lease_until < $3
-                            AND stalls + 1 {test} $2
-                        ORDER BY lease_until LIMIT {_RECOVER_BATCH} FOR UPDATE SKIP LOCKED
-                    ))
-                    RETURNING j.*
+                    WITH done AS (
+                        UPDATE {{s}}.jobs AS j SET {clause}
+                        WHERE ctid = ANY(ARRAY(
+                            SELECT ctid FROM {{s}}.jobs
+                            WHERE queue = $1 AND status = 'active' AND lease_until < $3
+                                AND stalls + 1 {test} $2
+                            ORDER BY lease_until LIMIT {_RECOVER_BATCH} FOR UPDATE SKIP LOCKED
+                        ))
+                        RETURNING j.*
+                    ){_counted(transition)}
+                    SELECT * FROM done
                     """,
                 )
                 args = (queue, recovery.max_stalls, *_set_args(transition, now, True))
@@ -700,7 +746,7 @@ class PostgresBackend(BaseBackend):
                 UPDATE {{s}}.jobs AS j SET {clause}
                 WHERE j.queue = $1 AND j.id = $2 AND j.status IN ({_sources(transition)})
                 RETURNING j.*
-            )
+            ){_counted(transition)}
             SELECT * FROM done
             UNION ALL
             SELECT j.* FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
@@ -791,7 +837,11 @@ class PostgresBackend(BaseBackend):
             DELETE FROM {s}.queues WHERE name = $1
             """,
         )
-        counts = self.sql("delete_counts", "DELETE FROM {s}.counts WHERE queue = $1")
+        counts = self.sql(
+            "delete_counts",
+            "WITH totals AS (DELETE FROM {s}.totals WHERE queue = $1) "
+            "DELETE FROM {s}.counts WHERE queue = $1",
+        )
         await self.connect()
         async with self.pool.acquire() as conn, conn.transaction():
             await self._fetch("delete_queue", query, queue, conn=conn)
@@ -816,6 +866,11 @@ class PostgresBackend(BaseBackend):
                 (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
                     SELECT status, sum(n) AS n FROM {s}.counts WHERE queue = $1 GROUP BY status) AS c
                 ) AS counts,
+                (SELECT coalesce(jsonb_object_agg(task, by_name), '{}'::jsonb) FROM (
+                    SELECT task, jsonb_object_agg(total, n) AS by_name FROM (
+                        SELECT task, total, sum(n) AS n FROM {s}.totals WHERE queue = $1 GROUP BY 1, 2
+                    ) AS t GROUP BY task) AS t
+                ) AS totals,
                 (SELECT min(ready_at) FROM heads) AS oldest,
                 (SELECT paused FROM {s}.queues WHERE name = $1) AS paused,
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(id, info) ORDER BY id), '[]'::jsonb)
@@ -825,7 +880,8 @@ class PostgresBackend(BaseBackend):
         (row,) = await self._fetch("stats", query, queue, now)
         counts = {state.value: int(row["counts"].get(state.value, 0)) for state in JobState}
         workers, unreadable = read_workers(row["workers"])
-        return QueueStats(counts, row["oldest"], bool(row["paused"]), workers, unreadable)
+        totals = {task: {name: int(n) for name, n in names.items()} for task, names in row["totals"].items()}
+        return QueueStats(counts, row["oldest"], bool(row["paused"]), workers, unreadable, totals)
 
     async def queues(self) -> list[str]:
         query = self.sql("queues", "SELECT name FROM {s}.queues ORDER BY name")

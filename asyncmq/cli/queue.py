@@ -88,10 +88,19 @@ def _print_queues(label: BackendLabel, summaries: list[dict[str, Any]]) -> None:
     print_table(["queue", "state", *STATES, "workers"], rows)
 
 
+async def _require_queue(backend: BaseBackend, name: str, label: BackendLabel, hint: str = "") -> None:
+    """Fail unless `backend.queues()` lists NAME: a mistyped name must not create a queue
+    (pausing, resuming or draining one does on every backend) nor report a success."""
+    if name not in await backend.queues():
+        raise AsyncMQError(
+            f"no queue {name!r} on the {backend.name} backend{label.note}; "
+            f"`asyncmq queue list` lists the queues{hint}"
+        )
+
+
 async def _queue_info(backend: BaseBackend, name: str, label: BackendLabel) -> dict[str, Any]:
     # Checked first: on some backends merely reading a queue's stats creates it.
-    if name not in await backend.queues():
-        raise AsyncMQError(f"no queue {name!r} on the {backend.name} backend{label.note}")
+    await _require_queue(backend, name, label)
     stats = await backend.stats(name, time.time())
     info = _summary(name, stats)
     info["oldest_waiting_at"] = stats.oldest_waiting_at
@@ -157,10 +166,17 @@ def queue_info(name: str, backend: str | None, as_json: bool) -> None:
 @queue_group.command("pause")
 @_queue_argument
 @backend_options
-def pause(name: str, backend: str | None) -> None:
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create NAME if it does not exist yet, paused: workers wait for a resume even once "
+    "producers start adding (pause before deploying them).",
+)
+def pause(name: str, backend: str | None, create: bool) -> None:
     """Stop workers claiming from NAME; running jobs finish, producers may still add."""
-    run(_set_paused(name, backend, paused=True))
-    click.echo(f"Paused queue {name!r}.")
+    hint = f" (`asyncmq queue pause {name} --create` pauses it before its first job)"
+    created = run(_set_paused(name, backend, paused=True, create=create, hint=hint))
+    click.echo(f"Created queue {name!r} and paused it." if created else f"Paused queue {name!r}.")
 
 
 @queue_group.command("resume")
@@ -172,10 +188,17 @@ def resume(name: str, backend: str | None) -> None:
     click.echo(f"Resumed queue {name!r}.")
 
 
-async def _set_paused(name: str, backend: str | None, *, paused: bool) -> None:
+async def _set_paused(
+    name: str, backend: str | None, *, paused: bool, create: bool = False, hint: str = ""
+) -> bool:
+    """Set the flag of NAME, which must exist unless `create`; True when it was created."""
     async with open_backend(backend) as store:
+        created = name not in await store.queues()
+        if created and not create:
+            await _require_queue(store, name, describe_backend(backend), hint)
         queue = Queue(name, backend=store)
         await (queue.pause() if paused else queue.resume())
+        return created
 
 
 @queue_group.command("drain")
@@ -184,6 +207,12 @@ async def _set_paused(name: str, backend: str | None, *, paused: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def drain(name: str, backend: str | None, yes: bool) -> None:
     """Delete every waiting and delayed job of NAME (running and finished jobs stay)."""
+
+    async def check() -> None:
+        async with open_backend(backend) as store:
+            await _require_queue(store, name, describe_backend(backend))
+
+    run(check())  # before asking: a mistyped name fails without a question
     if not yes:
         click.confirm(f"Delete every waiting and delayed job of queue {name!r}?", abort=True)
 
@@ -204,6 +233,7 @@ def remove_repeatable(name: str, key: str, backend: str | None) -> None:
 
     async def main() -> bool:
         async with open_backend(backend) as store:
+            await _require_queue(store, name, describe_backend(backend))
             return await Queue(name, backend=store).remove_repeatable(key)
 
     if not run(main()):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.queues import Queue
 from asyncmq.schedule import Repeatable
@@ -103,8 +105,51 @@ def test_queue_info_human_output_names_the_state_and_the_counts(backend: InMemor
 def test_queue_info_on_an_unknown_queue_fails_clearly(backend: InMemoryBackend) -> None:
     call(_populate(backend))
     result = invoke("queue", "info", "nope")
-    assert (result.exit_code, result.output) == (1, "Error: no queue 'nope' on the memory backend\n")
+    assert (result.exit_code, result.output) == (1, f"Error: {_no_queue('nope')}\n")
     assert call(backend.queues()) == ["mail", "reports"]
+
+
+def _no_queue(name: str) -> str:
+    return f"no queue {name!r} on the memory backend; `asyncmq queue list` lists the queues"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pause", "typo1"],
+        ["resume", "typo1"],
+        ["drain", "typo1", "--yes"],
+        ["drain", "typo1"],  # refused before the question
+        ["remove-repeatable", "typo1", "some-key"],
+    ],
+)
+def test_queue_commands_refuse_a_queue_that_does_not_exist_and_create_none(
+    backend: InMemoryBackend, command: list[str]
+) -> None:
+    call(_populate(backend))
+    result = invoke("queue", *command)
+    hint = " (`asyncmq queue pause typo1 --create` pauses it before its first job)"
+    hint = hint if command[0] == "pause" else ""
+    assert (result.exit_code, result.output) == (1, f"Error: {_no_queue('typo1')}{hint}\n")
+    assert call(backend.queues()) == ["mail", "reports"]
+
+
+def test_pause_create_pauses_a_queue_before_its_first_job_and_says_it_created_it(
+    backend: InMemoryBackend,
+) -> None:
+    result = invoke("queue", "pause", "reports", "--create")
+    assert (result.exit_code, result.output) == (0, "Created queue 'reports' and paused it.\n")
+    assert call(backend.queues()) == ["reports"]
+    assert call(Queue("reports", backend=backend).is_paused()) is True
+    listed = invoke("queue", "list")
+    assert table_rows(listed.stdout)[1][:2] == ["reports", "paused"]
+
+
+def test_pause_create_on_a_queue_that_exists_only_pauses_it(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "pause", "mail", "--create")
+    assert (result.exit_code, result.output) == (0, "Paused queue 'mail'.\n")
+    assert call(Queue("mail", backend=backend).is_paused()) is True
 
 
 def test_pause_and_resume_set_the_stored_flag(backend: InMemoryBackend) -> None:

@@ -151,7 +151,7 @@ def test_queue_info_of_a_queue_missing_from_the_implicit_default_says_where_it_l
     assert result.output == (
         "Error: no queue 'mail' on the memory backend (the in-process default: this command sees "
         "only its own process; pass --backend redis://HOST:6379/0 or set ASYNCMQ_BACKEND to read "
-        "a worker's queues)\n"
+        "a worker's queues); `asyncmq queue list` lists the queues\n"
     )
 
 

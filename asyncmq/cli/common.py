@@ -271,10 +271,10 @@ def _observability() -> ModuleType:
 
 
 @asynccontextmanager
-async def _serving(server: Any) -> AsyncIterator[None]:
+async def _serving(server: Any) -> AsyncIterator[str]:
     click.echo(f"Metrics on {server.url} (health: http://{server.host}:{server.port}/healthz)", err=True)
     try:
-        yield
+        yield server.url
     finally:
         server.close()
 
@@ -282,12 +282,13 @@ async def _serving(server: Any) -> AsyncIterator[None]:
 @asynccontextmanager
 async def metrics_endpoint(
     port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True, any_port: bool = False
-) -> AsyncIterator[None]:
-    """Serve metrics for the command's lifetime when `port` is given, printing the address.
-    Without the observability extra installed, stop with a message naming it. A port in use
-    stops the command too, unless `any_port` lets it take a free one (the demo)."""
+) -> AsyncIterator[str | None]:
+    """Serve metrics for the command's lifetime when `port` is given, printing the address
+    (and giving its URL, else None). Without the observability extra installed, stop with a
+    message naming it. A port in use stops the command too, unless `any_port` lets it take a
+    free one (the demo)."""
     if port is None:
-        yield
+        yield None
         return
     serve = _observability().serve_metrics
     try:
@@ -298,8 +299,8 @@ async def metrics_endpoint(
                 f"--metrics-port {port}: cannot listen on {host}:{port}: {exc}"
             ) from None
         server = serve(backend, port=0, host=host, job_metrics=job_metrics)
-    async with _serving(server):
-        yield
+    async with _serving(server) as url:
+        yield url
 
 
 @asynccontextmanager

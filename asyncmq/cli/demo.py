@@ -1,13 +1,15 @@
 """`asyncmq demo`: run `asyncmq.demo` with a live view on a terminal, plain lines elsewhere.
 
 A terminal gets a rich live display (jobs per state, throughput, recent events); a pipe or
-a CI log gets one plain progress line per second. Both end with the same summary.
+a CI log gets one plain progress line per second. Both end with the same summary; with
+`--metrics-port`, the metrics stay served after it until Ctrl-C (or `--duration` ends).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["demo", "plain_line", "render_live", "summary_lines"]
 
 _STATES = tuple(state.value for state in JobState)
+_JOB_LIMIT_S = 15.0  # how long the jobs may take without --duration
 
 
 def plain_line(stats: DemoStats) -> str:
@@ -109,33 +112,67 @@ def _quiet_engine_logs() -> Iterator[None]:
 
 
 async def _main(
-    config: DemoConfig, on_tick: Callable[[DemoStats], None], metrics: tuple[int | None, str]
-) -> DemoStats:
+    config: DemoConfig,
+    on_tick: Callable[[DemoStats], None],
+    finish: Callable[[DemoStats], None],
+    metrics: tuple[int | None, str],
+    hold_s: float | None,
+) -> None:
+    """Run the demo, show its summary (`finish`), then keep its metrics served until Ctrl-C,
+    or until `hold_s` seconds after the start: the endpoint the demo advertised is there to
+    be looked at, and a demo ending seconds after it starts would take it away."""
     from asyncmq.backends.memory import InMemoryBackend
     from asyncmq.demo import run_demo
 
+    started = time.monotonic()
     backend = InMemoryBackend()
-    async with metrics_endpoint(*metrics, backend, any_port=True):
-        stop = asyncio.Event()
-        with stop_signals(lambda sig: stop.set()):
-            return await run_demo(config, on_tick, stop, backend=backend)
+    async with metrics_endpoint(*metrics, backend, any_port=True) as url:
+        stop, interrupted = asyncio.Event(), asyncio.Event()
+
+        def on_signal(sig: signal.Signals) -> None:
+            interrupted.set()
+            stop.set()
+
+        with stop_signals(on_signal):
+            finish(await run_demo(config, on_tick, stop, backend=backend))
+            if url is None or interrupted.is_set():
+                return
+            until = "" if hold_s is None else f" or {hold_s:g} s after the start (--duration)"
+            click.echo(f"The demo is done; metrics stay on {url} until Ctrl-C{until}.")
+            left = None if hold_s is None else max(0.0, hold_s - (time.monotonic() - started))
+            try:
+                await asyncio.wait_for(interrupted.wait(), left)
+            except TimeoutError:
+                click.echo(f"--duration {hold_s:g} s reached: metrics no longer served; the demo is over.")
+                return
+            click.echo("Ctrl-C: metrics no longer served; the demo is over.")
 
 
-def _run_live(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats:
+def _print_summary(stats: DemoStats) -> None:
+    for line in summary_lines(stats):
+        click.echo(line)
+
+
+def _run_live(config: DemoConfig, metrics: tuple[int | None, str], hold_s: float | None) -> None:
     from rich.live import Live
 
     with Live(refresh_per_second=8) as live:
-        return run(_main(config, lambda stats: live.update(render_live(stats, config)), metrics))
+
+        def finish(stats: DemoStats) -> None:
+            live.stop()  # the summary and what follows print below the last view
+            _print_summary(stats)
+
+        run(_main(config, lambda stats: live.update(render_live(stats, config)), finish, metrics, hold_s))
 
 
-def _run_plain(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats:
+def _run_plain(config: DemoConfig, metrics: tuple[int | None, str], hold_s: float | None) -> None:
     from asyncmq.demo import QUEUE
 
     click.echo(
         f"asyncmq demo: {config.jobs} jobs on queue {QUEUE!r}, concurrency {config.concurrency}, "
         f"in-memory backend; stops when all have settled, or after {config.duration_s:g} s"
     )
-    return run(_main(config, lambda stats: click.echo(plain_line(stats)), metrics))
+    run(_main(config, lambda stats: click.echo(plain_line(stats)), _print_summary, metrics, hold_s))
 
 
 @click.command("demo")
@@ -144,9 +181,10 @@ def _run_plain(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
-    default=15.0,
-    show_default=True,
-    help="Stop after this many seconds; it stops sooner once every job has settled.",
+    default=None,
+    help=f"End the demo this many seconds after its start. Without it the jobs run until all "
+    f"have settled or {_JOB_LIMIT_S:g} s have passed, and --metrics-port keeps serving after the "
+    "summary until Ctrl-C.",
 )
 @click.option(
     "--seed", type=int, default=None, help="Seed which jobs fail and the delays, for a repeatable run."
@@ -155,7 +193,7 @@ def _run_plain(config: DemoConfig, metrics: tuple[int | None, str]) -> DemoStats
 def demo(
     jobs: int,
     concurrency: int,
-    duration: float,
+    duration: float | None,
     seed: int | None,
     metrics_port: int | None,
     metrics_host: str,
@@ -164,9 +202,8 @@ def demo(
     from asyncmq.demo import DemoConfig
 
     live = sys.stdout.isatty()
-    config = DemoConfig(jobs, concurrency, duration, seed, tick_s=0.25 if live else 1.0)
+    limit_s = duration if duration is not None else _JOB_LIMIT_S
+    config = DemoConfig(jobs, concurrency, limit_s, seed, tick_s=0.25 if live else 1.0)
     with _quiet_engine_logs():
         metrics = (metrics_port, metrics_host)
-        stats = _run_live(config, metrics) if live else _run_plain(config, metrics)
-    for line in summary_lines(stats):
-        click.echo(line)
+        (_run_live if live else _run_plain)(config, metrics, duration)

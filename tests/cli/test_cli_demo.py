@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from asyncmq.core.event import Event
 from asyncmq.demo import DemoConfig, DemoStats, job_mix, percentile, plan_jobs, run_demo
 from tests.cli.helpers import asyncmq_command, invoke
+
+ROOT = Path(__file__).resolve().parents[2]
+_STAY = re.compile(
+    r"^The demo is done; metrics stay on (http://127\.0\.0\.1:\d+/metrics) until Ctrl-C(.*)\.$"
+)
 
 
 def _expected(jobs: int, seed: int) -> dict[str, int]:
@@ -165,3 +175,69 @@ def test_the_demo_program_with_60_jobs_exits_0_after_its_summary() -> None:
     del expected["produced"]
     assert _summary_counts(done.stdout) == expected
     assert done.stderr == ""
+
+
+def _demo_process(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*asyncmq_command(), "demo", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _lines_until_served(proc: subprocess.Popen[str], deadline_s: float = 20) -> list[str]:
+    """stdout up to the line that says the metrics stay (a bound, not a timing assertion)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if _STAY.match(lines[-1]):
+            return lines
+    raise AssertionError(f"the demo never said its metrics stay; got {lines}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+def test_the_demo_keeps_serving_metrics_after_its_summary_until_ctrl_c_then_exits_0() -> None:
+    proc = _demo_process("--jobs", "30", "--seed", "3", "--metrics-port", "0")
+    try:
+        lines = _lines_until_served(proc)
+        summary = r"Summary: 30 jobs in \d+\.\d s \(all jobs settled\)"
+        assert any(re.fullmatch(summary, line) for line in lines)
+        stay = _STAY.match(lines[-1])
+        assert stay is not None
+        assert stay[2] == ""  # no --duration: only Ctrl-C ends it
+        assert proc.poll() is None  # still running after its summary
+        with urllib.request.urlopen(stay[1], timeout=10) as response:
+            body = response.read().decode()
+        assert re.search(r'^asyncmq_jobs_completed_total\{[^}]*queue="emails"[^}]*\} [1-9]', body, re.M)
+        proc.send_signal(signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert rest.splitlines() == ["Ctrl-C: metrics no longer served; the demo is over."]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+def test_with_a_duration_the_demo_serves_metrics_until_it_ends_then_exits_0_by_itself() -> None:
+    proc = _demo_process("--jobs", "30", "--seed", "3", "--metrics-port", "0", "--duration", "6")
+    try:
+        lines = _lines_until_served(proc)
+        stay = _STAY.match(lines[-1])
+        assert stay is not None
+        assert stay[2] == " or 6 s after the start (--duration)"
+        rest, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert rest.splitlines() == ["--duration 6 s reached: metrics no longer served; the demo is over."]

@@ -71,7 +71,7 @@ METRICS: dict[str, str] = {
     "latency_p95_ms": "latency p95 (ms)",
     "latency_p99_ms": "latency p99 (ms)",
 }
-#: The steps of one round, in order; progress is reported after each.
+#: The steps of one round, in order; progress is told each as it starts.
 PHASES = ("enqueue one by one", "enqueue bulk", "process", "latency")
 _BULK_CHUNK = 1000
 _LATENCY_CAP_S = 5.0  # the paced run lasts at most this long, whatever --jobs says
@@ -121,7 +121,7 @@ class BenchConfig:
         return len(self.workloads) * self.repeat * len(PHASES)
 
 
-#: Told the name of each step as it ends ("noop: process").
+#: Told the name of each step as it starts ("noop: process"), so a display names the running one.
 Progress = Callable[[str], None]
 
 
@@ -362,19 +362,19 @@ async def _one_round(
     queue = Queue(name, backend=backend, keep_finished=2 * config.jobs + config.latency_jobs)
     jobs = config.jobs
     try:
+        progress(f"{workload.name}: {PHASES[0]}")
         figures = {
             "enqueue_one_by_one_jobs_per_s": await timed_rate(
                 jobs, lambda: enqueue_one_by_one(queue, workload, jobs)
             )
         }
-        progress(f"{workload.name}: {PHASES[0]}")
+        progress(f"{workload.name}: {PHASES[1]}")
         bulk = await timed_rate(jobs, lambda: enqueue_bulk(queue, workload, jobs))
         figures["enqueue_bulk_jobs_per_s"] = bulk
-        progress(f"{workload.name}: {PHASES[1]}")
-        figures |= await _process(queue, config, 2 * jobs, profiler)
         progress(f"{workload.name}: {PHASES[2]}")
-        figures |= await _latency(queue, workload, config, 2 * jobs)
+        figures |= await _process(queue, config, 2 * jobs, profiler)
         progress(f"{workload.name}: {PHASES[3]}")
+        figures |= await _latency(queue, workload, config, 2 * jobs)
         return figures
     finally:
         await remove_queue(backend, name)

@@ -30,17 +30,19 @@ _WORKLOAD_NAMES = ("noop", "io", "cpu", "small", "large")
 
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[str], None]]:
-    """A callback advancing a rich bar on a terminal, else echoing one line per step."""
+    """A callback told each step as it starts: on a terminal a rich bar names the running step
+    beside the count of steps done, elsewhere one line per step, numbered, as it starts."""
     if not sys.stdout.isatty():
-        done = itertools.count(1)
-        yield lambda step: click.echo(f"[{next(done)}/{total}] {step}")
+        started = itertools.count(1)
+        yield lambda step: click.echo(f"[{next(started)}/{total}] {step} ...")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("asyncmq bench", total=total)
-        yield lambda step: bar.update(task, advance=1, description=step)
+        done = itertools.count()
+        yield lambda step: bar.update(task, completed=next(done), description=step)
 
 
 def _check_options(backend: str, processes: int | None, profile: Path | None, plot: Path | None) -> None:
@@ -159,16 +161,16 @@ def bench(
     """
     from asyncmq.bench.measure import BenchConfig
     from asyncmq.bench.profile import Profiler
-    from asyncmq.bench.report import BenchReport
+    from asyncmq.bench.report import BenchReport, headline
 
     _check_options(backend, processes, profile, plot)
     config = BenchConfig(
         backend, workloads or ("noop",), jobs, concurrency, processes, repeat, rate, queue_prefix
     )
     profiler = Profiler(profile) if profile is not None else None
+    click.echo(headline(config))  # first, so the steps and the table below it say what they measure
     report = BenchReport(config, _measure(config, profiler), _command_line(click.get_current_context()))
-    title = f"asyncmq bench: {jobs} jobs per phase, concurrency {concurrency}, {repeat} round(s)"
-    print_table(["workload", "figure", "median", "min-max"], report.rows(), title=title)
+    print_table(["workload", "figure", "median", "min-max"], report.rows())
     if json_path is not None:
         report.write_json(json_path)
         click.echo(f"Wrote {json_path}")

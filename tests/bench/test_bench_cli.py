@@ -104,6 +104,8 @@ def test_bench_on_redis_writes_every_figure_and_leaves_no_key_behind(
         args = ("bench", "--backend", REDIS_URL, "--queue", prefix, *SMALL_RUN, *processes)
         result = invoke(*args, "--json", str(report))
         assert result.exit_code == 0, result.output
+        workers = "2 worker processes at concurrency 10 each" if processes else "1 worker in this process"
+        assert workers in result.output.splitlines()[0]
         _assert_complete(_figures(report), {"noop"}, REDIS_URL)
     finally:
         left = asyncio.run(_keys_left(prefix))

@@ -134,7 +134,9 @@ def _print_info(info: dict[str, Any]) -> None:
         click.echo("No live workers.")
     for rep in info["repeatables"]:
         schedule = rep["cron"] if rep["cron"] is not None else f"every {rep['every_s']}s"
-        click.echo(f"Repeatable {rep['task']} ({schedule}), next run {format_time(rep['next_run_at'])}")
+        click.echo(  # the key is what `queue remove-repeatable NAME KEY` takes
+            f"Repeatable {rep['key']}: {rep['task']} ({schedule}), next run {format_time(rep['next_run_at'])}"
+        )
     for rep in info["unreadable_repeatables"]:
         click.echo(
             f"Unreadable repeatable {rep['key']}: {rep['reason']} "

@@ -33,6 +33,7 @@ from asyncmq.core.event import Event, Payload
 from asyncmq.core.publisher import EventPublisher
 from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
+from asyncmq.registry import set_unknown_task_hint
 from asyncmq.tasks import TASK_REGISTRY
 
 if TYPE_CHECKING:
@@ -185,8 +186,12 @@ def start(
         ).worker(burst=burst, handle_signals=False)
         for name in dict.fromkeys(queues)
     ]
-    with _traced(otlp_endpoint):
-        processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
+    hint = set_unknown_task_hint("import the module that defines it: asyncmq worker start --app MODULE")
+    try:
+        with _traced(otlp_endpoint):
+            processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
+    finally:
+        set_unknown_task_hint(hint)
     click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from asyncmq.cli.common import (
     BackendLabel,
@@ -29,7 +30,7 @@ from asyncmq.queues import Queue
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["job_group", "job_summary"]
+__all__ = ["job_group", "job_summary", "progress_text"]
 
 _STATE_CHOICES = ["all", *(state.value for state in JobState)]
 
@@ -53,8 +54,33 @@ def job_summary(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "finished_at": job.finished_at,
         "progress": job.progress,
+        "due_at": job.delay_until,
         "error": error,
     }
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
+def progress_text(progress: Any) -> str | None:
+    """Progress as an operator reads it. Tasks report any JSON value, so the common shapes
+    are recognised: a float from 0 to 1 is a fraction ("25%"), any other number from 0 to 100
+    a percentage, `{"step": 3, "of": 4}` a count ("3 of 4 (75%)"); text as it is, anything
+    else as JSON, and no progress as None."""
+    if progress is None or isinstance(progress, str):
+        return progress
+    if isinstance(progress, int | float) and not isinstance(progress, bool):
+        if isinstance(progress, float) and 0 <= progress <= 1:
+            return _percent(progress)
+        if 0 <= progress <= 100:
+            return _percent(progress / 100)
+    if isinstance(progress, dict) and progress.keys() == {"step", "of"}:
+        step, of = progress["step"], progress["of"]
+        numbers = all(isinstance(n, int | float) and not isinstance(n, bool) for n in (step, of))
+        if numbers and of > 0:
+            return f"{step} of {of} ({_percent(step / of)})"
+    return orjson.dumps(progress).decode()
 
 
 async def _list_jobs(queue: Queue, state: str, limit: int) -> list[Job]:
@@ -94,11 +120,21 @@ def _print_jobs(label: BackendLabel, jobs: list[Job], what: str) -> None:
     if not jobs:
         click.echo(f"No {what}.")
         return
-    rows = [
-        [job.id, job.task, job.status.value, job.attempt, format_time(job.created_at), _error_text(job)]
-        for job in jobs
-    ]
-    print_table(["id", "task", "state", "attempt", "created", "error"], rows)
+    # A due time only means something for delayed jobs, progress for active ones: each
+    # column shows when the listing holds such a job.
+    due = any(job.status is JobState.DELAYED for job in jobs)
+    progress = any(job.status is JobState.ACTIVE for job in jobs)
+    columns = ["id", "task", "state", "attempt", "created"]
+    columns += ["due"] * due + ["progress"] * progress + ["error"]
+    rows = []
+    for job in jobs:
+        row: list[object] = [job.id, job.task, job.status.value, job.attempt, format_time(job.created_at)]
+        if due:
+            row.append(format_time(job.delay_until) if job.status is JobState.DELAYED else None)
+        if progress:
+            row.append(progress_text(job.progress) if job.status is JobState.ACTIVE else None)
+        rows.append([*row, _error_text(job)])
+    print_table(columns, rows)
 
 
 def _error_text(job: Job) -> str | None:
@@ -124,7 +160,7 @@ def _print_job(job: Job) -> None:
     rows += [(name, format_time(at)) for name, at in job.timestamps().items()]
     rows += [
         ("worker", job.worker_id),
-        ("progress", job.progress),
+        ("progress", progress_text(job.progress)),
         ("result", job.result),
         ("error", _error_text(job)),
     ]

@@ -6,7 +6,10 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from asyncmq.backends.memory import InMemoryBackend
+from asyncmq.cli.common import format_time
 from asyncmq.job import Job
 from asyncmq.queues import Queue
 from tests.cli.helpers import call, invoke, table_rows
@@ -40,6 +43,7 @@ def _summary(job: Job, **changes: Any) -> dict[str, Any]:
         "created_at": job.created_at,
         "finished_at": job.finished_at,
         "progress": None,
+        "due_at": job.delay_until,
         "error": None,
         **changes,
     }
@@ -189,3 +193,74 @@ def test_job_inspect_of_a_damaged_record_says_which_field_is_wrong(backend: InMe
     assert result.exit_code == 1
     assert "job record 'w1' has a malformed priority: 'high'" in result.output
     assert "Traceback" not in result.output
+
+
+def _claim_with_progress(backend: InMemoryBackend, progress: Any) -> Job:
+    """w2 claimed by a worker that stored `progress` for it."""
+    (job,) = call(backend.claim("mail", "test-worker", 1, 30.0, time.time(), None)).jobs
+    assert job.id == "w2"
+    job.progress = progress
+    assert call(backend.save_progress(job))
+    return job
+
+
+def test_job_list_of_delayed_jobs_shows_when_each_is_due(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("job", "list", "-q", "mail", "-s", "delayed")
+    assert result.exit_code == 0, result.output
+    header, row = table_rows(result.stdout)
+    assert header == ["id", "task", "state", "attempt", "created", "due", "error"]
+    due = _stored(backend, "d1").delay_until
+    assert (row[0], row[5]) == ("d1", format_time(due))
+
+
+def test_job_list_of_active_jobs_shows_their_progress(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    _claim_with_progress(backend, 0.25)
+    result = invoke("job", "list", "-q", "mail", "-s", "active")
+    assert result.exit_code == 0, result.output
+    header, row = table_rows(result.stdout)
+    assert header == ["id", "task", "state", "attempt", "created", "progress", "error"]
+    assert (row[0], row[5]) == ("w2", "25%")
+
+
+def test_job_list_of_every_state_has_both_columns_filled_where_they_apply(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    _claim_with_progress(backend, 0.5)
+    result = invoke("job", "list", "-q", "mail")
+    assert result.exit_code == 0, result.output
+    header, *rows = table_rows(result.stdout)
+    assert header == ["id", "task", "state", "attempt", "created", "due", "progress", "error"]
+    cells = {row[0]: (row[5], row[6]) for row in rows}
+    assert cells == {
+        "w1": ("-", "-"),
+        "d1": (format_time(_stored(backend, "d1").delay_until), "-"),
+        "w2": ("-", "50%"),
+        "f1": ("-", "-"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("progress", "shown"),
+    [
+        (0.5, "50%"),
+        (0.125, "12.5%"),
+        (1.0, "100%"),
+        (0, "0%"),
+        (40, "40%"),
+        ({"step": 3, "of": 4}, "3 of 4 (75%)"),
+        ("copying", "copying"),
+        ({"stage": "copy"}, '{"stage":"copy"}'),
+    ],
+)
+def test_job_inspect_shows_progress_as_a_percentage(
+    backend: InMemoryBackend, progress: Any, shown: str
+) -> None:
+    call(_populate(backend))
+    _claim_with_progress(backend, progress)
+    result = invoke("job", "inspect", "w2", "-q", "mail")
+    assert result.exit_code == 0, result.output
+    rows = dict((row[0], row[1]) for row in table_rows(result.stdout) if len(row) == 2)
+    assert rows["progress"] == shown
+    raw = invoke("job", "inspect", "w2", "-q", "mail", "--json")
+    assert json.loads(raw.stdout)["progress"] == progress  # the stored value, as stored

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import logging
 import math
 import os
 import signal
@@ -54,6 +55,7 @@ _SETTLED_EVENTS = {
 }
 _IDLE_WAIT_S = 5.0  # a safety net: new jobs wake idle workers through the backend
 _SMOOTHING = 0.2  # weight of the newest sample in the claim and attempt time averages
+_NAMED_JOBS = 5  # ids a log line names before "and N more"
 
 
 def _averaged(average: float | None, sample: float) -> float:
@@ -98,7 +100,7 @@ class Worker:
         self.processed = 0
         self._buffer: deque[Job] = deque()
         self._running: dict[str, tuple[Job, asyncio.Task[Any] | None]] = {}
-        self._lost: set[str] = set()
+        self._lost: dict[str, str] = {}  # running job taken from us -> why, said in the log
         self._interrupted: list[Job] = []
         self._outcomes: list[Job] = []
         self._unstored_outcomes = 0  # outcomes not stored yet: queued or in a flush
@@ -221,9 +223,9 @@ class Worker:
             return True
         event_emitter.emit_job(Event.JOB_ABANDONED, job)
         if job.id in self._lost:
-            self._lost.discard(job.id)
+            why = self._lost.pop(job.id)
             current.uncancel()
-            log.warning("job %s of %s was taken from this worker; its attempt was stopped", job.id, job.queue)
+            log.warning("job %s of queue %r %s; its attempt was stopped", job.id, job.queue, why)
             return False
         self._interrupted.append(job)
         raise exc
@@ -483,12 +485,28 @@ class Worker:
             if job.id not in lost:
                 job.lease_until = lease_until
         for job_id in lost:
-            _, slot = self._running.get(job_id, (None, None))
+            if job_id not in self._running:
+                continue
+            why = await self._why_lost(job_id)
+            _, slot = self._running.get(job_id, (None, None))  # looked up again: it may have ended
             if slot is not None:
-                self._lost.add(job_id)
+                self._lost[job_id] = why
                 slot.cancel()
         if lost:
             self._drop_prefetched(lost)
+
+    async def _why_lost(self, job_id: str) -> str:
+        """Why a running job is no longer ours, as the log says it: an operator who cancelled
+        a job looks for "cancelled", and a lease lost to a freeze is a different story."""
+        try:
+            stored = await self.backend.get_job(self.queue.name, job_id)
+        except Exception:  # the record is unreadable or the backend is away: say what is sure
+            return "was taken from this worker"
+        if stored is None:
+            return "was removed"
+        if stored.status is JobState.CANCELLED:
+            return "was cancelled"
+        return "was taken from this worker (its lease ran out and another worker recovered it)"
 
     def _drop_prefetched(self, lost: set[str]) -> None:
         """Forget prefetched jobs taken from this worker (recovered after its lease ran out,
@@ -575,15 +593,17 @@ class Worker:
         most those leases; it never leaves this worker's tasks running."""
         self.stop()
         try:
-            await self._hand_back(self._buffer)
+            handed_back = await self._hand_back(self._buffer)
             busy = {slot for slot in slots if not slot.done()}
             if busy:
+                self._log_stopping()
                 pending = await self._wait_for_slots(busy)
                 for slot in pending:
                     slot.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-            await self._hand_back(self._buffer)  # a claim in flight at stop() may have filled it
-            await self._hand_back(self._interrupted)
+            handed_back += await self._hand_back(self._buffer)  # a claim in flight at stop()
+            interrupted = await self._hand_back(self._interrupted)
+            self._log_handed_back(handed_back + interrupted, interrupted=bool(interrupted))
             self._closing = True
             assert self._outcome_ready is not None
             self._outcome_ready.set()
@@ -600,11 +620,45 @@ class Worker:
                 await self.backend.remove_worker(self._info(time.time()))
             self._emit_worker(Event.WORKER_STOPPED)
 
-    async def _hand_back(self, jobs: deque[Job] | list[Job]) -> None:
+    async def _hand_back(self, jobs: deque[Job] | list[Job]) -> list[str]:
+        """Release `jobs` to the queue; the ids handed back (none when the backend failed)."""
         if not jobs:
-            return
+            return []
+        ids = [job.id for job in jobs]
         try:
             await self.backend.release(list(jobs), RELEASE, time.time())
         except Exception:  # their leases run out and they are recovered: late, not lost
             log.exception("handing %d jobs back to queue %r failed", len(jobs), self.queue.name)
+            ids = []
         jobs.clear()
+        return ids
+
+    def _log_stopping(self) -> None:
+        """Said when a shutdown has jobs to wait for, so the grace is not spent in silence."""
+        running = len(self._running)
+        jobs = f"{running} job{'' if running == 1 else 's'} running"
+        them = "it" if running == 1 else "them"
+        if self.shutdown_grace_s > 0:
+            wait = f"waiting up to {self.shutdown_grace_s:g} s for {them} (shutdown grace)"
+        else:
+            wait = f"handing {them} back now"
+        log.info("worker %s of queue %r stopping: %s, %s", self.id, self.queue.name, jobs, wait)
+
+    def _log_handed_back(self, ids: list[str], *, interrupted: bool) -> None:
+        """Name the jobs that go back to the queue to run again: an operator checking that a
+        job was not lost, or why it ran twice, looks for its id here. A long list is cut."""
+        if not ids:
+            return
+        ids = sorted(ids)
+        shown = ", ".join(ids[:_NAMED_JOBS])
+        if len(ids) > _NAMED_JOBS:
+            shown += f" and {len(ids) - _NAMED_JOBS} more"
+        count = f"{len(ids)} job{'' if len(ids) == 1 else 's'}"
+        log.log(
+            logging.WARNING if interrupted else logging.INFO,  # interrupted ones ran in part
+            "worker %s of queue %r handed %s back to the queue, to run again: %s",
+            self.id,
+            self.queue.name,
+            count,
+            shown,
+        )

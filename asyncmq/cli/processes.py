@@ -34,8 +34,9 @@ _POLL_S = 0.5
 
 
 def child_argv(argv: Sequence[str]) -> list[str]:
-    """A child's command line: the parent's, less what only the parent does, plus the flag
-    that makes the child record metrics for the parent to serve."""
+    """A child's command line: the parent's, less what only the parent does, plus the flags
+    that make the child record metrics for the parent to serve and leave the start and stop
+    lines to the parent."""
     child: list[str] = []
     skip_value = False
     for arg in argv:
@@ -47,7 +48,7 @@ def child_argv(argv: Sequence[str]) -> list[str]:
             skip_value = not has_value
             continue
         child.append(arg)
-    return [*child, "--report-metrics"]
+    return [*child, "--report-metrics", "--child"]
 
 
 class ProcessSupervisor:

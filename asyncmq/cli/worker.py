@@ -48,9 +48,10 @@ _LOG_LEVELS = ["debug", "info", "warning", "error"]
 class Supervisor:
     """Runs workers side by side and stops them together."""
 
-    def __init__(self, workers: list[Worker]) -> None:
+    def __init__(self, workers: list[Worker], *, announce: bool = True) -> None:
         self.workers = workers
         self.signals = 0
+        self.announce = announce  # a child of --processes leaves it to its parent
 
     def stop(self, *, grace: bool = True) -> None:
         for worker in self.workers:
@@ -59,12 +60,15 @@ class Supervisor:
     def on_signal(self, sig: signal.Signals) -> None:
         self.signals += 1
         if self.signals == 1:
-            click.echo(
-                f"{sig.name}: finishing running jobs, then stopping ({sig.name} again: stop now)", err=True
-            )
+            if self.announce:
+                click.echo(
+                    f"{sig.name}: finishing running jobs, then stopping ({sig.name} again: stop now)",
+                    err=True,
+                )
             self.stop()
             return
-        click.echo(f"{sig.name} again: stopping now, handing running jobs back", err=True)
+        if self.announce:
+            click.echo(f"{sig.name} again: stopping now, handing running jobs back", err=True)
         self.stop(grace=False)
 
     async def run(self) -> None:
@@ -95,7 +99,9 @@ async def _serve(
     backend: BaseBackend,
     metrics: tuple[int | None, str],
     publish_events: bool,
+    child: bool,
 ) -> int:
+    """Run the workers; a child of `--processes` leaves the start lines to its parent."""
     await backend.connect()
     publisher = EventPublisher(backend) if publish_events else None
     if publisher is not None:
@@ -103,8 +109,11 @@ async def _serve(
     try:
         async with metrics_endpoint(*metrics, backend):
             count = len(supervisor.workers)
-            click.echo(f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True)
-            event_emitter.on(Event.WORKER_STARTED, _announce)
+            if not child:
+                click.echo(
+                    f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True
+                )
+                event_emitter.on(Event.WORKER_STARTED, _announce)
             try:
                 with stop_signals(supervisor.on_signal):
                     await supervisor.run()
@@ -148,6 +157,7 @@ async def _serve(
     help="Run this many worker processes (one per core), their metrics summed on --metrics-port.",
 )
 @click.option("--report-metrics", is_flag=True, hidden=True, help="Record metrics for a parent to serve.")
+@click.option("--child", is_flag=True, hidden=True, help="A child of --processes: its parent announces it.")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def start(
     queues: tuple[str, ...],
@@ -163,18 +173,23 @@ def start(
     otlp_endpoint: str | None,
     processes: int,
     report_metrics: bool,
+    child: bool,
     log_level: str,
 ) -> None:
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A child's lines say which process they come from: its parent's stderr mixes them all.
+    where = " [process %(process)d]" if child else ""
+    logging.basicConfig(
+        level=log_level.upper(), format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"
+    )
     store = resolve_backend(backend)
+    if not TASK_REGISTRY and not child:
+        click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
     if processes > 1:
-        run(_supervise(processes, store, (metrics_port, metrics_host)))
+        run(_supervise(processes, store, (metrics_port, metrics_host), tuple(dict.fromkeys(queues))))
         return
     if report_metrics:
         _report_metrics(store)
-    if not TASK_REGISTRY:
-        click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
     workers = [
         Queue(
             name,
@@ -189,10 +204,12 @@ def start(
     hint = set_unknown_task_hint("import the module that defines it: asyncmq worker start --app MODULE")
     try:
         with _traced(otlp_endpoint):
-            processed = run(_serve(Supervisor(workers), store, (metrics_port, metrics_host), publish_events))
+            supervisor = Supervisor(workers, announce=not child)
+            processed = run(_serve(supervisor, store, (metrics_port, metrics_host), publish_events, child))
     finally:
         set_unknown_task_hint(hint)
-    click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)
+    if not child:
+        click.echo(f"Stopped {len(workers)} worker(s); {processed} job(s) processed.", err=True)
 
 
 @contextmanager
@@ -220,14 +237,40 @@ def _report_metrics(backend: BaseBackend) -> None:
     instrument(backends=[backend], tracing=False)
 
 
-async def _supervise(processes: int, backend: BaseBackend, metrics: tuple[int | None, str]) -> None:
+async def _supervise(
+    processes: int, backend: BaseBackend, metrics: tuple[int | None, str], queues: tuple[str, ...]
+) -> None:
     port, host = metrics
     directory = metrics_directory() if port is not None else None
     supervisor = ProcessSupervisor(sys.argv[1:], processes, directory)
+    names = ", ".join(repr(name) for name in queues)
+    click.echo(
+        f"Starting {processes} worker processes on queue{'s' if len(queues) > 1 else ''} {names} "
+        f"on the {backend.name} backend. Ctrl-C to stop.",
+        err=True,
+    )
+
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            click.echo(
+                f"{sig.name}: stopping {processes} worker processes; each finishes its running jobs "
+                f"first (up to {settings.shutdown_grace_seconds:g} s; {sig.name} again: stop now)",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"{sig.name} again: stopping the worker processes now, handing running jobs back", err=True
+            )
+        supervisor.stop()  # a second time: each child takes its second SIGTERM as "now"
+
     try:
         await backend.connect()
         async with multiprocess_metrics_endpoint(port, host, backend, directory):
-            with stop_signals(lambda sig: supervisor.stop()):
+            with stop_signals(on_signal):
                 await supervisor.run(grace_s=60.0)
     finally:
         await backend.close()

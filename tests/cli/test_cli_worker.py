@@ -9,7 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -20,7 +23,11 @@ from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
 from tests.cli.helpers import asyncmq_command, call, invoke
 
+if TYPE_CHECKING:
+    from asyncmq.backends.base import BaseBackend
+
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 async def _populate(backend: InMemoryBackend) -> None:
@@ -158,3 +165,144 @@ def test_sigterm_lets_the_running_job_finish_and_exits_cleanly() -> None:
     lines = stderr.splitlines()
     assert "SIGTERM: finishing running jobs, then stopping (SIGTERM again: stop now)" in lines
     assert lines[-1] == "Stopped 2 worker(s); 1 job(s) processed."
+
+
+def _hanging_worker(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [*asyncmq_command(), "worker", "start", *args, "--app", "tests.cli.hang_app"]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _after_level(lines: list[str]) -> list[str]:
+    """Log lines without their time stamp: `LEVEL logger: message`."""
+    return [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line) for line in lines]
+
+
+def _wait_for_started(proc: subprocess.Popen[str], count: int) -> list[str]:
+    lines: list[str] = []
+    for _ in range(count):
+        lines += _read_until(proc.stderr, "started", 15)
+        while not lines[-1].startswith("block job "):
+            lines += _read_until(proc.stderr, "started", 15)
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_shutdown_says_when_it_begins_and_which_jobs_it_handed_back() -> None:
+    env = {"ASYNCMQ_TEST_HANG_JOBS": "7", "ASYNCMQ_SHUTDOWN_GRACE_SECONDS": "0.5"}
+    proc = _hanging_worker("hang", "--concurrency", "7", env=env)
+    try:
+        _wait_for_started(proc, 7)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    lines = _after_level(stderr.splitlines())
+    worker = r"worker \S+:\d+:[0-9a-f]{8} of queue 'hang'"
+    assert any(
+        re.fullmatch(
+            rf"INFO asyncmq\.worker: {worker} stopping: 7 jobs running, "
+            r"waiting up to 0\.5 s for them \(shutdown grace\)",
+            line,
+        )
+        for line in lines
+    ), stderr
+    assert any(
+        re.fullmatch(
+            rf"WARNING asyncmq\.worker: {worker} handed 7 jobs back to the queue, to run again: "
+            r"h1, h2, h3, h4, h5 and 2 more",
+            line,
+        )
+        for line in lines
+    ), stderr
+    assert lines[-1] == "Stopped 1 worker(s); 0 job(s) processed."
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_a_second_signal_hands_the_running_job_back_and_names_it() -> None:
+    proc = _hanging_worker("hang", env={"ASYNCMQ_TEST_HANG_JOBS": "1"})
+    try:
+        _wait_for_started(proc, 1)
+        proc.send_signal(signal.SIGTERM)
+        _read_until(proc.stderr, "stopping: 1 job running, waiting up to 30 s for it", 15)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert re.search(r"handed 1 job back to the queue, to run again: h1$", stderr, re.M), stderr
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        from tests.redis.support import missing
+
+        missing(f"no Redis at {url}: {exc}")
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+def test_cancelling_a_running_job_is_logged_as_a_cancellation_by_its_worker(redis_url: str) -> None:
+    name = f"clitest-{uuid.uuid4().hex[:12]}"
+    call(_on_redis(redis_url, lambda store: Queue(name, backend=store).add("clitest.block", job_id="c1")))
+    proc = _hanging_worker(name, "--backend", redis_url, env={"ASYNCMQ_LEASE_SECONDS": "1.5"})
+    try:
+        _wait_for_started(proc, 1)
+        cancelled = invoke("job", "cancel", "c1", "-q", name, "--backend", redis_url)
+        assert (cancelled.exit_code, cancelled.output) == (0, "Cancelled job 'c1'.\n")
+        lines = _read_until(proc.stderr, "c1", 15)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        call(_on_redis(redis_url, lambda store: store.delete_queue(name)))
+    assert _after_level(lines)[-1] == (
+        f"WARNING asyncmq.worker: job c1 of queue {name!r} was cancelled; its attempt was stopped"
+    )
+    assert "taken from this worker" not in stderr
+    assert "handed" not in stderr  # a cancelled job is not handed back
+
+
+async def _on_redis(url: str, action: Callable[[BaseBackend], Awaitable[T]]) -> T:
+    from asyncmq.backends import backend_from_url
+
+    store = backend_from_url(url)
+    await store.connect()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+def test_processes_print_the_start_line_once_in_the_parent() -> None:
+    proc = _hanging_worker("hang", "--processes", "2", "--burst", env={})
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    lines = stderr.splitlines()
+    assert [line for line in lines if "Starting" in line or "started on queue" in line] == [
+        "Starting 2 worker processes on queue 'hang' on the memory backend. Ctrl-C to stop."
+    ], stderr
+    assert re.fullmatch(r"Started 2 worker processes: \[\d+, \d+\]", lines[1]), stderr
+    assert lines[-1] == "Stopped 2 worker processes (0 restarted).", stderr
+    assert len(lines) == 3, stderr

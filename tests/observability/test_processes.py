@@ -48,7 +48,7 @@ def test_a_child_gets_the_parents_command_line_less_what_only_the_parent_does() 
         "-c",
         "5",
     ]
-    assert child_argv(argv) == ["worker", "start", "q", "-c", "5", "--report-metrics"]
+    assert child_argv(argv) == ["worker", "start", "q", "-c", "5", "--report-metrics", "--child"]
 
 
 @pytest.mark.slow

@@ -484,6 +484,8 @@ class Worker:
         for job in held:
             if job.id not in lost:
                 job.lease_until = lease_until
+        if lost:
+            self._drop_prefetched(lost)  # before any await below: a slot could start one
         for job_id in lost:
             if job_id not in self._running:
                 continue
@@ -492,8 +494,6 @@ class Worker:
             if slot is not None:
                 self._lost[job_id] = why
                 slot.cancel()
-        if lost:
-            self._drop_prefetched(lost)
 
     async def _why_lost(self, job_id: str) -> str:
         """Why a running job is no longer ours, as the log says it: an operator who cancelled

@@ -4,6 +4,7 @@ labels, the legend clear of every panel, the running step named and the process 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -139,3 +140,23 @@ def test_headline_names_the_worker_processes_and_hides_the_password() -> None:
         "asyncmq bench on redis://user:***@host:6379/0: 5,000 jobs per phase, "
         "3 worker processes at concurrency 4 each, 2 rounds"
     )
+
+
+def test_terminal_bar_names_the_running_step_beside_the_steps_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.progress import Progress
+
+    from asyncmq.cli.bench import _progress
+
+    shown: list[tuple[str, int]] = []
+    original = Progress.update
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        shown.append((fields["description"], fields["completed"]))
+        original(self, task, **fields)
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(Progress, "update", update)
+    with _progress(len(PHASES)) as step:
+        for phase in PHASES:
+            step(f"noop: {phase}")
+    assert shown == [(f"noop: {phase}", done) for done, phase in enumerate(PHASES)]

@@ -2,18 +2,24 @@
 
 A block the suite cannot run carries `<!-- not run: REASON -->` on the line before it, and
 `test_every_block_is_run_or_marked_with_a_reason` fails on a new block with neither a runner
-here nor such a mark. A runner takes the block's text from the README each time, so an edit
-to an example is what the suite runs. Where a command cannot run as it stands, the runner
-changes it in one of these documented ways, and no other:
+here nor such a mark, and on a mark without a reason. A runner takes the block's text from
+the README each time, so an edit to an example is what the suite runs. Where a command cannot
+run as it stands, the runner changes it in one of these documented ways, and no other:
 
-- addresses: `localhost:6379/0` becomes the test Redis (ASYNCMQ_TEST_REDIS_URL), the
-  PostgreSQL and MongoDB URLs the test servers', and a published port (9100, 9101, 4318) a
-  free one, the OTLP one served by a collector stand-in that records what it receives;
-- names: the queue `emails` becomes a queue of the test's own (deleted afterwards), and the
-  placeholders `ID` and `KEY` the job and schedule the test stored for them;
+- addresses: `redis://localhost:6379/0` (and `127.0.0.1`) becomes the test Redis
+  (ASYNCMQ_TEST_REDIS_URL), the PostgreSQL and MongoDB URLs the test servers', and a published
+  port (9100, 9101, 4318) a free one, the OTLP one served by a collector stand-in that keeps
+  what it receives; a worker command with no `--backend` whose effect needs stored jobs gets
+  ASYNCMQ_BACKEND pointing at the test Redis;
+- names: the queue `emails` becomes a queue of the test's own (deleted afterwards), as do the
+  PostgreSQL schema and MongoDB database of the backend examples; the placeholders `ID` and
+  `KEY` become the job and schedule the test stored for them;
 - bounds: a command that runs until stopped (a worker, an exporter) is stopped with SIGTERM
-  once its effect is seen, a worker script with SIGINT; `events tail` gets `--limit 1`;
-  the larger `bench` runs get `--jobs 200 --repeat 1`.
+  once its effect is seen, a worker script with SIGINT (Ctrl-C); `events tail` gets
+  `--limit 1`; the Redis `bench` runs get `--jobs 200 --repeat 1`;
+- the rest: a confirmation prompt is answered yes; `pip install` gets `--no-index` (the suite
+  runs offline: it shows the extras exist and are installed); a Python fragment that uses names
+  it does not define (`pool`, `queue`) runs inside a function given them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +54,7 @@ from asyncmq.errors import JobNotFoundError, UnknownTaskError
 from asyncmq.queues import Queue
 from asyncmq.registry import get_task
 from asyncmq.tasks import task
+from tests.private_servers import free_port
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -294,7 +302,9 @@ async def redis_backend(queue_name: str) -> Any:
 
 
 def readme_url(command: str) -> str:
-    return command.replace("redis://localhost:6379/0", REDIS_URL)
+    return command.replace("redis://localhost:6379/0", REDIS_URL).replace(
+        "redis://127.0.0.1:6379/0", REDIS_URL
+    )
 
 
 # -- the tasks the command-line examples find ---------------------------------------------------
@@ -501,10 +511,323 @@ def test_the_command_line_worker_hints_at_app(tmp_path: Path) -> None:
         get_task("app.tasks.nothing")  # the CLI's hint does not outlive its run
 
 
+# -- the observability blocks ------------------------------------------------------------------
+
+
+def metric(body: str | None, name: str) -> float | None:
+    """The value of a one-series metric in a /metrics body, None when absent."""
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body or "", re.M)
+    return float(found.group(1)) if found else None
+
+
+async def run_observability_block(
+    code: Block, tmp_path: Path, queue_name: str, redis_backend: RedisBackend
+) -> None:
+    """Each command serves what its comment says: /metrics and /healthz on 127.0.0.1, the
+    children's metrics summed, traces sent to the OTLP endpoint, queue state with no worker."""
+    queue = Queue(queue_name, backend=redis_backend)
+    for command in code.commands():
+        port = free_port()
+        line = readme_url(command).replace("9100", str(port)).replace("9101", str(port))
+        url = f"http://127.0.0.1:{port}"
+        if "--otlp-endpoint" in command:
+            await traced_worker(line, tmp_path, queue)
+        elif command.startswith("asyncmq worker start") and "--processes" in command:
+            summed_worker_metrics(line, url, tmp_path, int(command.split("--processes ")[1].split()[0]))
+        elif command.startswith("asyncmq worker start"):
+            worker_metrics(line, url, tmp_path)
+        elif command.startswith("asyncmq exporter"):
+            await queue.add("app.tasks.send_email", args=["ada@example.com", "Hello"])
+            exported_queue_state(
+                line, url, tmp_path, f'asyncmq_queue_jobs{{queue="{queue_name}",state="waiting"}} 1.0'
+            )
+        else:
+            pytest.fail(f"no runner for {command!r}: add one")
+
+
+def worker_metrics(command: str, url: str, cwd: Path) -> None:
+    with running(command, cwd, command_env()) as worker:
+        worker.wait_for(lambda: http_get(f"{url}/healthz") is not None, "/healthz")
+        worker.wait_for(
+            lambda: metric(http_get(f"{url}/metrics"), "asyncmq_worker_concurrency") == 20,
+            "asyncmq_worker_concurrency 20 on /metrics",
+        )
+    worker.stopped_cleanly()
+
+
+def summed_worker_metrics(command: str, url: str, cwd: Path, children: int) -> None:
+    started = re.compile(r"started on queue 'emails' \(concurrency (\d+)\)")
+    with running(command, cwd, command_env()) as parent:
+        parent.wait_for(lambda: len(started.findall(parent.output)) == children, "every child started")
+        total = sum(int(c) for c in started.findall(parent.output))
+        parent.wait_for(
+            lambda: metric(http_get(f"{url}/metrics"), "asyncmq_worker_concurrency") == total,
+            f"the children's concurrency summed ({total}) on /metrics",
+        )
+    parent.stopped_cleanly()
+
+
+def exported_queue_state(command: str, url: str, cwd: Path, series: str) -> None:
+    with running(command, cwd, command_env()) as exporter:
+        exporter.wait_for(lambda: series in (http_get(f"{url}/metrics") or ""), series)
+    exporter.stopped_cleanly()
+
+
+async def traced_worker(command: str, cwd: Path, queue: Queue) -> None:
+    """The worker exports a `process QUEUE` span per attempt to the endpoint (those still
+    buffered when it stops, on its way out). It has no `--backend`, so the test points
+    ASYNCMQ_BACKEND at the test Redis, where it adds a job of a task the worker lacks: the
+    attempt, and its span, happen all the same."""
+    with Collector() as collector:
+        line = command.replace("4318", str(collector.port)).replace("emails", queue.name)
+        job_id = await queue.add("app.tasks.send_email", args=["ada@example.com", "Hello"])
+        with running(line, cwd, command_env(ASYNCMQ_BACKEND=REDIS_URL)) as worker:
+            await until(lambda: job_status(queue, job_id), "failed", worker)
+        worker.stopped_cleanly()
+    assert collector.received(f"process {queue.name}"), worker.output
+
+
+async def job_status(queue: Queue, job_id: str) -> str:
+    return (await queue.get_job(job_id)).status
+
+
+async def until(read: Callable[[], Awaitable[object]], expected: object, process: Popen) -> None:
+    """Wait (within WAIT_S) until `read()` gives `expected` while `process` runs."""
+    deadline = time.monotonic() + WAIT_S
+    while (value := await read()) != expected:
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{process.command!r}: {value!r}, not {expected!r}:\n{process.output}")
+        await asyncio.sleep(0.05)
+
+
+_MYAPP = """
+import asyncio
+
+from prometheus_client import generate_latest
+
+from asyncmq.queues import Queue
+from asyncmq.tasks import task
+
+
+@task(queue="QUEUE", name="myapp.work")
+async def work() -> int:
+    return 1
+
+
+async def main() -> None:
+    queue = Queue("QUEUE")
+    await queue.add("myapp.work")
+    await queue.run(burst=True)
+    print(generate_latest().decode())
+
+
+asyncio.run(main())
+"""
+
+
+def run_settings_command(code: Block, tmp_path: Path, queue_name: str) -> None:
+    """`myapp` is a program that enqueues a job, runs it and prints its metrics: with the
+    variables it counts the job in the default registry and exports its spans at exit."""
+    (command,) = code.commands()
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__main__.py").write_text(_MYAPP.replace("QUEUE", queue_name))
+    with Collector() as collector:
+        done = run(command.replace("4318", str(collector.port)), tmp_path, command_env())
+    completed = f'asyncmq_jobs_completed_total{{queue="{queue_name}",task="myapp.work"}} 1.0'
+    assert completed in done.stdout, done.stdout
+    assert collector.received(f"send {queue_name}"), "no producer span exported"
+    assert collector.received(f"process {queue_name}"), "no attempt span exported"
+
+
+def run_generate_block(code: Block, tmp_path: Path) -> None:
+    """On a copy of the sources (the dashboards' `*.dashboard.py` and docs/runbooks.md): the
+    extras are there, `generate` writes the very files committed here, `--check` passes on
+    them and fails naming a file that differs."""
+    pip, generate, check = code.commands()
+    (tmp_path / "dashboards").mkdir()
+    (tmp_path / "docs").mkdir()
+    for source in (ROOT / "dashboards").glob("*.dashboard.py"):
+        shutil.copy(source, tmp_path / "dashboards" / source.name)
+    shutil.copy(ROOT / "docs" / "runbooks.md", tmp_path / "docs" / "runbooks.md")
+    env = command_env()
+
+    # offline: pip answers from what is installed, and says so for each requirement of the extras
+    installed = run(pip.replace("pip install", "pip install --no-index"), tmp_path, env)
+    assert "does not provide the extra" not in installed.stderr, installed.stderr
+    assert re.search(r"Requirement already satisfied: grafanalib", installed.stdout), installed.stdout
+
+    run(generate, tmp_path, env)
+    committed = [*(ROOT / "dashboards").glob("*.json"), ROOT / "alerts" / "asyncmq.rules.yml"]
+    for path in committed:
+        relative = path.relative_to(ROOT)
+        assert (tmp_path / relative).read_bytes() == path.read_bytes(), f"{relative} differs"
+    assert "up to date" in run(check, tmp_path, env).stdout
+    with (tmp_path / "dashboards" / "queue.json").open("a") as changed:
+        changed.write("\n")
+    failed = subprocess.run(["bash", "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "dashboards/queue.json" in failed.stderr, failed.stderr
+
+
+def run_bench_block(code: Block, tmp_path: Path) -> None:
+    """The first command as written (a few seconds on memory://); the Redis ones with
+    `--jobs 200 --repeat 1`: each prints the table, the second writes its JSON and PNG, the
+    third runs four worker processes."""
+    env = command_env()
+    first, second, third = code.commands()
+    table = run(first, tmp_path, env).stdout
+    assert re.search(r"│ noop +│ process \(jobs/s\) +│ [\d,]+ ", table), table
+    small = "--jobs 200 --repeat 1"
+    run(readme_url(second.replace("--jobs 20000 --repeat 5", small)), tmp_path, env)
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert {"noop", "io"} <= set(json.dumps(figures).split('"')), figures
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+    processes = run(f"{readme_url(third)} {small}", tmp_path, env)
+    assert re.search(r"4 worker processes", processes.stdout + processes.stderr), processes.stdout
+
+
+# -- the backend blocks ------------------------------------------------------------------------
+
+
+async def round_trip(backend: Any, queue_name: str) -> None:
+    """The backend the block built stores a job and gives it back."""
+    await backend.connect()
+    queue = Queue(queue_name, backend=backend)
+    job_id = await queue.add("app.tasks.send_email", args=["ada@example.com", "Hello"])
+    assert (await queue.get_job(job_id)).args == ["ada@example.com", "Hello"]
+    assert (await queue.counts())["waiting"] == 1
+
+
+async def run_redis_block(code: Block, queue_name: str, redis_backend: RedisBackend) -> None:
+    namespace: dict[str, Any] = {}
+    exec(readme_url(code.text), namespace)
+    backend = namespace["backend"]
+    assert isinstance(backend, RedisBackend)
+    assert backend.prefix == "asyncmq"
+    try:
+        await round_trip(backend, queue_name)
+        assert queue_name in await redis_backend.queues()  # the same keys as the default prefix's
+    finally:
+        await backend.close()
+
+
+@pytest.fixture
+async def postgres(queue_name: str) -> Any:
+    """A raw asyncpg connection to the test PostgreSQL; the test's schema (named like its
+    queue) is dropped afterwards."""
+    import asyncpg
+
+    url = POSTGRES_URL or "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        connection = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {url}: {exc}")
+    schema = queue_name.replace("-", "_")
+    try:
+        yield url, schema, connection
+    finally:
+        await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await connection.close()
+
+
+async def run_postgres_block(code: Block, queue_name: str, postgres: Any) -> None:
+    from asyncmq.backends.postgres import PostgresBackend
+
+    url, schema, _ = postgres
+    text = code.text.replace("postgresql://app@db:5432/app", url).replace(
+        'schema="asyncmq"', f'schema="{schema}"'
+    )
+    assert text.count(url) == text.count(schema) == 1, (
+        "the example's URL or schema changed: update the runner"
+    )
+    namespace: dict[str, Any] = {}
+    exec(text, namespace)
+    backend = namespace["backend"]
+    assert isinstance(backend, PostgresBackend)
+    try:
+        await round_trip(backend, queue_name)
+    finally:
+        await backend.close()
+
+
+async def run_postgres_transaction_block(code: Block, queue_name: str, postgres: Any) -> None:
+    """Run inside a function given the `pool` and `queue` it names: the order row and the job
+    naming it are both stored; the same lines in a transaction that rolls back store neither."""
+    import asyncpg
+
+    from asyncmq.backends.postgres import PostgresBackend
+
+    url, schema, connection = postgres
+    backend = PostgresBackend(url, schema=schema)
+    await backend.connect()  # creates the schema
+    await connection.execute(f"CREATE TABLE {schema}.orders (id serial PRIMARY KEY, total int)")
+    queue = Queue(queue_name, backend=backend)
+    namespace: dict[str, Any] = {}
+    exec(
+        f"async def example(pool, queue):\n{textwrap.indent(code.text, '    ')}\n    return order_id",
+        namespace,
+    )
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2, server_settings={"search_path": schema})
+    try:
+        order_id = await namespace["example"](pool, queue)
+        (job,) = await queue.list_jobs("waiting")
+        assert (job.task, job.args) == ("app.tasks.ship", [order_id])
+        assert await connection.fetchval(f"SELECT total FROM {schema}.orders WHERE id = $1", order_id) == 42
+
+        class RolledBack(Exception):
+            pass
+
+        rolled_back = (
+            f"async def example(pool, queue):\n{textwrap.indent(code.text, '    ')}\n        raise Boom"
+        )
+        failing: dict[str, Any] = {"Boom": RolledBack}
+        exec(rolled_back, failing)
+        with pytest.raises(RolledBack):
+            await failing["example"](pool, queue)
+        assert len(await queue.list_jobs("waiting")) == 1
+        assert await connection.fetchval(f"SELECT count(*) FROM {schema}.orders") == 1
+    finally:
+        await pool.close()
+        await backend.close()
+
+
+async def run_mongo_block(code: Block, queue_name: str) -> None:
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import PyMongoError
+
+    from asyncmq.backends.mongo import MongoBackend
+
+    url = MONGO_URL or "mongodb://127.0.0.1:27017/?directConnection=true"
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=3000)
+    try:
+        await client.admin.command("ping")
+    except PyMongoError as exc:
+        await client.close()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no MongoDB server at {url}: {exc}")
+    database = queue_name.replace("-", "_")
+    text = code.text.replace('"mongodb://db1,db2,db3/?replicaSet=rs0"', repr(url))
+    text = text.replace('database="asyncmq"', f'database="{database}"')
+    assert text.count(database) == 1, "the example's URL or database changed: update the runner"
+    namespace: dict[str, Any] = {}
+    exec(text, namespace)
+    backend = namespace["backend"]
+    assert isinstance(backend, MongoBackend)
+    try:
+        await round_trip(backend, queue_name)
+        assert database in await client.list_database_names()
+    finally:
+        await backend.close()
+        await client.drop_database(database)
+        await client.close()
+
+
 # -- the index of blocks ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the observability, bench and backend blocks have no runner yet")
 def test_every_block_is_run_or_marked_with_a_reason() -> None:
     blocks = readme_blocks()
     text = README.read_text(encoding="utf-8")
@@ -515,19 +838,31 @@ def test_every_block_is_run_or_marked_with_a_reason() -> None:
     runnable = {b.key for b in blocks if b.not_run is None}
     assert runnable - set(RUNNERS) == set(), "blocks with no runner here and no `<!-- not run: ... -->`"
     assert set(RUNNERS) - runnable == set(), "runners whose block is gone from the README"
+    assert all(callable(globals().get(test)) for test in RUNNERS.values()), "a runner's test is missing"
 
 
+#: Each runnable block and the test that runs it.
 RUNNERS: dict[str, str] = {
     "Define tasks, add jobs, run a worker #1": "test_main_example",
     "Define tasks, add jobs, run a worker #2": "test_command_line_block",
     "Events #1": "test_events_block",
+    "Redis #1": "test_redis_block",
+    "PostgreSQL #1": "test_postgres_block",
+    "PostgreSQL #2": "test_postgres_transaction_block",
+    "MongoDB #1": "test_mongo_block",
+    "Observability #1": "test_observability_block",
+    "Observability #2": "test_settings_command",
+    "Changing and regenerating them #1": "test_generate_block",
+    "Benchmark #1": "test_bench_block",
 }
 
 
+@pytest.mark.slow
 def test_main_example(tmp_path: Path) -> None:
     run_main_example(block("Define tasks, add jobs, run a worker #1"), tmp_path)
 
 
+@pytest.mark.slow
 async def test_command_line_block(tmp_path: Path, queue_name: str, redis_backend: RedisBackend) -> None:
     await run_command_line_block(
         block("Define tasks, add jobs, run a worker #2"), tmp_path, queue_name, redis_backend
@@ -536,3 +871,47 @@ async def test_command_line_block(tmp_path: Path, queue_name: str, redis_backend
 
 async def test_events_block(capsys: pytest.CaptureFixture[str]) -> None:
     await run_events_block(block("Events #1"), capsys)
+
+
+async def test_redis_block(queue_name: str, redis_backend: RedisBackend) -> None:
+    await run_redis_block(block("Redis #1"), queue_name, redis_backend)
+
+
+async def test_postgres_block(queue_name: str, postgres: Any) -> None:
+    await run_postgres_block(block("PostgreSQL #1"), queue_name, postgres)
+
+
+async def test_postgres_transaction_block(queue_name: str, postgres: Any) -> None:
+    await run_postgres_transaction_block(block("PostgreSQL #2"), queue_name, postgres)
+
+
+async def test_mongo_block(queue_name: str) -> None:
+    await run_mongo_block(block("MongoDB #1"), queue_name)
+
+
+@pytest.mark.slow
+async def test_observability_block(tmp_path: Path, queue_name: str, redis_backend: RedisBackend) -> None:
+    await run_observability_block(block("Observability #1"), tmp_path, queue_name, redis_backend)
+
+
+@pytest.mark.slow
+def test_settings_command(tmp_path: Path, queue_name: str) -> None:
+    run_settings_command(block("Observability #2"), tmp_path, queue_name)
+
+
+@pytest.mark.slow
+def test_generate_block(tmp_path: Path) -> None:
+    run_generate_block(block("Changing and regenerating them #1"), tmp_path)
+
+
+@pytest.mark.slow
+async def test_bench_block(tmp_path: Path, redis_backend: RedisBackend) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    before = {key async for key in client.scan_iter(match="asyncmq:{bench*")}
+    try:
+        await asyncio.to_thread(run_bench_block, block("Benchmark #1"), tmp_path)
+        assert {key async for key in client.scan_iter(match="asyncmq:{bench*")} <= before  # left as it was
+    finally:
+        await client.aclose()

@@ -61,8 +61,9 @@ README = ROOT / "README.md"
 REDIS_URL = os.environ.get("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("ASYNCMQ_TEST_POSTGRES_URL")
 MONGO_URL = os.environ.get("ASYNCMQ_TEST_MONGO_URL")
-#: How long a command may take to show its effect (a bound, not a measurement).
-WAIT_S = 60.0
+#: How long a command may take to show its effect (a bound, not a measurement; below the
+#: suite's 60 s test timeout, so a command that never shows it fails with its output).
+WAIT_S = 40.0
 RUN_LANGUAGES = {"python", "bash", "console", "sh", "shell"}
 _MARK = re.compile(r"<!--\s*not run(?P<rest>.*?)-->", re.DOTALL)
 
@@ -345,16 +346,20 @@ def run_main_example(_: Block, tmp_path: Path) -> None:
     completed = "job:completed app.tasks.send_email\n"
     command = f"python -c {shlex.quote(_OBSERVED)} {script}"
     with running(command, tmp_path, command_env(), stop=signal.SIGINT) as example:
-        example.wait_for(lambda: example.stdout.count(completed) >= 1001, "1,001 completed jobs")
+        example.wait_for(
+            lambda: example.stdout.count(completed) >= 1001 or "job:failed" in example.output,
+            "1,001 completed jobs",
+        )
     example.stopped_cleanly()
     events = [line.strip() for line in example.stdout]
-    assert events.count(completed.strip()) == 1001, example.output
+    assert events.count(completed.strip()) == 1001, example.output[-2000:]
     assert sorted(e for e in events if e.startswith("job:delayed")) == [
         "job:delayed app.tasks.cleanup",
         "job:delayed app.tasks.send_email",
         "job:delayed app.tasks.send_email",
     ], example.output
-    assert not [e for e in events if e.startswith(("job:failed", "job:retried"))], example.output
+    failed = [e for e in events if e.startswith(("job:failed", "job:retried"))]
+    assert not failed, f"{len(failed)} jobs failed or retried:\n{example.output[-2000:]}"
     assert "UnknownTaskError" not in example.output
 
 
@@ -905,6 +910,7 @@ def test_generate_block(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_bench_block(tmp_path: Path, redis_backend: RedisBackend) -> None:
     from redis.asyncio import Redis
 

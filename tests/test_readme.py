@@ -1,4 +1,4 @@
-"""Every Python block and shell command of README.md, run as written, checked for what the README says.
+"""Every Python block, shell command and TOML file of README.md, run as written, checked for its effect.
 
 A block the suite cannot run carries `<!-- not run: REASON -->` on the line before it, and
 `test_every_block_is_run_or_marked_with_a_reason` fails on a new block with neither a runner
@@ -65,7 +65,8 @@ MONGO_URL = os.environ.get("ASYNCMQ_TEST_MONGO_URL")
 #: How long a command may take to show its effect (a bound, not a measurement; below the
 #: suite's 60 s test timeout, so a command that never shows it fails with its output).
 WAIT_S = 40.0
-RUN_LANGUAGES = {"python", "bash", "console", "sh", "shell"}
+#: What the suite runs: code and commands, and the TOML the README gives a command to read.
+RUN_LANGUAGES = {"python", "bash", "console", "sh", "shell", "toml"}
 _MARK = re.compile(r"<!--\s*not run(?P<rest>.*?)-->", re.DOTALL)
 
 
@@ -650,11 +651,7 @@ def run_generate_block(code: Block, tmp_path: Path) -> None:
     extras are there, `generate` writes the very files committed here, `--check` passes on
     them and fails naming a file that differs."""
     pip, generate, check = code.commands()
-    (tmp_path / "dashboards").mkdir()
-    (tmp_path / "docs").mkdir()
-    for source in (ROOT / "dashboards").glob("*.dashboard.py"):
-        shutil.copy(source, tmp_path / "dashboards" / source.name)
-    shutil.copy(ROOT / "docs" / "runbooks.md", tmp_path / "docs" / "runbooks.md")
+    copy_sources(tmp_path)
     env = command_env()
 
     # offline: pip answers from what is installed, and says so for each requirement of the extras
@@ -673,6 +670,47 @@ def run_generate_block(code: Block, tmp_path: Path) -> None:
     failed = subprocess.run(["bash", "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert failed.returncode != 0
     assert "dashboards/queue.json" in failed.stderr, failed.stderr
+
+
+def copy_sources(directory: Path) -> None:
+    """What `asyncmq observability generate` reads: the dashboards' sources and the runbooks."""
+    (directory / "dashboards").mkdir()
+    (directory / "docs").mkdir()
+    for source in (ROOT / "dashboards").glob("*.dashboard.py"):
+        shutil.copy(source, directory / "dashboards" / source.name)
+    shutil.copy(ROOT / "docs" / "runbooks.md", directory / "docs" / "runbooks.md")
+
+
+def run_thresholds_block(code: Block, tmp_path: Path) -> None:
+    """Saved as thresholds.toml and rendered by the command the README gives after it: the
+    links open the given Grafana, every queue's depth alert fires above 5000 for 15m, and
+    `reports` gets an age rule of its own (3600 s) that the default rule (300 s) leaves out;
+    promtool accepts the rules."""
+    (command,) = re.findall(r"`(asyncmq observability generate --alerts-config \S+)`", README.read_text())
+    copy_sources(tmp_path)
+    (tmp_path / command.split()[-1]).write_text(code.text)
+    run(command, tmp_path, command_env())
+    rules = (tmp_path / "alerts" / "asyncmq.rules.yml").read_text()
+    assert "runbook_url: https://grafana.internal.example.org/d/asyncmq-runbooks" in rules
+    assert re.search(r"expr: queue:asyncmq_queue_jobs_waiting:max > 5000\n    for: 15m\n", rules), rules
+    age = "expr: queue:asyncmq_queue_oldest_job_age_seconds:max"
+    assert f'{age}{{queue="reports"}} > 3600' in rules
+    assert f'{age}{{queue!~"reports"}} > 300' in rules
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed (scripts/services.sh installs it)")
+        return
+    # --lint=none: a queue's own rule shares its alert's name and labels with the default
+    # rule by design (their queues never overlap), which promtool's duplicate lint flags
+    checked = subprocess.run(
+        [promtool, "check", "rules", "--lint=none", "alerts/asyncmq.rules.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def run_bench_block(code: Block, tmp_path: Path) -> None:
@@ -860,6 +898,7 @@ RUNNERS: dict[str, str] = {
     "Observability #2": "test_settings_command",
     "Changing and regenerating them #1": "test_generate_block",
     "Benchmark #1": "test_bench_block",
+    "Alerts #1": "test_thresholds_block",
 }
 
 
@@ -922,3 +961,8 @@ async def test_bench_block(tmp_path: Path, redis_backend: RedisBackend) -> None:
         assert {key async for key in client.scan_iter(match="asyncmq:{bench*")} <= before  # left as it was
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+def test_thresholds_block(tmp_path: Path) -> None:
+    run_thresholds_block(block("Alerts #1"), tmp_path)

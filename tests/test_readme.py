@@ -507,15 +507,22 @@ def test_unknown_task_error_names_the_registered_id_and_how_this_worker_finds_ta
     assert "--app" not in message  # a worker run from the user's code has no --app
 
 
-def test_the_command_line_worker_hints_at_app(tmp_path: Path) -> None:
+async def test_the_command_line_worker_hints_at_app(queue_name: str, redis_backend: RedisBackend) -> None:
+    """Under `asyncmq worker start` the way in is --app, and only there."""
     from click.testing import CliRunner
 
     from asyncmq.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["worker", "start", "readme-hint", "--burst", "--backend", "memory://"])
+    queue = Queue(queue_name, backend=redis_backend)
+    job_id = await queue.add("app.tasks.nothing")
+    arguments = ["worker", "start", queue_name, "--burst", "--backend", REDIS_URL]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, arguments)
     assert result.exit_code == 0, result.output
-    with pytest.raises(UnknownTaskError, match="define or import it"):
-        get_task("app.tasks.nothing")  # the CLI's hint does not outlive its run
+    error = (await queue.get_job(job_id)).error
+    assert error is not None
+    assert error["message"].endswith("import the module that defines it: asyncmq worker start --app MODULE")
+    with pytest.raises(UnknownTaskError, match="define or import it in this process"):
+        get_task("app.tasks.nothing")  # the command's hint does not outlive its run
 
 
 # -- the observability blocks ------------------------------------------------------------------

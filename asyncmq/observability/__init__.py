@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError("observability needs its extra: pip install 'asyncmq[observability]'") from exc
 
 from asyncmq.observability.collector import QueueStateCollector
-from asyncmq.observability.metrics import JobMetrics, build_info
+from asyncmq.observability.metrics import JobMetrics, LabelCap, build_info
 from asyncmq.observability.server import MetricsServer
 
 if TYPE_CHECKING:
@@ -166,8 +166,6 @@ def serve_metrics(
     process if it is not yet) and the backend's queue state read at scrape time. Call it from
     the event loop the backend runs on. `job_metrics=False` serves the queue state alone: the
     standalone exporter, which watches queues with no worker running."""
-    import asyncio
-
     labels = None
     if job_metrics:
         active = instrument(registry=registry, backends=[backend])
@@ -177,13 +175,7 @@ def serve_metrics(
     elif registry is None:
         registry = CollectorRegistry()
         build_info(registry, [backend.name])
-    collector = QueueStateCollector(
-        backend,
-        asyncio.get_running_loop(),
-        max_queues=settings.metrics_max_queues,
-        max_tasks=settings.metrics_max_tasks,
-        labels=labels,
-    )
+    collector = _queue_state(backend, labels=labels)
     return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()
 
 
@@ -193,18 +185,29 @@ def serve_multiprocess_metrics(
     """Serve the sum of the metrics that worker processes write to `directory`
     (PROMETHEUS_MULTIPROC_DIR in their environment), and the backend's queue state.
     Exemplars are not available this way: prometheus_client's multiprocess files keep none."""
-    import asyncio
-
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     # The children count what their caps fold; these caps' folds would be a second family.
-    collector = QueueStateCollector(
+    collector = _queue_state(backend, reports_folds=False)
+    return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()
+
+
+def _queue_state(
+    backend: BaseBackend,
+    *,
+    labels: tuple[LabelCap, LabelCap] | None = None,
+    reports_folds: bool | None = None,
+) -> QueueStateCollector:
+    """The queue-state collector of a metrics server, on the running loop, with the settings' caps."""
+    import asyncio
+
+    return QueueStateCollector(
         backend,
         asyncio.get_running_loop(),
         max_queues=settings.metrics_max_queues,
         max_tasks=settings.metrics_max_tasks,
-        reports_folds=False,
+        labels=labels,
+        reports_folds=reports_folds,
     )
-    return MetricsServer(registry, host=host, port=port, collectors=[collector]).start()

@@ -32,6 +32,7 @@ from dataclasses import replace
 from importlib import resources
 from itertools import chain
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -194,7 +195,7 @@ class RedisBackend(BaseBackend):
         target = redis_url if redis_url is not None else redis_url_or_client
         if isinstance(target, str) and "+cluster://" in target:
             target, cluster = target.replace("+cluster", "", 1), True
-        self._url = target if isinstance(target, str) else None
+        self._url = _checked_url(target) if isinstance(target, str) else None
         self._client: Client | None = None if isinstance(target, str) else target
         self._owns_client = isinstance(target, str)
         self.prefix = prefix
@@ -233,6 +234,13 @@ class RedisBackend(BaseBackend):
         return Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
     async def connect(self) -> None:
+        self._open()
+
+    def _open(self) -> Client:
+        """Make the client (from the URL), its scripts and lane, if not made yet. Nothing here
+        waits on the network (the driver connects on each connection's first command), so
+        every call makes them by itself: a backend built from a URL works whichever call
+        comes first, with or without `connect()`, and again after `close()`."""
         if self._client is None:
             assert self._url is not None
             self._client = self._build_client(self._url)
@@ -244,6 +252,7 @@ class RedisBackend(BaseBackend):
             settings = lane_settings(pool.connection_class.__name__, pool.connection_kwargs)
             if settings is not None:
                 self._lane = ScriptLane(settings, self.max_connections, self.retries)
+        return self._client
 
     def size_for(self, concurrency: int) -> None:
         # Slots, plus the worker's own: a claim, a flush, a heartbeat and two blocking waits.
@@ -266,8 +275,9 @@ class RedisBackend(BaseBackend):
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            raise ConfigurationError("RedisBackend is not connected: await backend.connect() first")
+        """The driver's client, made on first use (see `_open`)."""
+        if self._client is None or not self._scripts:
+            return self._open()
         return self._client
 
     def _base(self, queue: str) -> str:
@@ -275,7 +285,7 @@ class RedisBackend(BaseBackend):
 
     async def _run(self, script: str, queue: str, *args: Any) -> Any:
         if not self._scripts:
-            await self.connect()
+            self._open()
         started = time.perf_counter()
         code = self._scripts[script]
         if self._lane is not None and self._lane.has_room:
@@ -291,6 +301,8 @@ class RedisBackend(BaseBackend):
         scripts in pipelines) concurrent calls to the queue's node."""
         keys = [self._base(queue)]
         started = time.perf_counter()
+        if not self._scripts:
+            self._open()
         code = self._scripts[script]
         if self._lane is not None and self._lane.has_room:
             replies = await self._lane.call((code.sha, code.script, keys[0], args) for args in calls)
@@ -320,7 +332,6 @@ class RedisBackend(BaseBackend):
         self.refuse_connection(connection)
         if not jobs:
             return []
-        await self.connect()
         if len(jobs) == 1:  # the common `await queue.add(...)`: skip the batching below
             job = jobs[0]
             await self._remember_queue(job.queue)
@@ -383,7 +394,6 @@ class RedisBackend(BaseBackend):
         """Wait for a marker on `key`; False when the wait timed out."""
         if timeout_s <= 0:
             return False
-        await self.connect()
         popped = await self._timed("wait", self.client.blpop([key], timeout=max(round(timeout_s, 3), 0.001)))
         return popped is not None
 
@@ -417,7 +427,6 @@ class RedisBackend(BaseBackend):
             await self._run("release", queue, transition.wire, repr(now), *pairs)
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
-        await self.connect()
         await self._remember_queue(worker.queue)
         info = orjson.dumps(
             {name: getattr(worker, name) for name in WorkerInfo.__dataclass_fields__}
@@ -505,7 +514,6 @@ class RedisBackend(BaseBackend):
         return bool(removed)
 
     async def stored_repeatables(self, queue: str) -> list[tuple[str, object]]:
-        await self.connect()
         base = self._base(queue)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(base + "repeat")
@@ -518,7 +526,6 @@ class RedisBackend(BaseBackend):
 
     # -- control and inspection -------------------------------------------------------
     async def set_paused(self, queue: str, paused: bool) -> None:
-        await self.connect()
         await self._remember_queue(queue)
         base = self._base(queue)
         if paused:
@@ -545,7 +552,6 @@ class RedisBackend(BaseBackend):
         return _decode(reply)
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
-        await self.connect()
         fields = await self._timed("get_job", self.client.hgetall(self._base(queue) + "job:" + job_id))
         if not fields:
             return None
@@ -555,7 +561,6 @@ class RedisBackend(BaseBackend):
         return found
 
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]:
-        await self.connect()
         base = self._base(queue)
         index = base + state.value
         if state.value in _FINISHED:  # newest first
@@ -582,7 +587,6 @@ class RedisBackend(BaseBackend):
         return int(await self._run("purge", queue, repr(cutoff), retention.keep))
 
     async def delete_queue(self, queue: str) -> None:
-        await self.connect()
         keys = [key async for key in self.client.scan_iter(match=self._base(queue) + "*", count=1000)]
         for key in keys:  # one by one: a cluster client refuses a multi-key DEL across slots
             await self.client.delete(key)
@@ -590,7 +594,6 @@ class RedisBackend(BaseBackend):
         self._known_queues.discard(queue)
 
     async def stats(self, queue: str, now: float) -> QueueStats:
-        await self.connect()
         base = self._base(queue)
         states = [state.value for state in JobState]
         async with self.client.pipeline(transaction=False) as pipe:
@@ -616,7 +619,6 @@ class RedisBackend(BaseBackend):
         return QueueStats(counts, oldest_at, bool(paused), workers, unreadable, totals)
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        await self.connect()
         async with self.client.pipeline(transaction=False) as pipe:
             for name, payload in events:
                 fields = {"event": name, "payload": orjson.dumps(payload, default=str)}
@@ -631,7 +633,6 @@ class RedisBackend(BaseBackend):
     async def read_events(
         self, queue: str, after: str, block_s: float
     ) -> list[tuple[str, str, dict[str, Any]]]:
-        await self.connect()
         stream = self._base(queue) + "events"
         block_ms = max(int(block_s * 1000), 1)
         reply = await self._timed(
@@ -644,8 +645,31 @@ class RedisBackend(BaseBackend):
         ]
 
     async def queues(self) -> list[str]:
-        await self.connect()
         return sorted(await self._timed("queues", self.client.smembers(f"{self.prefix}:queues")))
+
+
+def _checked_url(url: str) -> str:
+    """Refuse a URL the driver would misread without a word: a password holding a '/', '?'
+    or '#' (it would take the rest for the host and path), or a database part that is not a
+    number (`/abc`, `?db=abc`: it would use database 0, the wrong data). Only the masked
+    URL, as a person meant it, is quoted."""
+    meant = urlsplit(redacted_url(url))
+    read = urlsplit(url)
+    shown = redacted_url(url)
+    if (read.netloc.rpartition("@")[2], read.path) != (meant.netloc.rpartition("@")[2], meant.path):
+        raise ConfigurationError(
+            f"Redis URL {shown!r}: the password holds a '/', '?' or '#', which ends it early: "
+            "write them as %2F, %3F and %23"
+        )
+    given = [] if meant.scheme == "unix" else [meant.path.strip("/")]  # a unix path is the socket
+    given += parse_qs(meant.query).get("db", [])
+    for database in given:
+        if database and not database.isdigit():
+            raise ConfigurationError(
+                f"Redis URL {shown!r}: the database part {database!r} is not a number: "
+                "end the URL with the database number, /0 for the first"
+            )
+    return url
 
 
 def redis_backend_from_url(url: str) -> RedisBackend:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from asyncmq.conf.global_settings import Settings
 from asyncmq.errors import ConfigurationError, InvalidJobError
-from asyncmq.limits import priority
+from asyncmq.limits import MAX_CONCURRENCY, MAX_COUNT, MAX_RETRIES, integer, priority, seconds
 
 __all__ = ["Settings", "active_settings", "configure", "load_settings", "settings"]
 
@@ -56,24 +57,61 @@ def _convert(name: str, annotation: object, raw: str) -> Any:
     return raw
 
 
-def _checked(loaded: Settings) -> Settings:
-    """Refuse a setting the engine uses on every enqueue without looking at it again."""
-    try:
-        loaded.default_priority = priority(loaded.default_priority, "default_priority")
-    except InvalidJobError as exc:
-        raise ConfigurationError(f"settings: {exc}") from None
+def _count(low: int, high: int) -> Callable[[object, str], object]:
+    return lambda value, name: integer(value, name, low, high)
+
+
+def _duration(*, allow_zero: bool) -> Callable[[object, str], object]:
+    return lambda value, name: seconds(value, name, allow_zero=allow_zero)
+
+
+#: The range of each numeric setting: the same as the `Queue` option or CLI flag it stands
+#: in for, so `ASYNCMQ_WORKER_CONCURRENCY=0` is refused as `--concurrency 0` is, not run as
+#: a worker that never claims a job.
+_CHECKS: dict[str, Callable[[object, str], object]] = {
+    "default_priority": lambda value, name: priority(value, name),
+    "worker_concurrency": _count(1, MAX_CONCURRENCY),
+    "claim_batch_size": _count(1, MAX_CONCURRENCY),
+    "max_stalls": _count(0, MAX_RETRIES),
+    "max_payload_bytes": _count(1, MAX_COUNT),
+    "keep_finished_jobs": _count(0, MAX_COUNT),
+    "metrics_max_queues": _count(1, MAX_COUNT),
+    "metrics_max_tasks": _count(1, MAX_COUNT),
+    "scan_interval": _duration(allow_zero=False),
+    "lease_seconds": _duration(allow_zero=False),
+    "shutdown_grace_seconds": _duration(allow_zero=True),
+    "result_ttl_seconds": _duration(allow_zero=True),
+}
+
+
+def _checked(loaded: Settings, from_env: dict[str, str] | None = None) -> Settings:
+    """Refuse a setting out of its range now, naming where it came from (the environment
+    variable when `from_env` holds it), rather than misbehave later where it is used."""
+    for name, check in _CHECKS.items():
+        try:
+            setattr(loaded, name, check(getattr(loaded, name), name))
+        except InvalidJobError as exc:
+            if from_env and name in from_env:
+                default = getattr(type(loaded), name)
+                raise ConfigurationError(
+                    f"{_ENV_PREFIX}{name.upper()}={from_env[name]!r}: {exc} "
+                    f"(or unset it for the default, {default})"
+                ) from None
+            raise ConfigurationError(f"settings: {exc}") from None
     return loaded
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     path = env.get(f"{_ENV_PREFIX}SETTINGS_MODULE")
     loaded = (_load_class(path) if path else Settings)()
+    from_env: dict[str, str] = {}
     for name, annotation in loaded.field_names().items():
         raw = env.get(f"{_ENV_PREFIX}{name.upper()}")
         if raw is not None:
             setattr(loaded, name, _convert(name, annotation, raw))
-    return _checked(loaded)
+            from_env[name] = raw
+    return _checked(loaded, from_env)
 
 
 class _LazySettings:

@@ -2,6 +2,7 @@
 
     AsyncMQError
     ├── ConfigurationError          settings, URLs, a missing optional dependency
+    ├── UnsupportedError (NotImplementedError) the backend cannot do this
     ├── InvalidJobError (ValueError) rejected before anything is stored
     │   ├── InvalidQueueNameError
     │   ├── SerializationError      arguments that cannot be encoded
@@ -39,6 +40,7 @@ __all__ = [
     "SerializationError",
     "StalledJobError",
     "UnknownTaskError",
+    "UnsupportedError",
 ]
 
 
@@ -48,6 +50,11 @@ class AsyncMQError(Exception):
 
 class ConfigurationError(AsyncMQError):
     """Settings, a backend URL or an installed extra are not usable."""
+
+
+class UnsupportedError(AsyncMQError, NotImplementedError):
+    """The backend cannot do this at all (the in-memory one cannot share events between
+    processes): another backend can, no setting will."""
 
 
 class InvalidJobError(AsyncMQError, ValueError):

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import orjson
 
 from asyncmq.core.seam import seam
-from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedScheduleError
+from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedScheduleError, UnsupportedError
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
@@ -133,6 +133,11 @@ def read_workers(records: Iterable[tuple[str, Any]]) -> tuple[list[WorkerInfo], 
 
 
 _NUMBER = frozenset({int, float})
+#: Why `publish_events`/`read_events` refuse on a backend without cross-process events.
+_NO_EVENTS = (
+    "the {name} backend does not share events between processes: use a Redis, PostgreSQL "
+    "or MongoDB backend (--backend URL or ASYNCMQ_BACKEND)"
+)
 _WORKER_FIELD_TYPES: dict[str, frozenset[type]] = {
     "id": frozenset({str}),
     "queue": frozenset({str}),
@@ -331,14 +336,14 @@ class BaseBackend(ABC):
     # -- cross-process events (optional) ----------------------------------------------
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Make (event name, payload) pairs readable by `read_events` in other processes."""
-        raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")
+        raise UnsupportedError(_NO_EVENTS.format(name=self.name))
 
     async def read_events(
         self, queue: str, after: str, block_s: float
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Events of `queue` published after position `after` ("$": from now on), waiting
         up to `block_s` for the first; returns (position, event name, payload) triples."""
-        raise NotImplementedError(f"the {self.name} backend does not publish events to other processes")
+        raise UnsupportedError(_NO_EVENTS.format(name=self.name))
 
 
 def schedule_record(raw: object, next_run_at: object) -> object:

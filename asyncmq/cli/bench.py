@@ -48,8 +48,10 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 def _check_options(backend: str, processes: int | None, profile: Path | None, plot: Path | None) -> None:
     """Refuse, before anything runs, the combinations that could only fail later."""
     from asyncmq.backends import backend_from_url
+    from asyncmq.cli.failures import note_backend
     from asyncmq.errors import ConfigurationError
 
+    note_backend(backend)
     try:
         backend_from_url(backend)
     except (ConfigurationError, ImportError) as exc:

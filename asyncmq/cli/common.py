@@ -15,7 +15,7 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
@@ -24,8 +24,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from asyncmq.backends.base import redacted_url, url_secrets
-from asyncmq.errors import AsyncMQError, InvalidQueueNameError
+from asyncmq.backends.base import redacted_url
+from asyncmq.cli.failures import (
+    DEBUG_ENV,
+    CommandFailure,
+    ExitCode,
+    fail,
+    mask_secrets,
+    note_backend,
+    remember_args,
+)
+from asyncmq.errors import InvalidQueueNameError
 from asyncmq.job import validate_queue_name
 
 if TYPE_CHECKING:
@@ -36,6 +45,7 @@ __all__ = [
     "AsyncMQGroup",
     "BackendLabel",
     "backend_options",
+    "check_reachable",
     "describe_backend",
     "echo_json",
     "format_time",
@@ -57,50 +67,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AsyncMQGroup(click.Group):
-    """A group that shows an `AsyncMQError` as `Error: <message>` (exit 1), not a traceback,
-    and any other error's traceback with the backend's password masked.
-
-    Sub-commands run inside the root group's `invoke`, so catching here covers them all.
-    """
+    """The root group: every sub-command runs inside its `invoke`, so an error any of them
+    raises ends here, as one line and its exit code (`asyncmq.cli.failures`), or, for an
+    error nobody expected, as a traceback with the backend's password masked."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta[_ARGS_KEY] = list(args)  # every sub-command's words, for `_exit_masked`
+        remember_args(ctx, args)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except AsyncMQError as exc:
-            raise click.ClickException(str(exc) or type(exc).__name__) from exc
+        except CommandFailure as exc:
+            if debugging(ctx):
+                click.echo(mask_secrets(ctx, "".join(traceback.format_exception(exc))), err=True, nl=False)
+            raise
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            _exit_masked(ctx, exc)
+            fail(ctx, exc, debugging(ctx))
             raise
 
 
-_ARGS_KEY = "asyncmq.args"
+_DEBUG_KEY = "asyncmq.debug"
 
 
-def _exit_masked(ctx: click.Context, exc: Exception) -> None:
-    """An unexpected error's traceback goes to stderr as Python would print it, but with the
-    backend's password masked: a driver may quote a URL it misread. Returns (and the error is
-    raised as usual) when the traceback holds no password."""
-    urls = [word for word in ctx.meta.get(_ARGS_KEY, []) if "://" in word]
-    urls.append(os.environ.get("ASYNCMQ_BACKEND", ""))
-    with suppress(Exception):  # settings that fail to load name no URL
-        from asyncmq.conf import active_settings
+def set_debug(ctx: click.Context, debug: bool) -> None:
+    """`asyncmq --debug`: failures print their traceback as well as their one line."""
+    ctx.meta[_DEBUG_KEY] = debug
 
-        configured = active_settings().backend
-        urls.append(configured if isinstance(configured, str) else "")
-    secrets = sorted({secret for url in urls for secret in url_secrets(url)}, key=len, reverse=True)
-    text = "".join(traceback.format_exception(exc))
-    masked = text
-    for secret in secrets:
-        masked = masked.replace(secret, "***")
-    if masked != text:
-        click.echo(masked, err=True, nl=False)
-        ctx.exit(1)
+
+def debugging(ctx: click.Context) -> bool:
+    """`--debug` was given, or ASYNCMQ_DEBUG is set to a true value."""
+    if ctx.meta.get(_DEBUG_KEY):
+        return True
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -195,11 +196,26 @@ def queue_option(fn: F) -> F:
 
 # -- backend ---------------------------------------------------------------------------
 def resolve_backend(url: str | None) -> BaseBackend:
-    """`--backend URL` when given, else the settings' backend."""
+    """`--backend URL` when given, else the settings' backend. The settings are loaded, so
+    checked, either way: a bad ASYNCMQ_* variable is refused before the command does anything."""
     from asyncmq.backends import backend_from_url
+    from asyncmq.conf import active_settings, settings
     from asyncmq.runtime import default_backend
 
-    return backend_from_url(url) if url else default_backend()
+    active_settings()
+    if url:
+        note_backend(url)
+        return backend_from_url(url)
+    if isinstance(settings.backend, str):
+        note_backend(settings.backend)
+    return default_backend()
+
+
+async def check_reachable(backend: BaseBackend) -> None:
+    """Read the backend once, so a long-running command that cannot reach it (or is refused
+    the login) fails in one line before it says it started."""
+    await backend.connect()
+    await backend.queues()
 
 
 @asynccontextmanager
@@ -264,8 +280,9 @@ def _observability() -> ModuleType:
     try:
         import asyncmq.observability as observability
     except ImportError as exc:
-        raise click.ClickException(
-            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        raise CommandFailure(
+            ExitCode.CONFIGURATION,
+            f"--metrics-port needs the observability extra: pip install 'asyncmq[observability]' ({exc})",
         ) from None
     return observability
 
@@ -279,14 +296,30 @@ async def _serving(server: Any) -> AsyncIterator[str]:
         server.close()
 
 
+def port_failure(option: str, port: int, host: str, exc: OSError) -> CommandFailure:
+    """A port the command was told to listen on cannot be had: say which option chose it."""
+    why = exc.strerror or str(exc)
+    return CommandFailure(
+        ExitCode.PORT,
+        f"{option} {port}: cannot listen on {host}:{port} ({why}): "
+        f"choose another {option}, or stop what listens there",
+    )
+
+
 @asynccontextmanager
 async def metrics_endpoint(
-    port: int | None, host: str, backend: BaseBackend, *, job_metrics: bool = True, any_port: bool = False
+    port: int | None,
+    host: str,
+    backend: BaseBackend,
+    *,
+    job_metrics: bool = True,
+    any_port: bool = False,
+    option: str = "--metrics-port",
 ) -> AsyncIterator[str | None]:
     """Serve metrics for the command's lifetime when `port` is given, printing the address
     (and giving its URL, else None). Without the observability extra installed, stop with a
-    message naming it. A port in use stops the command too, unless `any_port` lets it take a
-    free one (the demo)."""
+    message naming it. A port in use stops the command too (naming `option`, the flag that
+    chose it), unless `any_port` lets it take a free one (the demo)."""
     if port is None:
         yield None
         return
@@ -295,9 +328,7 @@ async def metrics_endpoint(
         server = serve(backend, port=port, host=host, job_metrics=job_metrics)
     except OSError as exc:
         if not any_port:
-            raise click.ClickException(
-                f"--metrics-port {port}: cannot listen on {host}:{port}: {exc}"
-            ) from None
+            raise port_failure(option, port, host, exc) from None
         server = serve(backend, port=0, host=host, job_metrics=job_metrics)
     async with _serving(server) as url:
         yield url
@@ -311,7 +342,11 @@ async def multiprocess_metrics_endpoint(
     if port is None or directory is None:
         yield
         return
-    server = _observability().serve_multiprocess_metrics(backend, directory, port=port, host=host)
+    serve = _observability().serve_multiprocess_metrics
+    try:
+        server = serve(backend, directory, port=port, host=host)
+    except OSError as exc:
+        raise port_failure("--metrics-port", port, host, exc) from None
     async with _serving(server):
         yield
 

@@ -8,6 +8,7 @@ queue-depth and no-worker alerts still fire when every worker is gone.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import click
 
@@ -18,7 +19,10 @@ __all__ = ["exporter"]
 
 async def _serve(url: str | None, port: int, host: str) -> None:
     stop = asyncio.Event()
-    async with open_backend(url) as backend, metrics_endpoint(port, host, backend, job_metrics=False):
+    async with (
+        open_backend(url) as backend,
+        metrics_endpoint(port, host, backend, job_metrics=False, option="--port"),
+    ):
         with stop_signals(lambda sig: stop.set()):
             await stop.wait()
 
@@ -29,4 +33,6 @@ async def _serve(url: str | None, port: int, host: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it beyond this host.")
 def exporter(backend: str | None, port: int, host: str) -> None:
     """Serve every queue's state from the backend as Prometheus metrics, until Ctrl-C."""
+    # A service: it says when reading the backend starts failing and when it works again.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(_serve(backend, port, host))

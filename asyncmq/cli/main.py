@@ -9,11 +9,12 @@ from __future__ import annotations
 import click
 
 from asyncmq.cli.bench import bench
-from asyncmq.cli.common import AsyncMQGroup
+from asyncmq.cli.common import AsyncMQGroup, set_debug
 from asyncmq.cli.db import db_group
 from asyncmq.cli.demo import demo
 from asyncmq.cli.events import events_group
 from asyncmq.cli.exporter import exporter
+from asyncmq.cli.failures import DEBUG_ENV, EXIT_CODES_HELP
 from asyncmq.cli.info import info
 from asyncmq.cli.job import job_group
 from asyncmq.cli.observability import observability_group
@@ -24,14 +25,21 @@ from asyncmq.version import __version__
 __all__ = ["cli"]
 
 
-@click.group(cls=AsyncMQGroup)
+@click.group(cls=AsyncMQGroup, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", "-V", prog_name="asyncmq")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"On a failure, print the traceback as well as the one-line error (also: {DEBUG_ENV}=1).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """asyncmq: run workers, and inspect and control queues and jobs.
 
     The backend is --backend URL when given, else the settings (ASYNCMQ_BACKEND,
     ASYNCMQ_SETTINGS_MODULE). --app MODULE imports your tasks first.
     """
+    set_debug(ctx, debug)
 
 
 cli.add_command(worker_group)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from asyncmq.cli.failures import CommandFailure, ExitCode
+
 __all__ = ["DASHBOARDS", "RULES", "generated_files", "observability_group"]
 
 #: Where the `*.dashboard.py` sources and their generated `*.json` live, under the root.
@@ -31,7 +33,9 @@ def _require_extra() -> None:
         import grafanalib  # noqa: F401
         import yaml  # noqa: F401
     except ImportError as exc:
-        raise click.ClickException(f"generating needs {exc.name}: pip install 'asyncmq[dashboards]'") from exc
+        raise CommandFailure(
+            ExitCode.CONFIGURATION, f"generating needs {exc.name}: pip install 'asyncmq[dashboards]'"
+        ) from exc
 
 
 def generated_files(root: Path, alerts_config: Path | None) -> dict[Path, bytes]:

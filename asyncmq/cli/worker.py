@@ -19,6 +19,7 @@ import click
 
 from asyncmq.cli.common import (
     backend_options,
+    check_reachable,
     metrics_endpoint,
     metrics_port_option,
     multiprocess_metrics_endpoint,
@@ -27,6 +28,7 @@ from asyncmq.cli.common import (
     stop_signals,
     valid_queue_names,
 )
+from asyncmq.cli.failures import CommandFailure, ExitCode
 from asyncmq.cli.processes import ProcessSupervisor, metrics_directory, remove_directory
 from asyncmq.conf import settings
 from asyncmq.core.event import Event, Payload
@@ -102,7 +104,7 @@ async def _serve(
     child: bool,
 ) -> int:
     """Run the workers; a child of `--processes` leaves the start lines to its parent."""
-    await backend.connect()
+    await check_reachable(backend)
     publisher = EventPublisher(backend) if publish_events else None
     if publisher is not None:
         publisher.start()
@@ -222,8 +224,9 @@ def _traced(otlp_endpoint: str | None) -> Iterator[None]:
     try:
         from asyncmq.observability.tracing import exporting_traces
     except ImportError as exc:
-        raise click.ClickException(
-            f"--otlp-endpoint needs the observability extra: pip install 'asyncmq[observability]' ({exc})"
+        raise CommandFailure(
+            ExitCode.CONFIGURATION,
+            f"--otlp-endpoint needs the observability extra: pip install 'asyncmq[observability]' ({exc})",
         ) from None
     with exporting_traces(otlp_endpoint, link=settings.tracing_link):
         yield
@@ -244,12 +247,6 @@ async def _supervise(
     directory = metrics_directory() if port is not None else None
     supervisor = ProcessSupervisor(sys.argv[1:], processes, directory)
     names = ", ".join(repr(name) for name in queues)
-    click.echo(
-        f"Starting {processes} worker processes on queue{'s' if len(queues) > 1 else ''} {names} "
-        f"on the {backend.name} backend. Ctrl-C to stop.",
-        err=True,
-    )
-
     signals = 0
 
     def on_signal(sig: signal.Signals) -> None:
@@ -268,8 +265,13 @@ async def _supervise(
         supervisor.stop()  # a second time: each child takes its second SIGTERM as "now"
 
     try:
-        await backend.connect()
+        await check_reachable(backend)  # before saying it starts, as the port below
         async with multiprocess_metrics_endpoint(port, host, backend, directory):
+            click.echo(
+                f"Starting {processes} worker processes on queue{'s' if len(queues) > 1 else ''} {names} "
+                f"on the {backend.name} backend. Ctrl-C to stop.",
+                err=True,
+            )
             with stop_signals(on_signal):
                 await supervisor.run(grace_s=60.0)
     finally:

@@ -89,6 +89,7 @@ class QueueStateCollector(Collector):
             LabelCap("task", max_tasks),
         )
         self._loop_thread = threading.get_ident()  # built on the loop's thread, by contract
+        self._failure: str | None = None  # why the last read failed, said once
 
     def describe(self) -> Iterator[Metric]:
         """The names, without reading the backend (the registry asks when registering)."""
@@ -150,11 +151,31 @@ class QueueStateCollector(Collector):
             return None
         future = asyncio.run_coroutine_threadsafe(self._stats(), self.loop)
         try:
-            return future.result(self.timeout_s)
-        except Exception:
+            stats = future.result(self.timeout_s)
+        except Exception as exc:
             future.cancel()
-            log.exception("reading queue state from the %s backend failed or timed out", self.backend.name)
+            self._failed(exc)
             return None
+        if self._failure is not None:
+            log.info("reading queue state from the %s backend works again", self.backend.name)
+            self._failure = None
+        return stats
+
+    def _failed(self, exc: Exception) -> None:
+        """One line when reads start failing or fail differently, not a traceback per scrape:
+        Prometheus scrapes every few seconds, and `asyncmq_backend_up 0` already says it."""
+        if isinstance(exc, TimeoutError):
+            why = f"no answer within {self.timeout_s:g}s"
+        else:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if why != self._failure:
+            log.error(
+                "reading queue state from the %s backend failed (%s); asyncmq_backend_up is 0 until it "
+                "works again (logged again only if the error changes)",
+                self.backend.name,
+                why,
+            )
+            self._failure = why
 
     async def _stats(self) -> dict[str, QueueStats]:
         names = list(self.queues) if self.queues is not None else await self.backend.queues()

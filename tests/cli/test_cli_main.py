@@ -15,9 +15,9 @@ def test_version_prints_the_package_version() -> None:
     assert (result.exit_code, result.output) == (0, "asyncmq, version 0.1.0\n")
 
 
-def test_an_asyncmq_error_is_shown_as_one_line_and_exits_1() -> None:
+def test_a_configuration_error_is_shown_as_one_line_and_exits_3() -> None:
     result = invoke("info", "--backend", "nosuch://host")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert result.output.startswith(
         "Error: unsupported backend URL 'nosuch://host': known schemes are memory://"
     )
@@ -29,7 +29,7 @@ def test_the_backend_comes_from_the_asyncmq_backend_variable_without_a_flag(
 ) -> None:
     monkeypatch.setenv("ASYNCMQ_BACKEND", "fromenv://x")
     result = invoke("queue", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert result.output.startswith("Error: unsupported backend URL 'fromenv://x': known schemes are")
 
 

@@ -72,7 +72,7 @@ def test_metrics_port_without_the_observability_extra_fails_clearly(
 ) -> None:
     monkeypatch.setitem(sys.modules, "asyncmq.observability", None)  # as if the extra were missing
     result = invoke("worker", "start", "mail", "--burst", "--metrics-port", "9464")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a missing extra is a configuration error
     assert "Error: --metrics-port needs the observability extra: pip install 'asyncmq[observability]'" in (
         result.output
     )

@@ -81,7 +81,7 @@ async def test_an_unreachable_database_is_one_clear_error(make_backend: MakeBack
 def test_the_cli_says_in_one_line_when_the_login_is_refused(postgres_url: str) -> None:
     refused = postgres_url.replace("postgres@", "no_such_role@", 1)
     done = invoke("queue", "list", "--backend", refused)
-    assert done.exit_code == 1
+    assert done.exit_code == 5  # the backend refused the login
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "cannot connect to PostgreSQL" in done.stderr
     assert "no_such_role" in done.stderr

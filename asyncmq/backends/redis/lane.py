@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import hiredis
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["Call", "ScriptLane", "lane_settings"]
 
@@ -200,9 +200,12 @@ class ScriptLane:
         if "client_name" in settings:
             setup.append(_pack("CLIENT", "SETNAME", settings["client_name"]))
         if setup:
-            for reply in [await w for w in conn.send(b"".join(setup), len(setup))]:
+            replies = [await w for w in conn.send(b"".join(setup), len(setup))]
+            for index, reply in enumerate(replies):
                 if isinstance(reply, ResponseError):
                     conn.close()
+                    if index == 0 and "password" in settings:  # as redis-py says a refused login
+                        raise AuthenticationError(str(reply))
                     raise reply
         return conn
 

@@ -96,6 +96,12 @@ def _announce(payload: Payload) -> None:
     )
 
 
+def _warn_without_tasks() -> None:
+    """Said once the worker can start (backend read, port taken): one that cannot says only why."""
+    if not TASK_REGISTRY:
+        click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
+
+
 async def _serve(
     supervisor: Supervisor,
     backend: BaseBackend,
@@ -112,6 +118,7 @@ async def _serve(
         async with metrics_endpoint(*metrics, backend):
             count = len(supervisor.workers)
             if not child:
+                _warn_without_tasks()
                 click.echo(
                     f"Starting {count} worker(s) on the {backend.name} backend. Ctrl-C to stop.", err=True
                 )
@@ -185,8 +192,6 @@ def start(
         level=log_level.upper(), format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"
     )
     store = resolve_backend(backend)
-    if not TASK_REGISTRY and not child:
-        click.echo("Warning: no task is registered; pass --app MODULE to import your tasks.", err=True)
     if processes > 1:
         run(_supervise(processes, store, (metrics_port, metrics_host), tuple(dict.fromkeys(queues))))
         return
@@ -267,6 +272,7 @@ async def _supervise(
     try:
         await check_reachable(backend)  # before saying it starts, as the port below
         async with multiprocess_metrics_endpoint(port, host, backend, directory):
+            _warn_without_tasks()
             click.echo(
                 f"Starting {processes} worker processes on queue{'s' if len(queues) > 1 else ''} {names} "
                 f"on the {backend.name} backend. Ctrl-C to stop.",

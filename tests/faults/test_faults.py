@@ -174,9 +174,11 @@ class Run:
 
     async def until_completed(self) -> None:
         deadline = time.monotonic() + WAIT_S
-        while (await _retrying(self.queue.counts))["completed"] < self.jobs:
+        while (counts := await _retrying(self.queue.counts))["completed"] < self.jobs:
             self.check_alive()
-            assert time.monotonic() < deadline, f"not every job completed in {WAIT_S}s"
+            assert time.monotonic() < deadline, (
+                f"not every job completed in {WAIT_S}s: {counts}\n{self.log_path.read_text()[-3000:]}"
+            )
             await asyncio.sleep(0.05)
 
     def check_alive(self) -> None:

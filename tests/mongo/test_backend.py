@@ -1,7 +1,6 @@
 """What the MongoDB backend does beyond the conformance suite: a Motor client, wake-ups by
-change stream and by poll, claims in a fixed number of round trips, counts and totals kept in
-their own documents (through lost replies too), the TTL date of finished jobs, and documents
-no worker can run."""
+change stream and by poll, claims in a fixed number of round trips, counts kept in their
+own documents, the TTL date of finished jobs, and documents no worker can run."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pymongo import AsyncMongoClient, monitoring
-from pymongo.errors import AutoReconnect
 
 from asyncmq.backends.mongo import MongoBackend
 from asyncmq.errors import MalformedJobError
@@ -227,67 +224,3 @@ async def test_stall_recovery_fails_a_document_whose_counter_was_garbled_while_i
     stored = await client[database]["jobs"].find_one({"_id": f"garbled-stalls/{job_id}"})
     assert (stored["status"], stored["stalls"]) == ("failed", "x")
     assert (await queue.counts())["active"] == 0
-
-
-async def test_totals_of_tasks_named_with_dots_and_dollars_are_kept_past_a_recount_and_go_with_the_queue(
-    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
-) -> None:
-    queue = Queue("totalled", backend=backend)
-    names = ["a.b", "$c", "100%.x", "%2E", "ü.$"]
-    await queue.store([queue.build_job(name) for name in names])
-    claimed = await backend.claim("totalled", "w1", 10, 30, time.time(), None)
-    assert len(claimed.jobs) == len(names)
-    expected = {name: {"enqueued": 1, "claimed": 1} for name in names}
-    assert (await queue.stats()).totals == expected
-    queues = client[database]["queues"]
-    (shard,) = await queues.find({"queue": "totalled", "_id": {"$regex": "#c"}}).to_list(None)
-    assert (shard["t:enqueued:a%2Eb"], shard["t:claimed:%252E"]) == (1, 1)  # flat, escaped
-    assert not any("." in name or "$" in name for name in shard)
-
-    await backend.recount("totalled")  # the live counts again from the jobs; the totals stay
-    stats = await queue.stats()
-    assert (stats.counts["active"], stats.totals) == (len(names), expected)
-
-    await backend.delete_queue("totalled")
-    assert (await queue.stats()).totals == {}
-    assert await queues.count_documents({"queue": "totalled"}) == 0
-
-
-class _LostReplies:
-    """The jobs collection, but `method` loses its reply after the server applied it."""
-
-    def __init__(self, collection: Any, method: str) -> None:
-        self._collection, self._method = collection, method
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._collection, name)
-        if name != self._method:
-            return found
-
-        async def applied_then_lost(*args: Any, **kwargs: Any) -> Any:
-            await found(*args, **kwargs)
-            raise AutoReconnect("connection closed")
-
-        return applied_then_lost
-
-
-async def test_a_claim_and_outcomes_whose_replies_were_lost_add_to_the_totals_once(
-    backend: MongoBackend,
-) -> None:
-    queue = Queue("lost-replies", backend=backend)
-    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(3)])
-    jobs = backend.jobs
-    backend.jobs = _LostReplies(jobs, "update_many")
-    with pytest.raises(AutoReconnect):
-        await backend.claim("lost-replies", "w1", 10, 30, time.time(), None)
-    backend.jobs = _LostReplies(jobs, "bulk_write")
-    active = await queue.list_jobs(JobState.ACTIVE)
-    with pytest.raises(AutoReconnect):
-        await backend.finish([_completed(job) for job in active], queue.retention)
-    backend.jobs = jobs
-    # Sent again (as a worker does): refused as stored already, and counted once, not twice.
-    assert await backend.finish(active, queue.retention) == [True] * 3
-
-    stats = await queue.stats()
-    assert (stats.counts["active"], stats.counts["completed"]) == (0, 3)
-    assert stats.totals == {double.name: {"enqueued": 3, "claimed": 3, "completed": 3}}

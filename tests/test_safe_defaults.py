@@ -29,19 +29,9 @@ from asyncmq.conf import Settings
 from asyncmq.errors import ConfigurationError
 from asyncmq.queues import Queue
 from tests.cli.helpers import asyncmq_command
+from tests.conformance.support import server_url
 
 SECRET = "s3cret-do-not-print"
-
-
-def _server_url(variable: str) -> str:
-    """A test server's URL; missing, the test skips locally and fails in CI."""
-    url = os.environ.get(variable)
-    if url is None:
-        message = f"{variable} is not set: scripts/test.sh starts this server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
 
 
 #: A URL of each backend with a password, and how it is shown.
@@ -204,7 +194,7 @@ def test_bench_reports_mask_the_backend_password_in_the_machine_the_config_and_t
 
 
 def test_log_lines_of_a_worker_on_a_backend_with_a_password_mask_it() -> None:
-    server = _server_url("ASYNCMQ_TEST_REDIS_URL")
+    server = server_url("ASYNCMQ_TEST_REDIS_URL")
     url = server.replace("redis://", f"redis://default:{SECRET}@", 1)  # a nopass user takes any
     queue = f"safe-{uuid.uuid4().hex[:10]}"
     try:
@@ -364,7 +354,7 @@ async def test_a_rediss_cluster_url_gives_the_cluster_client_tls_connections() -
 
 async def test_postgresql_sslmode_require_reaches_the_driver() -> None:
     """The test server speaks no TLS: a driver told to require it is refused the upgrade."""
-    server = _server_url("ASYNCMQ_TEST_POSTGRES_URL")
+    server = server_url("ASYNCMQ_TEST_POSTGRES_URL")
     separator = "&" if "?" in server else "?"
     backend = backend_from_url(f"{server}{separator}sslmode=require&schema=asyncmq_tls")
 

@@ -20,7 +20,7 @@ import pytest
 
 from asyncmq.backends.base import BaseBackend
 from asyncmq.queues import Queue
-from tests.conformance.support import GATES
+from tests.conformance.support import GATES, server_url
 
 BackendFactory = Callable[[], AbstractAsyncContextManager[BaseBackend]]
 
@@ -30,17 +30,6 @@ async def _memory_backend() -> AsyncIterator[BaseBackend]:
     from asyncmq.backends.memory import InMemoryBackend
 
     yield InMemoryBackend()
-
-
-def _server_url(variable: str, default: str | None) -> str:
-    """The server to test against; missing, the test skips locally and fails in CI."""
-    url = os.environ.get(variable, default)
-    if url is None:
-        message = f"{variable} is not set: scripts/test.sh starts this server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
 
 
 @asynccontextmanager
@@ -78,7 +67,7 @@ async def _postgres_backend() -> AsyncIterator[BaseBackend]:
     from asyncmq.backends.postgres import PostgresBackend
     from asyncmq.errors import ConfigurationError
 
-    url = _server_url("ASYNCMQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    url = server_url("ASYNCMQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     backend = PostgresBackend(url, schema=POSTGRES_SCHEMA)
     try:
         await backend.connect()
@@ -118,7 +107,7 @@ MONGO_DATABASE = f"asyncmq_test_{uuid.uuid4().hex[:8]}"
 async def _mongo_backend() -> AsyncIterator[BaseBackend]:
     from asyncmq.backends.mongo import MongoBackend
 
-    url = _server_url("ASYNCMQ_TEST_MONGO_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
+    url = server_url("ASYNCMQ_TEST_MONGO_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
     backend = MongoBackend(url, database=MONGO_DATABASE)
     yield backend
     await backend.close()
@@ -142,11 +131,11 @@ def _drop_mongo_database() -> Iterator[None]:
 
 
 def _redis() -> AbstractAsyncContextManager[BaseBackend]:
-    return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), cluster=False)
+    return _redis_backend(server_url("ASYNCMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), cluster=False)
 
 
 def _redis_cluster() -> AbstractAsyncContextManager[BaseBackend]:
-    return _redis_backend(_server_url("ASYNCMQ_TEST_REDIS_CLUSTER_URL", None), cluster=True)
+    return _redis_backend(server_url("ASYNCMQ_TEST_REDIS_CLUSTER_URL", None), cluster=True)
 
 
 #: The single place to add a backend: test id -> factory.

@@ -4,8 +4,11 @@ task's attempt until the test opens them, expected counts, and the timeout for w
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import pytest
 
 from asyncmq.core.event import Event, Payload
 from asyncmq.core.seam import event_emitter
@@ -13,7 +16,18 @@ from asyncmq.job import JobState
 from asyncmq.tasks import task
 from asyncmq.worker import Worker
 
-__all__ = ["GATES", "WAIT_S", "EventRecorder", "Gate", "StartWorker", "always_fail", "counts", "gate", "noop"]
+__all__ = [
+    "GATES",
+    "WAIT_S",
+    "EventRecorder",
+    "Gate",
+    "StartWorker",
+    "always_fail",
+    "counts",
+    "gate",
+    "noop",
+    "server_url",
+]
 
 
 @task
@@ -24,6 +38,18 @@ async def noop() -> None:
 @task
 async def always_fail() -> None:
     raise ValueError("boom")
+
+
+def server_url(variable: str, default: str | None = None) -> str:
+    """The test server named by `variable` (else `default`); missing, the test skips locally
+    and fails in CI."""
+    url = os.environ.get(variable, default)
+    if url is None:
+        message = f"{variable} is not set: scripts/test.sh starts this server"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
 
 
 #: How long a test waits for something that should take milliseconds before it fails.

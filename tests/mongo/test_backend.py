@@ -5,11 +5,15 @@ own documents, the TTL date of finished jobs, and documents no worker can run.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import AutoReconnect
 
 from asyncmq.backends.mongo import MongoBackend
 from asyncmq.errors import MalformedJobError
@@ -224,3 +228,63 @@ async def test_stall_recovery_fails_a_document_whose_counter_was_garbled_while_i
     stored = await client[database]["jobs"].find_one({"_id": f"garbled-stalls/{job_id}"})
     assert (stored["status"], stored["stalls"]) == ("failed", "x")
     assert (await queue.counts())["active"] == 0
+
+
+@contextlib.asynccontextmanager
+async def _replies_lost(backend: MongoBackend, late_s: float) -> AsyncIterator[None]:
+    """The backend's next job write loses its reply: the caller hears at once that the
+    connection dropped, and the server applies the write `late_s` later, as a server still
+    busy with a request from a closed connection does. Exits once it landed."""
+    collection = backend.jobs
+    landed: list[asyncio.Future[Any]] = []
+
+    class RepliesLost:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(collection, name)
+
+        def bulk_write(self, ops: Any, **options: Any) -> Any:
+            async def land() -> Any:
+                await asyncio.sleep(late_s)
+                return await collection.bulk_write(ops, **options)
+
+            async def lost() -> Any:
+                raise AutoReconnect("connection closed")
+
+            landed.append(asyncio.ensure_future(land()))
+            return lost()
+
+    backend.jobs = RepliesLost()
+    try:
+        with pytest.raises(AutoReconnect):
+            yield
+    finally:
+        backend.jobs = collection
+    await asyncio.gather(*landed)
+
+
+async def test_outcomes_whose_reply_was_lost_are_counted_once_they_land_late(backend: MongoBackend) -> None:
+    queue = Queue("late", backend=backend)
+    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(5)])
+    claimed = await backend.claim("late", "w1", 5, 30, time.time(), None)
+    async with _replies_lost(backend, late_s=0.3):
+        await backend.finish([_completed(job) for job in claimed.jobs], queue.retention)
+    await backend.counts_writer.settle()
+    assert await queue.counts() == counts(completed=5)
+
+
+async def test_a_recovery_whose_reply_was_lost_is_counted_though_its_jobs_ran_again_since(
+    backend: MongoBackend,
+) -> None:
+    """The jobs a lost recovery moved are found by its stamp, which the claim and the outcome
+    that follow at once must not erase."""
+    queue = Queue("recovered-late", backend=backend)
+    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(3)])
+    await backend.claim("recovered-late", "w1", 3, 0.01, time.time(), None)
+    await asyncio.sleep(0.05)  # the lease runs out
+    async with _replies_lost(backend, late_s=0):
+        await backend.recover_stalled("recovered-late", time.time(), stall_recovery(3, queue.retention))
+    again = await backend.claim("recovered-late", "w2", 3, 30, time.time(), None)
+    assert len(again.jobs) == 3
+    await backend.finish([_completed(job) for job in again.jobs], queue.retention)
+    await backend.counts_writer.settle()
+    assert await queue.counts() == counts(completed=3)

@@ -71,11 +71,12 @@ log = get_logger(__name__)
 
 _JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "json")
 #: What a job document holds besides the job's own fields.
-_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "settled_by", "claimed_by", "enqueued_by", "expire_at")
+_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "moved_by", "enqueued_by", "expire_at")
 _FINISHED = sorted(state.value for state in TERMINAL_STATES)
 _STATES = [state.value for state in JobState]
 _RECOVER_BATCH = 1000
 _CLAIM_ROUNDS = 3
+_STAMPS_KEPT = 4
 #: Tries of an insert that lost its connection (each waits twice as long: 0.1, 0.2 s).
 _INSERT_TRIES = 3
 _TRIM_BATCH = 5000
@@ -164,6 +165,14 @@ def _expire_at(finished_at: float | None, retention: Retention) -> datetime | No
     if finished_at is None or not retention.ttl_s < _MAX_TTL_S:
         return None
     return datetime.fromtimestamp(finished_at + retention.ttl_s, UTC)
+
+
+def _moved_by(stamp: str) -> dict[str, Any]:
+    """The `$push` recording, on each job a write moves, the write's stamp: the lookup after a
+    lost reply finds the jobs the write moved by it (`asyncmq.backends.mongo.counts`). The
+    last few are kept, not one: the moves that follow at once (a claim, an outcome) must not
+    erase it before the lookup."""
+    return {"moved_by": {"$each": [stamp], "$slice": -_STAMPS_KEPT}}
 
 
 def _pairs(jobs: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -308,20 +317,19 @@ class MongoBackend(BaseBackend):
         operation: str,
         call: Any,
         queue: str,
-        field: str,
         stamp: str,
         moves: Mapping[str, tuple[JobState | None, JobState | None]],
     ) -> Any:
-        """Await a write that stamps `field` on the jobs it moves; if it fails without an
+        """Await a write that stamps the jobs it moves (`_moved_by`); if it fails without an
         answer, the jobs it did move are counted later (see `asyncmq.backends.mongo.counts`)."""
         try:
             return await self._call(operation, call)
         except PyMongoError:
-            self.counts_writer.after_lost_reply(queue, field, stamp, moves)
+            self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
             raise
 
     async def _stamped(
-        self, operation: str, documents: list[dict[str, Any]], field: str, stamp: str
+        self, operation: str, documents: list[dict[str, Any]], stamp: str, field: str = "moved_by"
     ) -> set[str]:
         """The ids, among `documents`, that a write marking `field` with `stamp` changed: when a
         batch write matched fewer than it named, which ones it got."""
@@ -404,7 +412,7 @@ class MongoBackend(BaseBackend):
                 refused = {error["index"] for error in errors}
                 if attempt == 0:
                     return refused
-                ours = await self._stamped("enqueue", [documents[i] for i in refused], "enqueued_by", stamp)
+                ours = await self._stamped("enqueue", [documents[i] for i in refused], stamp, "enqueued_by")
                 return {index for index in refused if documents[index]["_id"] not in ours}
             except (AutoReconnect, NetworkTimeout):
                 attempt += 1
@@ -494,12 +502,8 @@ class MongoBackend(BaseBackend):
             return []
         stamp = new_job_id()
         update: dict[str, Any] = {
-            "$set": {
-                "status": "active",
-                "worker_id": worker_id,
-                "lease_until": lease_until,
-                "claimed_by": stamp,
-            }
+            "$set": {"status": "active", "worker_id": worker_id, "lease_until": lease_until},
+            "$push": _moved_by(stamp),
         }
         if count:
             update["$inc"] = {"attempt": 1, "token": 1}
@@ -507,12 +511,12 @@ class MongoBackend(BaseBackend):
             {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)}, update
         )
         moves = {d["_id"]: (JobState.WAITING, JobState.ACTIVE) for d in candidates}
-        taken = await self._unsure_on_error("claim", claiming, queue, "claimed_by", stamp, moves)
+        taken = await self._unsure_on_error("claim", claiming, queue, stamp, moves)
         # The update's own count is what it moved; which jobs those are, the stamp tells, but a
         # job this process lost before it looked (a freeze past the lease) is no longer stamped.
         self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in range(taken.matched_count)))
         if taken.matched_count < len(candidates):  # which did this claim get?
-            ids = await self._stamped("claim", candidates, "claimed_by", stamp)
+            ids = await self._stamped("claim", candidates, stamp)
             candidates = [d for d in candidates if d["_id"] in ids]
         for document in candidates:
             document.update(status="active", worker_id=worker_id, lease_until=lease_until)
@@ -584,7 +588,7 @@ class MongoBackend(BaseBackend):
         await self.waker.wait(f"w:{queue}", timeout_s)
 
     def _outcome(self, job: Job, retention: Retention, stamp: str, now: float) -> UpdateOne:
-        values: dict[str, Any] = {"status": job.status.value, "settled_token": job.token, "settled_by": stamp}
+        values: dict[str, Any] = {"status": job.status.value, "settled_token": job.token}
         cleared = {"lease_until": "", "worker_id": ""}
         for name in OUTCOME_FIELDS:
             value = getattr(job, name)
@@ -600,7 +604,7 @@ class MongoBackend(BaseBackend):
             values["expire_at"] = expire_at
         return UpdateOne(
             {"_id": f"{job.queue}/{job.id}", "token": job.token},
-            {"$set": values, "$unset": cleared, "$inc": {"token": 1}},
+            {"$set": values, "$unset": cleared, "$inc": {"token": 1}, "$push": _moved_by(stamp)},
         )
 
     async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
@@ -614,7 +618,7 @@ class MongoBackend(BaseBackend):
         except PyMongoError:
             for queue in {job.queue for job in jobs}:
                 moves = {f"{j.queue}/{j.id}": (JobState.ACTIVE, j.status) for j in jobs if j.queue == queue}
-                self.counts_writer.after_lost_reply(queue, "settled_by", stamp, moves)
+                self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
             raise
         if result.matched_count == len(jobs):
             accepted, now_settled = [True] * len(jobs), [True] * len(jobs)
@@ -623,14 +627,14 @@ class MongoBackend(BaseBackend):
                 "finish",
                 self.jobs,
                 {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
-                {"settled_token": 1, "settled_by": 1},
+                {"settled_token": 1, "moved_by": 1},
             )
             settled = {d["_id"]: d for d in found}
             accepted, now_settled = [], []
             for job in jobs:
                 document = settled.get(f"{job.queue}/{job.id}", {})
                 accepted.append(document.get("settled_token") == job.token)
-                now_settled.append(document.get("settled_by") == stamp)
+                now_settled.append(stamp in document.get("moved_by", ()))
         for queue in {job.queue for job in jobs}:
             self._moved(
                 queue,
@@ -692,13 +696,17 @@ class MongoBackend(BaseBackend):
         if not jobs:
             return
         await self.connect()
-        update = self._transition_update(transition, now, Retention(math.inf, 0))
+        stamp = new_job_id()
+        update = {
+            **self._transition_update(transition, now, Retention(math.inf, 0)),
+            "$push": _moved_by(stamp),
+        }
         sources = [state.value for state in transition.sources]
         for queue in {job.queue for job in jobs}:
             mine = [(f"{j.queue}/{j.id}", j.token) for j in jobs if j.queue == queue]
-            result = await self._call(
-                "release", self.jobs.update_many({"status": {"$in": sources}, "$or": _pairs(mine)}, update)
-            )
+            releasing = self.jobs.update_many({"status": {"$in": sources}, "$or": _pairs(mine)}, update)
+            moves = {key: (JobState.ACTIVE, transition.target) for key, _ in mine}
+            result = await self._unsure_on_error("release", releasing, queue, stamp, moves)
             self._moved(queue, ((JobState.ACTIVE, transition.target) for _ in range(result.matched_count)))
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
@@ -844,17 +852,17 @@ class MongoBackend(BaseBackend):
                 update = self._failure(reason, now, recovery.retention)
                 job_id = document["_id"].split("/", 1)[1]
                 garbled[document["_id"]] = UnreadableJob(job_id, queue, document["token"], reason)
-            update["$set"]["settled_by"] = stamp
+            update["$push"] = _moved_by(stamp)
             ops.append(
                 UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
             )
             chosen.append(transition)
         moves = {d["_id"]: (JobState.ACTIVE, t.target) for d, t in zip(stalled, chosen, strict=True)}
         recovering = self.jobs.bulk_write(ops, ordered=False)
-        result = await self._unsure_on_error("recover", recovering, queue, "settled_by", stamp, moves)
+        result = await self._unsure_on_error("recover", recovering, queue, stamp, moves)
         taken = [True] * len(stalled)
         if result.matched_count < len(stalled):  # another scheduler recovered some first
-            ids = await self._stamped("recover", stalled, "settled_by", stamp)
+            ids = await self._stamped("recover", stalled, stamp)
             taken = [d["_id"] in ids for d in stalled]
         self._moved(queue, ((JobState.ACTIVE, t.target) for t, ok in zip(chosen, taken, strict=True) if ok))
         recovered: list[Job] = []

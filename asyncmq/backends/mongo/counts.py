@@ -15,7 +15,10 @@ A connection lost mid-write leaves two doubts, and both are settled here, not gu
 - a job write whose reply was lost (a claim, an outcome, a recovery) may have moved jobs
   that no one counted. Every such write stamps the jobs it moves; the backend hands the
   stamp and the moves here (`after_lost_reply`), and the jobs found carrying the stamp are
-  counted, with the lookup retried until the server answers.
+  counted, with the lookup retried until the server answers. The lookup waits `LANDING_S`
+  first: a server may still be applying a request whose connection it has lost, and a
+  lookup ahead of it would miss its moves for good. Each job keeps the last few stamps, so
+  moves that follow at once (another worker claiming a recovered job) do not erase one.
 
 Each process adds to its own shard document (`<queue>#c<shard>`), so concurrent workers do
 not queue up on one hot document; a read sums the shards. The same write bumps the queue's
@@ -34,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Any
 
 from pymongo import UpdateOne
@@ -51,6 +55,8 @@ SHARDS = 16
 _RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _DUPLICATE_KEY = 11000
 _WRITE_TIMEOUT_S = 5.0
+#: How long a write whose reply was lost may take to land (see the module's docstring).
+LANDING_S = 1.0
 
 
 @dataclass
@@ -61,6 +67,7 @@ class _Unsure:
     field: str
     stamp: str
     moves: Mapping[str, tuple[JobState | None, JobState | None]]
+    lost_at: float = default(default_factory=time.monotonic)
 
 
 class CountsWriter:
@@ -140,6 +147,7 @@ class CountsWriter:
         """Count the moves that writes with lost replies turn out to have made."""
         while self._unsure:
             unsure = self._unsure[0]
+            await asyncio.sleep(unsure.lost_at + LANDING_S - time.monotonic())
             started = time.perf_counter()
             found = await self._jobs.find(
                 {"_id": {"$in": list(unsure.moves)}, unsure.field: unsure.stamp}, {"_id": 1}

@@ -147,6 +147,9 @@ class Run:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "ASYNCMQ_LEASE_SECONDS": repr(LEASE_S),
+            # So short a lease also lapses when a loaded machine slows the server past it: a
+            # job recovered that way more than once is not lost, and must not fail as stalled.
+            "ASYNCMQ_MAX_STALLS": "1000",
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             RECORD_VARIABLE: str(self.record_path),
         }

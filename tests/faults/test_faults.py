@@ -13,9 +13,10 @@ a record file. The faults:
 - `freeze`: one worker process is stopped with SIGSTOP past its lease; the other recovers
   its jobs and finishes them; then it is thawed, and reports its stale outcomes late.
 
-Afterwards: every job ran at least once and completed (none lost); the duplicates (runs
-beyond one per job) are counted and never more than the jobs in flight at the fault; no
-stale worker's result was stored (each stored result comes from the job's last attempt);
+Afterwards: every job ran at least once and completed (none lost); each run of a job beyond
+its first followed a recovery of that job (its lease lapsed: the struck worker's jobs, or
+any whose worker a loaded machine slowed past the short lease), and the duplicates are
+counted; no stale worker's result was stored (each stored result comes from the job's last attempt);
 and the workers' own metrics agree with the record: their `completed` counters with the
 completions each process had stored, their `stalled` counters with the recoveries the
 store counted. The workers run with metrics on, each writing its counters to a directory
@@ -339,13 +340,12 @@ async def test_a_fault_mid_run_loses_no_job_and_the_metrics_agree_with_the_recor
     await run.stop()
     elapsed = time.monotonic() - started
 
-    # Every job ran, and completed; the extra runs are the jobs in flight at the fault, at most.
+    # Every job ran, and completed.
     executions = run.executions()
     ran = collections.Counter(n for n, _, _ in executions)
     assert sorted(ran) == list(range(run.jobs))
     duplicates = len(executions) - run.jobs
     assert in_flight <= WORKERS * HELD_AT_MOST
-    assert duplicates <= in_flight, f"{duplicates} runs twice, {in_flight} jobs in flight at the fault"
     counts = await _retrying(run.queue.counts)
     exact = {**dict.fromkeys(counts, 0), "completed": run.jobs}
     if run.killed is not None and isinstance(run.queue.backend, MongoBackend):
@@ -359,6 +359,13 @@ async def test_a_fault_mid_run_loses_no_job_and_the_metrics_agree_with_the_recor
     # worker's late outcome was refused, never stored over the new owner's.
     completed = await _retrying(lambda: run.queue.list_jobs("completed", limit=2 * run.jobs))
     assert sorted(job.args[0] for job in completed) == list(range(run.jobs))
+    # A job runs again only once its lease lapsed and it was recovered: never two owners at once.
+    again = {
+        job.args[0]: (ran[job.args[0]], job.stalls) for job in completed if ran[job.args[0]] > 1 + job.stalls
+    }
+    assert not again, (
+        f"jobs run more often than recovered, (runs, recoveries) by job: {dict(list(again.items())[:5])}"
+    )
     on_record = set(executions)
     stale = [job.id for job in completed if job.result[1] != job.attempt]
     assert not stale, f"results of an earlier attempt stored: {stale[:5]}"

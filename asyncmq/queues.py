@@ -346,9 +346,10 @@ class Queue:
     async def remove_job(self, job_id: str) -> bool:
         return await self.backend.remove_job(self.name, job_id)
 
-    async def drain(self) -> int:
-        """Delete every waiting and delayed job."""
-        return await self.backend.drain(self.name)
+    async def drain(self, include_delayed: bool = False) -> int:
+        """Delete every waiting job, and the delayed ones too with `include_delayed`; return
+        how many. Schedules keep firing: a drain leaves their pending occurrences."""
+        return await self.backend.drain(self.name, include_delayed)
 
     # -- inspection ---------------------------------------------------------------------
     async def get_job(self, job_id: str) -> Job:

@@ -315,8 +315,10 @@ class BaseBackend(ABC):
         """Delete a job that is not active."""
 
     @abstractmethod
-    async def drain(self, queue: str) -> int:
-        """Delete every waiting and delayed job; return how many."""
+    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+        """Delete every waiting job, and every delayed one too with `include_delayed` except a
+        schedule's pending occurrence (a job with a `repeat_key`: it is the schedule's next
+        firing, which `remove_repeatable` stops); return how many were deleted."""
 
     @abstractmethod
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:

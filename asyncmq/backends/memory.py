@@ -417,14 +417,18 @@ class InMemoryBackend(BaseBackend):
         del store.jobs[job_id]
         return True
 
-    async def drain(self, queue: str) -> int:
+    async def drain(self, queue: str, include_delayed: bool = False) -> int:
         store = self._store(queue)
-        pending = [job for job in store.jobs.values() if job.status in (JobState.WAITING, JobState.DELAYED)]
+        pending = [
+            job
+            for job in store.jobs.values()
+            if job.status is JobState.WAITING
+            or (include_delayed and job.status is JobState.DELAYED and job.repeat_key is None)
+        ]
         for job in pending:
             self._unplace(store, job)
             del store.jobs[job.id]
-        store.waiting.clear()
-        store.delayed.clear()
+        store.waiting.clear()  # the delayed heap keeps its dead entries: they die by their token
         return len(pending)
 
     def _trim(self, store: _Store, state: JobState, keep: int) -> None:

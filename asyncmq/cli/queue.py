@@ -206,9 +206,15 @@ async def _set_paused(
 @queue_group.command("drain")
 @_queue_argument
 @backend_options
+@click.option(
+    "--include-delayed",
+    is_flag=True,
+    help="Delete the delayed jobs too (a schedule keeps its next run: remove-repeatable stops it).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def drain(name: str, backend: str | None, yes: bool) -> None:
-    """Delete every waiting and delayed job of NAME (running and finished jobs stay)."""
+def drain(name: str, backend: str | None, include_delayed: bool, yes: bool) -> None:
+    """Delete every waiting job of NAME, and its delayed jobs too with --include-delayed
+    (running and finished jobs stay)."""
 
     async def check() -> None:
         async with open_backend(backend) as store:
@@ -216,14 +222,41 @@ def drain(name: str, backend: str | None, yes: bool) -> None:
 
     run(check())  # before asking: a mistyped name fails without a question
     if not yes:
-        click.confirm(f"Delete every waiting and delayed job of queue {name!r}?", abort=True)
+        click.confirm(_drain_question(name, include_delayed), abort=True)
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         async with open_backend(backend) as store:
-            return await Queue(name, backend=store).drain()
+            queue = Queue(name, backend=store)
+            removed = await queue.drain(include_delayed=include_delayed)
+            return removed, (await queue.counts())["delayed"]
 
-    removed = run(main())
-    click.echo(f"Drained {removed} job{'' if removed == 1 else 's'} from queue {name!r}.")
+    removed, kept = run(main())
+    click.echo(_drained(name, include_delayed, removed, kept))
+
+
+def _drain_question(name: str, include_delayed: bool) -> str:
+    if include_delayed:
+        return f"Delete every waiting and delayed job of queue {name!r}?"
+    return (
+        f"Delete every waiting job of queue {name!r} (delayed jobs stay: --include-delayed deletes them too)?"
+    )
+
+
+def _drained(name: str, include_delayed: bool, removed: int, kept: int) -> str:
+    """What was deleted, and the delayed jobs that stayed: a drain that seems to have left
+    jobs behind says which and why."""
+    what = "waiting and delayed" if include_delayed else "waiting"
+    line = f"Drained {removed} {what} job{'' if removed == 1 else 's'} from queue {name!r}"
+    if not kept:
+        return line + "."
+    if include_delayed:
+        schedules = "the next run of its schedules (remove-repeatable stops a schedule)"
+        return f"{line}; kept {_delayed(kept)}: {schedules}."
+    return f"{line}; kept {_delayed(kept)} (--include-delayed deletes those too)."
+
+
+def _delayed(n: int) -> str:
+    return f"{n} delayed job{'' if n == 1 else 's'}"
 
 
 @queue_group.command("remove-repeatable")

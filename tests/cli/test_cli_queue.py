@@ -162,27 +162,66 @@ def test_pause_and_resume_set_the_stored_flag(backend: InMemoryBackend) -> None:
     assert call(Queue("mail", backend=backend).is_paused()) is False
 
 
-def test_drain_with_yes_deletes_waiting_and_delayed_jobs_only_of_that_queue(backend: InMemoryBackend) -> None:
+def test_drain_with_yes_deletes_the_waiting_jobs_of_that_queue_and_says_how_many_delayed_stay(
+    backend: InMemoryBackend,
+) -> None:
     call(_populate(backend))
     result = invoke("queue", "drain", "mail", "--yes")
-    assert (result.exit_code, result.output) == (0, "Drained 3 jobs from queue 'mail'.\n")
-    assert call(Queue("mail", backend=backend).counts()) == ZERO
+    assert (result.exit_code, result.output) == (
+        0,
+        "Drained 2 waiting jobs from queue 'mail'; kept 1 delayed job "
+        "(--include-delayed deletes those too).\n",
+    )
+    assert call(Queue("mail", backend=backend).counts()) == {**ZERO, "delayed": 1}
     assert call(Queue("reports", backend=backend).counts())["waiting"] == 1
+
+
+def test_drain_include_delayed_deletes_the_delayed_jobs_too(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "drain", "mail", "--include-delayed", "--yes")
+    assert (result.exit_code, result.output) == (0, "Drained 3 waiting and delayed jobs from queue 'mail'.\n")
+    assert call(Queue("mail", backend=backend).counts()) == ZERO
+
+
+def test_drain_include_delayed_keeps_the_next_run_of_each_schedule_and_says_so(
+    backend: InMemoryBackend,
+) -> None:
+    call(_populate(backend))
+    key = call(Queue("mail", backend=backend).add_repeatable("clitest.greet", every=60, args=["eve"]))
+    result = invoke("queue", "drain", "mail", "--include-delayed", "--yes")
+    assert (result.exit_code, result.output) == (
+        0,
+        "Drained 3 waiting and delayed jobs from queue 'mail'; kept 1 delayed job: the next run of "
+        "its schedules (remove-repeatable stops a schedule).\n",
+    )
+    [pending] = call(Queue("mail", backend=backend).list_jobs("delayed"))
+    assert pending.repeat_key == key
 
 
 def test_drain_asks_first_and_a_no_keeps_every_job(backend: InMemoryBackend) -> None:
     call(_populate(backend))
     result = invoke("queue", "drain", "mail", input="n\n")
     assert result.exit_code == 1
-    assert result.output == "Delete every waiting and delayed job of queue 'mail'? [y/N]: n\nAborted!\n"
+    assert result.output == (
+        "Delete every waiting job of queue 'mail' (delayed jobs stay: --include-delayed deletes them "
+        "too)? [y/N]: n\nAborted!\n"
+    )
     assert call(Queue("mail", backend=backend).counts())["waiting"] == 2
+
+
+def test_drain_include_delayed_asks_about_the_delayed_jobs_too(backend: InMemoryBackend) -> None:
+    call(_populate(backend))
+    result = invoke("queue", "drain", "mail", "--include-delayed", input="n\n")
+    assert result.exit_code == 1
+    assert result.output.startswith("Delete every waiting and delayed job of queue 'mail'? [y/N]: n\n")
+    assert call(Queue("mail", backend=backend).counts())["delayed"] == 1
 
 
 def test_drain_confirmed_at_the_prompt_deletes_the_jobs(backend: InMemoryBackend) -> None:
     call(_populate(backend))
     result = invoke("queue", "drain", "reports", input="y\n")
     assert result.exit_code == 0, result.output
-    assert result.output.endswith("Drained 1 job from queue 'reports'.\n")
+    assert result.output.endswith("Drained 1 waiting job from queue 'reports'.\n")
 
 
 def _store_unreadable(backend: InMemoryBackend) -> str:

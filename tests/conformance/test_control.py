@@ -215,3 +215,78 @@ async def test_deleting_a_queue_removes_everything_it_holds(queue: Queue, backen
     assert await backend.get_job(queue.name, job_id) is None
     assert queue.name not in await backend.queues()
     assert (await queue.stats()).paused is False
+
+
+async def _fill_every_state(queue: Queue) -> dict[str, str]:
+    """One job in each of waiting (two), delayed, active and completed; their ids by role."""
+    worker = queue.worker()
+    completed = await queue.add(NOOP)
+    assert await worker.process() is True
+    active = await queue.add(NOOP)
+    # held for an hour: the scheduler ticks below, a few minutes on, do not recover it
+    claimed = await queue.backend.claim(queue.name, "another-worker", 1, 3600.0, time.time(), None)
+    assert [job.id for job in claimed.jobs] == [active]
+    return {
+        "completed": completed,
+        "active": active,
+        "waiting": await queue.add(NOOP),
+        "waiting_too": await queue.add(NOOP),
+        "delayed": await queue.add(NOOP, delay=60),
+    }
+
+
+async def test_drain_removes_waiting_jobs_and_keeps_delayed_ones_which_still_run_when_due(
+    queue: Queue,
+) -> None:
+    ids = await _fill_every_state(queue)
+    worker = queue.worker()
+
+    assert await queue.drain() == 2
+
+    assert await queue.counts() == counts(delayed=1, active=1, completed=1)
+    for role in ("waiting", "waiting_too"):
+        with pytest.raises(JobNotFoundError):
+            await queue.get_job(ids[role])
+    assert await worker.process() is False
+    delayed = await queue.get_job(ids["delayed"])
+    assert await worker.scheduler.tick(delayed.delay_until) is None  # promoted when due
+    assert await worker.process() is True
+    assert (await queue.get_job(ids["delayed"])).status is JobState.COMPLETED
+    assert await queue.counts() == counts(active=1, completed=2)
+
+
+async def test_drain_with_include_delayed_removes_delayed_jobs_too(queue: Queue) -> None:
+    ids = await _fill_every_state(queue)
+    worker = queue.worker()
+
+    assert await queue.drain(include_delayed=True) == 3
+
+    assert await queue.counts() == counts(active=1, completed=1)
+    with pytest.raises(JobNotFoundError):
+        await queue.get_job(ids["delayed"])
+    assert await worker.scheduler.tick(time.time() + 120) is None
+    assert await worker.process() is False
+    later = await queue.add(NOOP)  # the drained queue takes jobs as before
+    assert await queue.counts() == counts(waiting=1, active=1, completed=1)
+    assert await worker.process() is True
+    assert (await queue.get_job(later)).status is JobState.COMPLETED
+
+
+async def test_drain_with_include_delayed_keeps_a_schedules_pending_occurrence(queue: Queue) -> None:
+    """A drain removes jobs, not schedules (`remove_repeatable` stops one): the pending
+    occurrence is the schedule's next firing, so it stays and fires on time."""
+    await queue.add_repeatable(NOOP, every=30)
+    [rep] = await queue.repeatables()
+    await queue.add(NOOP, delay=60)
+    await queue.add(NOOP)
+    worker = queue.worker()
+
+    assert await queue.drain(include_delayed=True) == 2
+
+    assert await queue.counts() == counts(delayed=1)
+    [pending] = await queue.list_jobs("delayed")
+    assert pending.id == rep.occurrence_id(rep.next_run_at)
+    assert await worker.scheduler.tick(rep.next_run_at) == rep.next_run_at + 30
+    assert await worker.process() is True
+    assert (await queue.get_job(pending.id)).status is JobState.COMPLETED
+    assert await queue.counts() == counts(delayed=1, completed=1)

@@ -1007,11 +1007,16 @@ class MongoBackend(BaseBackend):
         self._moved(queue, [(JobState(removed["status"]), None)])
         return True
 
-    async def drain(self, queue: str) -> int:
+    async def drain(self, queue: str, include_delayed: bool = False) -> int:
         await self.connect()
         removed = 0
-        for state in (JobState.WAITING, JobState.DELAYED):
-            result = await self._call("drain", self.jobs.delete_many({"queue": queue, "status": state.value}))
+        filters: list[tuple[JobState, dict[str, Any]]] = [(JobState.WAITING, {})]
+        if include_delayed:
+            filters.append((JobState.DELAYED, {"repeat_key": None}))  # None: the field is absent
+        for state, only in filters:
+            result = await self._call(
+                "drain", self.jobs.delete_many({"queue": queue, "status": state.value, **only})
+            )
             self._moved(queue, ((state, None) for _ in range(result.deleted_count)))
             removed += result.deleted_count
         return removed

@@ -789,13 +789,14 @@ class PostgresBackend(BaseBackend):
         )
         return bool(await self._fetch("remove_job", query, queue, job_id))
 
-    async def drain(self, queue: str) -> int:
+    async def drain(self, queue: str, include_delayed: bool = False) -> int:
         query = self.sql(
             "drain",
-            "WITH gone AS (DELETE FROM {s}.jobs WHERE queue = $1 AND status IN ('waiting', 'delayed') "
-            "RETURNING 1) SELECT count(*) AS n FROM gone",
+            "WITH gone AS (DELETE FROM {s}.jobs WHERE queue = $1 AND (status = 'waiting' "
+            "OR ($2 AND status = 'delayed' AND repeat_key IS NULL)) RETURNING 1) "
+            "SELECT count(*) AS n FROM gone",
         )
-        (row,) = await self._fetch("drain", query, queue)
+        (row,) = await self._fetch("drain", query, queue, include_delayed)
         return int(row["n"])
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:

@@ -577,8 +577,8 @@ class RedisBackend(BaseBackend):
     async def remove_job(self, queue: str, job_id: str) -> bool:
         return bool(await self._run("remove", queue, job_id))
 
-    async def drain(self, queue: str) -> int:
-        return int(await self._run("drain", queue))
+    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+        return int(await self._run("drain", queue, int(include_delayed)))
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
         # Scores are when records expire, whole seconds after finishing (`_whole_seconds`):

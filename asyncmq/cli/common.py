@@ -49,6 +49,7 @@ __all__ = [
     "describe_backend",
     "echo_json",
     "format_time",
+    "import_settings_modules",
     "json_option",
     "metrics_endpoint",
     "metrics_port_option",
@@ -115,18 +116,35 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 # -- options ---------------------------------------------------------------------------
-def _import_apps(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> tuple[str, ...]:
-    """Import each `--app` module so its tasks register; run from a project directory, the
-    way `python -m` would, so `--app myproject.tasks` works from the console script too."""
+def _import_modules(modules: Sequence[str]) -> str | None:
+    """Import each module so its tasks register, or say why one cannot be; run from a
+    project directory, the way `python -m` would, so `myproject.tasks` works from the
+    console script too."""
     if modules and "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # anything the user's module raises is a bad --app value
-            message = f"cannot import {name!r}: {type(exc).__name__}: {exc}"
-            raise click.BadParameter(message, ctx=ctx, param=param) from None
+        except Exception as exc:  # anything the user's module raises makes it a bad name
+            return f"cannot import {name!r}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _import_apps(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> tuple[str, ...]:
+    problem = _import_modules(modules)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
     return modules
+
+
+def import_settings_modules() -> None:
+    """Import the settings' `app_modules` (AsyncMQ's `tasks`) as `--app` imports its modules;
+    after them, since an `--app` module may choose the settings."""
+    from asyncmq.conf import settings
+
+    problem = _import_modules(settings.app_modules)
+    if problem is not None:
+        raise CommandFailure(ExitCode.CONFIGURATION, f"settings app_modules: {problem}")
 
 
 def backend_options(fn: F) -> F:

@@ -20,6 +20,7 @@ import click
 from asyncmq.cli.common import (
     backend_options,
     check_reachable,
+    import_settings_modules,
     metrics_endpoint,
     metrics_port_option,
     multiprocess_metrics_endpoint,
@@ -31,6 +32,7 @@ from asyncmq.cli.common import (
 from asyncmq.cli.failures import CommandFailure, ExitCode
 from asyncmq.cli.processes import ProcessSupervisor, metrics_directory, remove_directory
 from asyncmq.conf import settings
+from asyncmq.conf.asyncmq_names import LOG_LEVELS
 from asyncmq.core.event import Event, Payload
 from asyncmq.core.publisher import EventPublisher
 from asyncmq.core.seam import event_emitter
@@ -43,8 +45,6 @@ if TYPE_CHECKING:
     from asyncmq.worker import Worker
 
 __all__ = ["Supervisor", "worker_group"]
-
-_LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 class Supervisor:
@@ -167,7 +167,11 @@ async def _serve(
 )
 @click.option("--report-metrics", is_flag=True, hidden=True, help="Record metrics for a parent to serve.")
 @click.option("--child", is_flag=True, hidden=True, help="A child of --processes: its parent announces it.")
-@click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS),
+    help="Default: the settings' log_level (ASYNCMQ_LOG_LEVEL), info unless set.",
+)
 def start(
     queues: tuple[str, ...],
     concurrency: int | None,
@@ -183,14 +187,16 @@ def start(
     processes: int,
     report_metrics: bool,
     child: bool,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Work QUEUE... in this process until SIGTERM/SIGINT (or, with --burst, until idle)."""
     # A child's lines say which process they come from: its parent's stderr mixes them all.
     where = " [process %(process)d]" if child else ""
     logging.basicConfig(
-        level=log_level.upper(), format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"
+        level=(log_level or settings.log_level).upper(),
+        format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
     )
+    import_settings_modules()
     store = resolve_backend(backend)
     if processes > 1:
         run(_supervise(processes, store, (metrics_port, metrics_host), tuple(dict.fromkeys(queues))))

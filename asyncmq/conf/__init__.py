@@ -1,7 +1,9 @@
 """The active settings: `from asyncmq.conf import settings`.
 
 Loaded on first use from `ASYNCMQ_SETTINGS_MODULE` ("package.module.Settings" or
-"package.module:Settings"), else the defaults, then `ASYNCMQ_*` environment variables.
+"package.module:Settings"), else the defaults, then `ASYNCMQ_*` environment variables (only
+those: AsyncMQ's unprefixed ones, `WORKER_CONCURRENCY=8`, would read any process's unrelated
+variables). A settings class may use AsyncMQ's field names (`asyncmq.conf.asyncmq_names`).
 This package only reads settings: what they set up (the backend built from its URL, the
 instrumentation they ask for) happens in `asyncmq.runtime`, when a queue or worker is used.
 """
@@ -13,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from asyncmq.conf.asyncmq_names import LOG_LEVELS
 from asyncmq.conf.global_settings import Settings
 from asyncmq.errors import ConfigurationError, InvalidJobError
 from asyncmq.limits import MAX_CONCURRENCY, MAX_COUNT, MAX_RETRIES, integer, priority, seconds
@@ -50,6 +53,8 @@ def _convert(name: str, annotation: object, raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError as exc:
         raise ConfigurationError(
             f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}: {exc}"
@@ -63,6 +68,19 @@ def _count(low: int, high: int) -> Callable[[object, str], object]:
 
 def _duration(*, allow_zero: bool) -> Callable[[object, str], object]:
     return lambda value, name: seconds(value, name, allow_zero=allow_zero)
+
+
+def _log_level(value: object, name: str) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise InvalidJobError(f"{name} must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return value.lower()
+
+
+def _module_names(value: object, name: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) and item for item in items):
+        raise InvalidJobError(f"{name} must be a list of module names ('myproject.tasks'), not {value!r}")
+    return tuple(items)
 
 
 #: The range of each numeric setting: the same as the `Queue` option or CLI flag it stands
@@ -81,6 +99,8 @@ _CHECKS: dict[str, Callable[[object, str], object]] = {
     "lease_seconds": _duration(allow_zero=False),
     "shutdown_grace_seconds": _duration(allow_zero=True),
     "result_ttl_seconds": _duration(allow_zero=True),
+    "log_level": _log_level,
+    "app_modules": _module_names,
 }
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from asyncmq.conf.asyncmq_names import FOREIGN_NAMES, RENAMED, class_fields, closest, converted, refusal
+from asyncmq.errors import ConfigurationError
+
 __all__ = ["Settings"]
 
 if TYPE_CHECKING:
@@ -60,11 +63,53 @@ class Settings:
     metrics_max_queues: int = 100
     metrics_max_tasks: int = 200
 
+    #: Log level of `asyncmq worker start` unless `--log-level` says otherwise.
+    log_level: str = "info"
+    #: Modules `asyncmq worker start` imports before it starts, as `--app` does: those that
+    #: define the tasks its workers run.
+    app_modules: tuple[str, ...] = ()
+
     def __init__(self, **overrides: object) -> None:
+        """Take the fields the class sets, then `overrides` (which win), each by our name or
+        AsyncMQ's; a field that is neither, or that cannot mean here what it meant there, is
+        refused now rather than ignored."""
+        from_class: dict[str, str] = {}
+        for klass, name, value, annotated in class_fields(type(self), Settings):
+            self._take(from_class, f"{klass.__name__}.{name}", name, value, annotated)
+        from_call: dict[str, str] = {}
         for name, value in overrides.items():
-            if name not in self.field_names():
-                raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
-            setattr(self, name, value)
+            self._take(
+                from_call, f"{type(self).__name__}({name}=...)", name, value, name in self.field_names()
+            )
+
+    def _take(self, taken: dict[str, str], where: str, name: str, value: object, declared: bool) -> None:
+        """Set the field `name` (`declared` with a type by this class, if so) from `value`;
+        `taken` maps each field already set in this layer to where, so two names of one
+        field cannot disagree."""
+        known = set(Settings.field_names())
+        if name in RENAMED:
+            ours, value = converted(name, value)
+        elif (why := refusal(name, value)) is not None:
+            raise ConfigurationError(f"{where} = {value!r}: {why}")
+        elif name in FOREIGN_NAMES:
+            return  # AsyncMQ's field set to what always happens here
+        elif name in known or (declared and closest(name, known, cutoff=0.9) is None):
+            ours = name  # a field of ours, or one of the class's own (declared, and no misspelling)
+        else:
+            guess = closest(name, known)
+            hint = (
+                f"did you mean {guess!r}?"
+                if guess
+                else "a setting of your own needs a type (name: str = ...)"
+            )
+            raise ConfigurationError(f"{where}: {type(self).__name__} has no setting {name!r}; {hint}")
+        if ours in taken and getattr(self, ours) != value:
+            raise ConfigurationError(
+                f"{where} and {taken[ours]} both set {ours} (one is AsyncMQ's name for the other) to "
+                "different values: keep one of them"
+            )
+        taken[ours] = where
+        setattr(self, ours, value)
 
     @classmethod
     def field_names(cls) -> dict[str, object]:

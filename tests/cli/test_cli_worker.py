@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.cli.worker import Supervisor
+from asyncmq.conf import Settings, configure
 from asyncmq.core.event import Event, Payload
 from asyncmq.core.seam import event_emitter
 from asyncmq.queues import Queue
@@ -306,3 +308,39 @@ def test_processes_print_the_start_line_once_in_the_parent() -> None:
     assert re.fullmatch(r"Started 2 worker processes: \[\d+, \d+\]", lines[1]), stderr
     assert lines[-1] == "Stopped 2 worker processes (0 restarted).", stderr
     assert len(lines) == 3, stderr
+
+
+def test_worker_start_imports_the_settings_task_modules_and_logs_at_their_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"settings_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from asyncmq.tasks import task\n\n\n"
+        f"@task(name={module + '.shout'!r})\n"
+        "async def shout(word: str) -> str:\n"
+        "    return word.upper()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backend = InMemoryBackend()
+    configure(Settings(backend=backend, tasks=[module], logging_level="WARNING"))  # AsyncMQ's names
+    levels: list[str] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: levels.append(kwargs["level"]))
+    call(Queue("mail", backend=backend).add(f"{module}.shout", ["hi"], job_id="s1"))
+
+    result = invoke("worker", "start", "mail", "--burst")
+
+    assert result.exit_code == 0, result.output
+    job = call(backend.get_job("mail", "s1"))
+    assert job is not None
+    assert (job.status, job.result) == ("completed", "HI")
+    assert levels == ["WARNING"]
+
+
+def test_a_settings_task_module_that_cannot_be_imported_is_named_with_the_setting(
+    backend: InMemoryBackend,
+) -> None:
+    configure(Settings(backend=backend, app_modules=("no_such_module_here",)))
+    result = invoke("worker", "start", "mail", "--burst")
+    assert result.exit_code != 0
+    assert "app_modules" in result.output
+    assert "cannot import 'no_such_module_here': ModuleNotFoundError" in result.output

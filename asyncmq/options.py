@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TypedDict
 
-from asyncmq.backoff import Backoff
+from asyncmq.backoff import Backoff, BackoffFunction
 from asyncmq.errors import InvalidJobError
 
 __all__ = ["ENQUEUE_OPTIONS", "JOB_DEFAULTS", "EnqueueOptions", "JobDefaults", "check_options"]
@@ -25,8 +25,10 @@ class JobDefaults(TypedDict, total=False):
     priority: int | None
     #: Extra attempts after a failure, 0 to 1,000,000.
     retries: int
-    #: The wait between attempts: a `Backoff`, or seconds for a fixed wait.
-    backoff: Backoff | float | timedelta | None
+    #: The wait between attempts: a `Backoff`; a number, an exponential base (the n-th retry
+    #: waits `backoff ** n` s); a `timedelta`, a fixed wait; or a module-level function
+    #: `(attempt) -> seconds`.
+    backoff: Backoff | BackoffFunction | float | timedelta | None
     #: A job not started within this long expires.
     ttl: float | timedelta | None
     #: An attempt running longer fails with `JobTimeoutError`.

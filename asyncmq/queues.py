@@ -41,9 +41,10 @@ def _stored_options(options: JobDefaults) -> dict[str, Any]:
     for name, value in options.items():
         if isinstance(value, timedelta):
             value = value.total_seconds()
-        elif isinstance(value, Backoff):
-            value = value.to_spec()
         stored[name] = value
+    backoff = Backoff.coerce(options.get("backoff"))  # pinned as a spec: a function kept by path
+    if backoff is not None:
+        stored["backoff"] = backoff.to_spec()
     return stored
 
 

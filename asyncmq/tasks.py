@@ -113,7 +113,8 @@ def task(
 
     `defaults` (`asyncmq.options.JobDefaults`) apply to each of its jobs: `retries` extra
     attempts follow a failure, waiting by `backoff` (default: exponential from 1 s, capped
-    at 5 min, jittered); a job not started within `ttl` expires; an attempt running past
+    at 5 min, jittered; a number is an exponential base, a module-level function
+    `(attempt) -> seconds` gives each wait); a job not started within `ttl` expires; an attempt running past
     `timeout` fails; `priority` orders it. Sync functions run in a thread.
     """
     if defaults.get("retries") and defaults.get("backoff") is None:

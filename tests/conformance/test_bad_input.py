@@ -91,11 +91,11 @@ BAD_JOB_DEFAULTS = [
     pytest.param({"retries": 1_000_001}, _RETRIES + "1000001", id="retries-too-many"),
     *_duration_cases("ttl", zero_ok=False),
     *_duration_cases("timeout", zero_ok=False),
-    pytest.param({"backoff": -2}, "backoff delay must be >= 0 seconds", id="backoff-negative"),
-    pytest.param({"backoff": NAN}, "backoff delay must be a finite number", id="backoff-nan"),
-    pytest.param({"backoff": INF}, "backoff delay must be a finite number", id="backoff-inf"),
-    pytest.param({"backoff": "1s"}, "backoff delay must be a number of seconds", id="backoff-str"),
-    pytest.param({"backoff": True}, "backoff delay must be a number of seconds", id="backoff-bool"),
+    pytest.param({"backoff": -2}, "backoff base must be >= 0 seconds", id="backoff-negative"),
+    pytest.param({"backoff": NAN}, "backoff base must be a finite number", id="backoff-nan"),
+    pytest.param({"backoff": INF}, "backoff base must be a finite number", id="backoff-inf"),
+    pytest.param({"backoff": "1s"}, "backoff base must be a number of seconds", id="backoff-str"),
+    pytest.param({"backoff": True}, "backoff base must be a number of seconds", id="backoff-bool"),
 ]
 _ID = "job_id must be a string of 1 to 256 characters"
 BAD_ENQUEUE_ONLY = [

@@ -9,7 +9,7 @@ import pytest
 
 import asyncmq
 from asyncmq import Backoff, JobState, Queue
-from asyncmq.errors import NonRetryableError
+from asyncmq.errors import InvalidJobError, NonRetryableError
 from tests.conformance.support import WAIT_S, EventRecorder, counts, gate
 
 #: Keys (test queue names) for which `fail_while_flagged` raises.
@@ -239,3 +239,74 @@ async def test_a_timed_out_attempt_is_retried_like_any_failure(queue: Queue, eve
     assert await asyncio.wait_for(worker.process(), WAIT_S) is True
     assert (await queue.get_job(job_id)).status is JobState.WAITING
     assert [p["error"]["type"] for p in events.of("job:retried", job_id)] == ["JobTimeoutError"]
+
+
+def ten_per_attempt(attempt: int) -> float:
+    """A backoff function as a user writes one: 11 s after the first failure, 21 s after the second."""
+    return 10.0 * attempt + 1
+
+
+def broken_backoff(attempt: int) -> float:
+    raise RuntimeError("no delay today")
+
+
+async def test_a_number_as_backoff_is_an_exponential_base(queue: Queue) -> None:
+    job_id = await queue.add(ALWAYS_FAIL, args=["boom"], retries=3, backoff=2)
+
+    delays = await _fail_through_backoff(queue, job_id, attempts=3)
+
+    assert delays == [pytest.approx(2, abs=0.05), pytest.approx(4, abs=0.05), pytest.approx(8, abs=0.05)]
+
+
+async def test_a_function_as_backoff_gives_the_delay_of_each_retry(
+    queue: Queue, events: EventRecorder
+) -> None:
+    job_id = await queue.add(ALWAYS_FAIL, args=["boom"], retries=2, backoff=ten_per_attempt)
+
+    delays = await _fail_through_backoff(queue, job_id, attempts=2)
+    assert await queue.worker().process() is True
+
+    assert delays == [pytest.approx(11, abs=0.05), pytest.approx(21, abs=0.05)]
+    assert (await queue.get_job(job_id)).status is JobState.FAILED
+    assert [p["attempt"] for p in events.of("job:retried", job_id)] == [1, 2]
+
+
+async def test_a_backoff_function_that_raises_leaves_the_job_retried_after_the_default_delay(
+    queue: Queue,
+) -> None:
+    job_id = await queue.add(ALWAYS_FAIL, args=["boom"], retries=1, backoff=broken_backoff)
+    worker = queue.worker()
+
+    assert await worker.process() is True
+
+    job = await queue.get_job(job_id)
+    assert (job.status, job.attempt) == (JobState.DELAYED, 1)
+    assert job.delay_until is not None
+    assert job.finished_at is not None
+    assert 0 < job.delay_until - job.finished_at <= 1.05  # the default: exponential from 1 s
+    await worker.scheduler.tick(job.delay_until)
+    assert await worker.process() is True
+    assert (await queue.get_job(job_id)).status is JobState.FAILED
+
+
+async def test_a_lambda_as_backoff_is_refused_and_nothing_is_stored(queue: Queue) -> None:
+    with pytest.raises(InvalidJobError, match="define it at module level"):
+        await queue.add(ALWAYS_FAIL, retries=2, backoff=lambda attempt: 1.0)
+
+    assert await queue.counts() == counts()
+
+
+async def test_a_schedules_backoff_function_is_kept_by_path_for_each_occurrence(queue: Queue) -> None:
+    await queue.add_repeatable(ALWAYS_FAIL, every=30, args=["boom"], retries=1, backoff=ten_per_attempt)
+    [rep] = await queue.repeatables()
+    worker = queue.worker()
+    await worker.scheduler.tick(rep.next_run_at)
+
+    assert await worker.process() is True
+
+    occurrence = await queue.get_job(rep.occurrence_id(rep.next_run_at))
+    assert occurrence.backoff is not None
+    assert occurrence.backoff["path"] == f"{__name__}:ten_per_attempt"
+    assert occurrence.delay_until is not None
+    assert occurrence.finished_at is not None
+    assert occurrence.delay_until - occurrence.finished_at == pytest.approx(11, abs=0.05)

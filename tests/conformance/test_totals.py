@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from asyncmq import JobState, Queue
+from asyncmq import Backoff, JobState, Queue
 from asyncmq.transitions import RELEASE, TOTALS, stall_recovery
 from tests.conformance.damage import damage
 from tests.conformance.support import always_fail, noop
@@ -44,7 +44,7 @@ async def test_outcomes_and_control_moves_add_to_the_totals_of_their_task(queue:
     await queue.add(NOOP, job_id=done)  # the same id again: nothing stored, nothing counted
     assert await queue.worker().process() is True
 
-    failing = await queue.add(FAIL, retries=1, backoff=0)
+    failing = await queue.add(FAIL, retries=1, backoff=Backoff.fixed(0))
     assert await queue.worker().process() is True  # retried
     assert await queue.worker().process() is True  # failed
     assert await queue.retry_job(failing) is True  # back in line: enqueued again

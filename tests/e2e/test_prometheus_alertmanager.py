@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from asyncmq.backends.redis import RedisBackend
+from asyncmq.backoff import Backoff
 from asyncmq.observability.alerts import DEFAULT_GRAFANA_URL, AlertConfig, render_rules, runbook_panel_id
 from asyncmq.observability.grafana import panel_queries
 from asyncmq.queues import Queue
@@ -277,7 +278,7 @@ async def never_failing_workload(queue: Queue) -> dict[str, int]:
     await queue.add_bulk([{"task_id": ok.name} for _ in range(20)])
     await queue.add_bulk([{"task_id": fails_with.name} for _ in range(10)])
     for _ in range(4):
-        await queue.add(fails_once.name, retries=1, backoff=0)
+        await queue.add(fails_once.name, retries=1, backoff=Backoff.fixed(0))
     for _ in range(3):
         await queue.add(ok.name, delay=0.5)
     expired = [queue.build_job(ok.name, ttl=1, now=time.time() - 10) for _ in range(2)]

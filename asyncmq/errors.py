@@ -9,6 +9,12 @@
     │   ├── PayloadTooLargeError
     │   └── InvalidScheduleError    a bad cron expression, `every` or delay
     ├── JobNotFoundError (KeyError)
+    ├── JobResultError              `Queue.result`: the job will never have a result
+    │   ├── JobFailedError          it failed: the task's error type and message
+    │   ├── JobExpiredError         it was not started within its ttl
+    │   ├── JobCancelledError       it was cancelled
+    │   └── JobGoneError            its record is gone (removed, or past its retention);
+    │                               also a JobNotFoundError
     ├── MalformedJobError           a stored record that cannot be read back
     ├── MalformedScheduleError      a stored schedule that cannot be read back
     └── JobFailure                  recorded on a job when an attempt fails
@@ -29,8 +35,13 @@ __all__ = [
     "InvalidJobError",
     "InvalidQueueNameError",
     "InvalidScheduleError",
+    "JobCancelledError",
+    "JobExpiredError",
+    "JobFailedError",
     "JobFailure",
+    "JobGoneError",
     "JobNotFoundError",
+    "JobResultError",
     "JobTimeoutError",
     "MalformedJobError",
     "MalformedScheduleError",
@@ -82,6 +93,54 @@ class JobNotFoundError(AsyncMQError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class JobResultError(AsyncMQError):
+    """`Queue.result` found the job ended without a result (or gone), so waiting longer
+    cannot help. `job_id`, `queue` and `state` (the job's status, or `None` when its record
+    is gone) say which job and how it ended."""
+
+    def __init__(self, message: str, *, job_id: str, queue: str, state: str | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.queue = queue
+        self.state = state
+
+
+class JobFailedError(JobResultError):
+    """The job failed: `error_type` and `error_message` are those its task raised (the last
+    attempt's), `traceback` the one stored with them, if any."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        queue: str,
+        error_type: str,
+        error_message: str,
+        traceback: str | None = None,
+    ) -> None:
+        detail = f"{error_type}: {error_message}" if error_message else error_type
+        super().__init__(
+            f"job {job_id} of queue {queue!r} failed: {detail}", job_id=job_id, queue=queue, state="failed"
+        )
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class JobExpiredError(JobResultError):
+    """The job was not started within its `ttl`: it never ran."""
+
+
+class JobCancelledError(JobResultError):
+    """The job was cancelled before it finished."""
+
+
+class JobGoneError(JobResultError, JobNotFoundError):
+    """The job's record was deleted while `Queue.result` waited for it (`remove_job`, a
+    drain, the queue deleted) or, finished, after its retention (`result_ttl`,
+    `keep_finished`): its result, if it had one, is lost."""
 
 
 class MalformedJobError(AsyncMQError):

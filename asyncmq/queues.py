@@ -19,6 +19,7 @@ from asyncmq.job import Job, JobState, encode_arguments, new_job_id, validate_qu
 from asyncmq.limits import MAX_RETRIES, PRIORITY_MAX, PRIORITY_MIN, identifier, seconds, shown
 from asyncmq.logging import get_logger
 from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
+from asyncmq.results import JobId, wait_for_result
 from asyncmq.runtime import apply_settings, default_backend
 from asyncmq.schedule import Repeatable
 from asyncmq.transitions import CANCEL, RETRY, Retention
@@ -209,16 +210,17 @@ class Queue:
         *,
         connection: Any = None,
         **options: Unpack[EnqueueOptions],
-    ) -> str:
-        """Store one job and return its id. Adding an id that exists adds nothing (logged).
+    ) -> JobId:
+        """Store one job and return its id (a `JobId`: the id string, whose `await .result()`
+        waits for the job's result). Adding an id that exists adds nothing (logged).
         The options are `asyncmq.options.EnqueueOptions`: delay, priority, retries, backoff,
         ttl, timeout, job_id. `connection` (PostgreSQL: an asyncpg connection of yours, in a
         transaction) stores the job in your transaction: it exists only if that commits."""
         job = self.build_job(task_id, args, kwargs, **options)
         await self.store([job], connection=connection)
-        return job.id
+        return JobId(job.id, self)
 
-    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]], *, connection: Any = None) -> list[str]:
+    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]], *, connection: Any = None) -> list[JobId]:
         """Store many jobs in one backend call: `[{"task_id": ..., "args": ..., ...}, ...]`,
         each entry taking the options of `add` (and `connection` as there).
 
@@ -237,7 +239,7 @@ class Queue:
             )
         built = _first_of_each_id(built)
         await self.store(built, connection=connection)
-        return [job.id for job in built]
+        return [JobId(job.id, self) for job in built]
 
     async def store(self, jobs: list[Job], *, connection: Any = None) -> list[Job]:
         """Store jobs made by `build_job` (or `occurrence`) and emit their events; returns
@@ -358,6 +360,23 @@ class Queue:
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r} in queue {self.name!r}")
         return job
+
+    async def result(self, job_id: str, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the job to end and return its task's result. A job that ended without one
+        raises: `JobFailedError` (with the task's `error_type` and `error_message`),
+        `JobExpiredError`, `JobCancelledError`; a job deleted meanwhile `JobGoneError`, one
+        that is not there `JobNotFoundError` (never added, or already past its retention).
+        `timeout` (seconds; `None` waits for ever) raises `TimeoutError` naming the job's state.
+
+        Waiting costs the backend's wake-up for the job's end (Redis and PostgreSQL register
+        the waiter, MongoDB watches a change stream), plus a read at most once a second."""
+        return await wait_for_result(self, job_id, timeout, added=isinstance(job_id, JobId))
+
+    async def get_job_result(self, job_id: str) -> Any:
+        """The job's result if it has completed, else `None` (also for a job not found): one
+        read, no wait (`result` waits)."""
+        job = await self.backend.get_job(self.name, job_id)
+        return job.result if job is not None and job.status is JobState.COMPLETED else None
 
     async def list_jobs(self, state: JobState | str, limit: int = 50, offset: int = 0) -> list[Job]:
         return await self.backend.list_jobs(self.name, JobState(state), limit, offset)

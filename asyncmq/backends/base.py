@@ -13,11 +13,13 @@ the caller's, so a worker that lost its lease can never overwrite the job's new 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -34,6 +36,8 @@ from asyncmq.transitions import Retention, StallRecovery, Transition
 __all__ = [
     "BaseBackend",
     "ClaimResult",
+    "EventWatch",
+    "JobWatch",
     "QueueStats",
     "RateLimit",
     "UnreadableJob",
@@ -110,6 +114,40 @@ class QueueStats:
     #: The queue totals (`asyncmq.transitions.TOTALS`) by task, then by name: monotonic counts
     #: of what happened to the queue's jobs since it was made (a name missing reads as 0).
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class JobWatch:
+    """What `BaseBackend.watch_job` returns: `wait` ends when the job may have ended, or after
+    its timeout. This one knows of no wake-ups, so each wait lasts its timeout: the waiter's
+    slow poll is then all there is."""
+
+    async def wait(self, timeout_s: float) -> None:
+        await asyncio.sleep(max(timeout_s, 0))
+
+    async def close(self) -> None:
+        """Stop watching (unregister where the backend keeps a registration)."""
+
+
+class EventWatch(JobWatch):
+    """A watch woken by setting its `event` (kept set until the next wait, so a wake-up that
+    comes while the waiter reads the job is not lost); `on_close` unregisters it."""
+
+    def __init__(self, on_close: Callable[[EventWatch], Any] | None = None) -> None:
+        self.event = asyncio.Event()
+        self._on_close = on_close
+
+    async def wait(self, timeout_s: float) -> None:
+        if timeout_s > 0 and not self.event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.event.wait(), timeout_s)
+        self.event.clear()
+
+    async def close(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            done = on_close(self)
+            if asyncio.iscoroutine(done):
+                await done
 
 
 def read_workers(records: Iterable[tuple[str, Any]]) -> tuple[list[WorkerInfo], list[str]]:
@@ -334,6 +372,15 @@ class BaseBackend(ABC):
     @abstractmethod
     async def queues(self) -> list[str]:
         """Every queue that holds jobs, schedules or workers."""
+
+    # -- results ----------------------------------------------------------------------
+    async def watch_job(self, queue: str, job_id: str) -> JobWatch:
+        """Start watching for the end of a job (a terminal state, or its record deleted), for
+        `Queue.result`: the watch's `wait` returns early when it may have ended. Called before
+        the waiter's first read of the job, so that an end after that read wakes it. A backend
+        that can tell only pays for it while someone watches; this default tells nothing (the
+        waiter polls slowly)."""
+        return JobWatch()
 
     # -- cross-process events (optional) ----------------------------------------------
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from asyncmq.backends.base import (
     BaseBackend,
     ClaimResult,
+    EventWatch,
+    JobWatch,
     QueueStats,
     RateLimit,
     UnreadableJob,
@@ -107,6 +109,8 @@ class InMemoryBackend(BaseBackend):
         super().__init__()
         self._stores: dict[str, _Store] = {}
         self._seq = itertools.count()
+        #: `Queue.result` waiters by (queue, job id): woken when the job ends or is deleted.
+        self._job_watches: dict[tuple[str, str], set[EventWatch]] = {}
 
     def _peek(self, queue: str) -> _Store:
         """For reads: an unknown queue reads as empty and is not created, so looking at a
@@ -138,6 +142,12 @@ class InMemoryBackend(BaseBackend):
             store.active[job.id] = job
         else:
             store.finished[job.status][job.id] = job.finished_at or 0.0
+            if self._job_watches:
+                self._job_ended(job.queue, job.id)
+
+    def _job_ended(self, queue: str, job_id: str) -> None:
+        for watch in self._job_watches.get((queue, job_id), ()):
+            watch.event.set()
 
     def _unplace(self, store: _Store, job: Job) -> None:
         """Take a job out of its state's index; heap entries die by their token."""
@@ -415,6 +425,7 @@ class InMemoryBackend(BaseBackend):
             return False
         self._unplace(store, job)
         del store.jobs[job_id]
+        self._job_ended(queue, job_id)
         return True
 
     async def drain(self, queue: str, include_delayed: bool = False) -> int:
@@ -428,6 +439,7 @@ class InMemoryBackend(BaseBackend):
         for job in pending:
             self._unplace(store, job)
             del store.jobs[job.id]
+            self._job_ended(queue, job.id)
         store.waiting.clear()  # the delayed heap keeps its dead entries: they die by their token
         return len(pending)
 
@@ -452,6 +464,23 @@ class InMemoryBackend(BaseBackend):
 
     async def delete_queue(self, queue: str) -> None:
         self._stores.pop(queue, None)
+        for watched_queue, job_id in list(self._job_watches):
+            if watched_queue == queue:
+                self._job_ended(queue, job_id)
+
+    async def watch_job(self, queue: str, job_id: str) -> JobWatch:
+        key = (queue, job_id)
+
+        def forget(watch: EventWatch) -> None:
+            watches = self._job_watches.get(key)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._job_watches[key]
+
+        watch = EventWatch(forget)
+        self._job_watches.setdefault(key, set()).add(watch)
+        return watch
 
     async def stats(self, queue: str, now: float) -> QueueStats:
         store = self._peek(queue)

@@ -17,6 +17,9 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:events        stream of published lifecycle events, capped near `events_maxlen`
     <prefix>:{q}:totals        hash: the queue totals (`asyncmq.transitions.TOTALS`), field
                                `<total>:<task>`, added to by the script that makes each move
+    <prefix>:{q}:waits(:<id>)  `Queue.result` waiters: a flag that any wait, and per job the
+                               processes waiting for it (wait.lua)
+    <prefix>:{q}:ended:<proc>  list of ids of jobs that ended, for one waiting process
     <prefix>:queues            set of queue names (the one key outside any queue's slot)
 """
 
@@ -39,6 +42,8 @@ import orjson
 from asyncmq.backends.base import (
     BaseBackend,
     ClaimResult,
+    EventWatch,
+    JobWatch,
     QueueStats,
     RateLimit,
     UnreadableJob,
@@ -85,8 +90,10 @@ _MALFORMED = "has a malformed"  # what a script's refusal of a garbled job says
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
-    "recover", "transition", "remove", "drain", "purge", "repeatable",
+    "recover", "transition", "remove", "drain", "purge", "repeatable", "wait",
 )  # fmt: skip
+#: How long the pop that reads a process's ended jobs blocks before it checks anyone still waits.
+_ENDED_POP_S = 5.0
 
 
 def _load_scripts() -> dict[str, str]:
@@ -209,6 +216,10 @@ class RedisBackend(BaseBackend):
         self._recoveries = itertools.count()
         self._client_id = os.urandom(8).hex()  # names this instance's recovery receipts
         self._known_queues: set[str] = set()
+        #: `Queue.result` waiters of this process: queue -> job id -> watches.
+        self._job_watches: dict[str, dict[str, set[EventWatch]]] = {}
+        #: Per queue with waiters, the task popping the ids of ended jobs (`_follow_ended`).
+        self._ended_readers: dict[str, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         where = redacted_url(self._url) if self._url else type(self._client).__name__
@@ -265,6 +276,11 @@ class RedisBackend(BaseBackend):
                 self._lane.max_connections = wanted
 
     async def close(self) -> None:
+        readers = list(self._ended_readers.values())
+        self._ended_readers.clear()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         if self._lane is not None:
             await self._lane.close()
             self._lane = None
@@ -646,6 +662,66 @@ class RedisBackend(BaseBackend):
 
     async def queues(self) -> list[str]:
         return sorted(await self._timed("queues", self.client.smembers(f"{self.prefix}:queues")))
+
+    # -- results ----------------------------------------------------------------------
+    async def watch_job(self, queue: str, job_id: str) -> JobWatch:
+        """Registered with the job (one registration per process and job), the scripts that
+        end it push its id to this process's list, which one pop per queue reads: a waiter
+        costs no connection of its own, and a finish while nobody waits one key lookup."""
+        by_id = self._job_watches.setdefault(queue, {})
+        watches = by_id.get(job_id)
+        first = watches is None
+        if watches is None:
+            watches = by_id[job_id] = set()
+        watch = EventWatch(lambda ended: self._unwatch(queue, job_id, ended))
+        watches.add(watch)
+        if first:
+            try:
+                await self._run("wait", queue, "add", job_id, self._client_id)
+            except BaseException:
+                await watch.close()
+                raise
+        reader = self._ended_readers.get(queue)
+        if reader is None or reader.done():
+            self._ended_readers[queue] = asyncio.get_running_loop().create_task(self._follow_ended(queue))
+        return watch
+
+    async def _unwatch(self, queue: str, job_id: str, watch: EventWatch) -> None:
+        by_id = self._job_watches.get(queue, {})
+        watches = by_id.get(job_id)
+        if watches is None:
+            return
+        watches.discard(watch)
+        if watches:
+            return
+        del by_id[job_id]
+        if not by_id:
+            del self._job_watches[queue]
+        try:
+            await self._run("wait", queue, "remove", job_id, self._client_id)
+        except Exception as exc:  # it expires; a finish meanwhile only pushes an id nobody reads
+            log.warning("could not unregister the wait for job %s of queue %r: %s", job_id, queue, exc)
+
+    async def _follow_ended(self, queue: str) -> None:
+        """Pop the ids of this process's ended jobs of `queue` and wake their waiters, while
+        any waits. A failed pop wakes them all (they read their jobs again) and is retried."""
+        key = self._base(queue) + "ended:" + self._client_id
+        failures = 0
+        while self._job_watches.get(queue):
+            try:
+                popped = await self._timed("wait_ended", self.client.blpop([key], timeout=_ENDED_POP_S))
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("waiting for ended jobs of queue %r failed (%s); retrying", queue, exc)
+                popped, failures = None, failures + 1
+                for watches in self._job_watches.get(queue, {}).values():
+                    for watch in watches:
+                        watch.event.set()
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                continue
+            failures = 0
+            if popped is not None:
+                for watch in self._job_watches.get(queue, {}).get(popped[1], ()):
+                    watch.event.set()
 
 
 def _checked_url(url: str) -> str:

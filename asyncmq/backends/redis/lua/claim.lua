@@ -60,5 +60,6 @@ if rate > 0 then
   redis.call('HSET', meta, 'tokens', tostring(tokens - #popped / 2), 'tokens_at', ARGV[1])
 end
 if ready > #popped / 2 then wake_workers() end -- chain the wake-up to the next idle worker
+wake_result_waiters()
 save_totals()
 return out

@@ -57,9 +57,33 @@ local function push_delayed(id, due)
   redis.call('ZADD', base .. 'delayed', due, id)
 end
 
+-- `Queue.result` waiters (wait.lua registers them): `<base>waits:<id>` is the set of the
+-- processes waiting for job <id>, `<base>waits` a flag that any process waits at all, so a
+-- script that ends jobs while nobody waits checks one key, once. When a job ends, each of its
+-- waiting processes gets the id on its own list, `<base>ended:<process>`, which one blocking
+-- pop of that process reads for every waiter it has on the queue.
+local ended = {}
+
+local function wake_result_waiters()
+  if #ended == 0 or redis.call('EXISTS', base .. 'waits') == 0 then return end
+  for _, id in ipairs(ended) do
+    local key = base .. 'waits:' .. id
+    local clients = redis.call('SMEMBERS', key)
+    if #clients > 0 then
+      redis.call('DEL', key)
+      for _, client in ipairs(clients) do
+        local list = base .. 'ended:' .. client
+        redis.call('RPUSH', list, id)
+        redis.call('EXPIRE', list, 3600)
+      end
+    end
+  end
+end
+
 -- Scored by the end of the job's retention, when its record expires: counts read from now on
 -- (ZCOUNT) leave out records already gone, before any purge runs.
 local function push_finished(id, status, finished_at, ttl)
+  ended[#ended + 1] = id
   redis.call('ZADD', base .. status, tonumber(finished_at) + ttl, id)
   redis.call('EXPIRE', job_key(id), ttl)
 end

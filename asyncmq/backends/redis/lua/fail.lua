@@ -14,5 +14,6 @@ for i = 4, #ARGV, 3 do
     out[#out + 1] = 0
   end
 end
+wake_result_waiters()
 save_totals()
 return out

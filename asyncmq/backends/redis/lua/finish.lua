@@ -40,5 +40,6 @@ for j, outcome in ipairs(cjson.decode(ARGV[4])) do
 end
 for status in pairs(trimmed) do trim_finished(status, keep) end
 if woke then wake_workers() end
+wake_result_waiters()
 save_totals()
 return out

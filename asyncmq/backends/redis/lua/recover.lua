@@ -39,5 +39,6 @@ for _, id in ipairs(ids) do
   end
 end
 if #out > 1 then redis.call('EXPIRE', receipt, 60) end
+wake_result_waiters()
 save_totals()
 return out

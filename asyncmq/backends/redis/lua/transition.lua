@@ -14,5 +14,6 @@ if not t.sources[status] then return {} end
 local garbled = garbled_field(key)
 if garbled then return redis.error_reply('job record ' .. id .. ' has a malformed ' .. garbled) end
 apply_transition(t, id, status, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+wake_result_waiters()
 save_totals()
 return redis.call('HGETALL', key)

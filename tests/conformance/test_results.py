@@ -152,8 +152,10 @@ async def test_a_job_deleted_while_waited_for_raises_job_gone(
 
 
 async def test_a_result_deleted_by_retention_is_reported_gone(make_queue: Any) -> None:
-    queue = make_queue(keep_finished=0)  # each finished job deleted at once
+    queue = make_queue(keep_finished=1)  # a finished job is deleted when the next one finishes
     job_id = await queue.add(add_up.name, args=[1, 1])
+    await _drain(queue)
+    await queue.add(add_up.name, args=[2, 2])
     await _drain(queue)
 
     with pytest.raises(JobGoneError, match="result_ttl, keep_finished") as gone:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -21,6 +22,8 @@ import orjson
 from asyncmq.backends.base import (
     BaseBackend,
     ClaimResult,
+    EventWatch,
+    JobWatch,
     QueueStats,
     RateLimit,
     UnreadableJob,
@@ -152,6 +155,20 @@ def _enqueue_sql(rows: str) -> str:
     """
 
 
+def _woken_sql(ended: str) -> str:
+    """A CTE `woken` notifying `r:<queue>/<id>` for each job of `ended` (its columns `queue`,
+    `id` and `status`) that ended and that a `Queue.result` waits for (`result_waits`). While
+    nobody waits, the table is empty and its one probe, before any row, ends it."""
+    return f""", woken AS (
+                SELECT pg_notify('{{channel}}', 'r:' || e.queue || '/' || e.id) FROM {ended} AS e
+                WHERE EXISTS (SELECT 1 FROM {{s}}.result_waits)
+                    AND e.status IN {_FINISHED_SQL}
+                    AND EXISTS (
+                        SELECT 1 FROM {{s}}.result_waits AS w WHERE w.queue = e.queue AND w.id = e.id
+                    )
+            )"""
+
+
 def _column(jobs: Sequence[Job], name: str) -> list[Any]:
     if name == "status":
         return [job.status.value for job in jobs]
@@ -256,6 +273,10 @@ class PostgresBackend(BaseBackend):
         self._known_queues: set[str] = set()
         self._sql: dict[str, str] = {}
         self._claims = itertools.count()
+        #: Names this instance's `Queue.result` waits in `result_waits`.
+        self._waiter_id = os.urandom(8).hex()
+        #: This process's waits by job (`(queue, id)`): registered once however many wait.
+        self._job_watches: dict[tuple[str, str], set[EventWatch]] = {}
 
     def __repr__(self) -> str:
         where = redacted_url(self._dsn) if self._dsn else type(self._pool).__name__
@@ -281,6 +302,9 @@ class PostgresBackend(BaseBackend):
     async def _wait(self, key: str, timeout_s: float) -> None:
         """Until `key` is notified, or `timeout_s`. The LISTEN connection opens at the first
         wait, so a process that only adds jobs never receives their wake-ups."""
+        await (await self._listening()).wait(key, timeout_s)
+
+    async def _listening(self) -> Listener:
         await self.connect()
         if self._listener is None:
             async with self._connect_lock:
@@ -288,7 +312,7 @@ class PostgresBackend(BaseBackend):
                     listener = Listener(self._dsn, self.pool, pg_schema.channel(self.schema))
                     await listener.start()
                     self._listener = listener
-        await self._listener.wait(key, timeout_s)
+        return self._listener
 
     async def open_pool(self) -> asyncpg.Pool:
         """A new pool on this backend's address (the backend's own, or a command's)."""
@@ -508,8 +532,8 @@ class PostgresBackend(BaseBackend):
                     ) AS old
                     WHERE excess.n > 0
                 ))
-            )
-            SELECT queue, id FROM done
+            ){_woken_sql("done")}
+            SELECT queue, id FROM done WHERE (SELECT count(*) FROM woken) >= 0  -- woken: evaluated
             UNION ALL
             SELECT j.queue, j.id FROM {{s}}.jobs AS j JOIN o ON j.queue = o.queue AND j.id = o.id
             WHERE j.settled_token = o.token
@@ -746,8 +770,8 @@ class PostgresBackend(BaseBackend):
                 UPDATE {{s}}.jobs AS j SET {clause}
                 WHERE j.queue = $1 AND j.id = $2 AND j.status IN ({_sources(transition)})
                 RETURNING j.*
-            ){_counted(transition)}
-            SELECT * FROM done
+            ){_counted(transition)}{_woken_sql("done")}
+            SELECT * FROM done WHERE (SELECT count(*) FROM woken) >= 0  -- woken: evaluated
             UNION ALL
             SELECT j.* FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
             """,
@@ -785,7 +809,13 @@ class PostgresBackend(BaseBackend):
     async def remove_job(self, queue: str, job_id: str) -> bool:
         query = self.sql(
             "remove_job",
-            "DELETE FROM {s}.jobs WHERE queue = $1 AND id = $2 AND status <> 'active' RETURNING 1",
+            f"""
+            WITH gone AS (
+                DELETE FROM {{s}}.jobs WHERE queue = $1 AND id = $2 AND status <> 'active'
+                RETURNING queue, id, 'cancelled' AS status  -- a removal ends the job for its waiters
+            ){_woken_sql("gone")}
+            SELECT 1 FROM gone WHERE (SELECT count(*) FROM woken) >= 0
+            """,
         )
         return bool(await self._fetch("remove_job", query, queue, job_id))
 
@@ -889,6 +919,58 @@ class PostgresBackend(BaseBackend):
         return [row["name"] for row in await self._fetch("queues", query)]
 
     # -- cross-process events ---------------------------------------------------------
+    # -- results ----------------------------------------------------------------------
+    async def watch_job(self, queue: str, job_id: str) -> JobWatch:
+        """Listening first, then registered in `result_waits` (once per process and job): the
+        statements that end the job notify it, and only jobs someone waits for."""
+        listener = await self._listening()
+        key = (queue, job_id)
+        channel_key = f"r:{queue}/{job_id}"
+        watches = self._job_watches.get(key)
+        first = watches is None
+        if watches is None:
+            watches = self._job_watches[key] = set()
+        watch = EventWatch(lambda ended: self._unwatch(key, ended))
+        watches.add(watch)
+        listener.watches.setdefault(channel_key, set()).add(watch.event)
+        if first:
+            query = self.sql(
+                "watch_job",
+                """
+                WITH stale AS (DELETE FROM {s}.result_waits WHERE until < $4)
+                INSERT INTO {s}.result_waits (queue, id, waiter, until) VALUES ($1, $2, $3, $4 + 3600)
+                ON CONFLICT (queue, id, waiter) DO UPDATE SET until = EXCLUDED.until
+                """,
+            )
+            try:
+                await self._fetch("watch_job", query, queue, job_id, self._waiter_id, time.time())
+            except BaseException:
+                await watch.close()
+                raise
+        return watch
+
+    async def _unwatch(self, key: tuple[str, str], watch: EventWatch) -> None:
+        if self._listener is not None:
+            events = self._listener.watches.get(f"r:{key[0]}/{key[1]}")
+            if events is not None:
+                events.discard(watch.event)
+                if not events:
+                    del self._listener.watches[f"r:{key[0]}/{key[1]}"]
+        watches = self._job_watches.get(key)
+        if watches is None:
+            return
+        watches.discard(watch)
+        if watches:
+            return
+        del self._job_watches[key]
+        query = self.sql(
+            "unwatch_job", "DELETE FROM {s}.result_waits WHERE queue = $1 AND id = $2 AND waiter = $3"
+        )
+        try:
+            await self._fetch("unwatch_job", query, key[0], key[1], self._waiter_id)
+        except Exception as exc:  # the row expires; meanwhile it costs a notification nobody reads
+            log.warning("could not unregister the wait for job %s of queue %r: %s", key[1], key[0], exc)
+
     async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         if not events:
             return

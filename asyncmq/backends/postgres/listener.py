@@ -1,6 +1,8 @@
 """One LISTEN connection per backend, opened at its first wait (a process that only adds
 jobs has none): NOTIFY wakes the waiters of a key (`w:<queue>` for workers, `d:<queue>` for
-schedulers, `e:<queue>` for event readers) within milliseconds.
+schedulers, `e:<queue>` for event readers) within milliseconds. A job's end, `r:<queue>/<id>`,
+wakes the `Queue.result` waiters in `watches` (each its own event: several may wait for one
+job); one that nobody here waits for is dropped, never kept.
 
 The connection is its own, outside the pool (a pooled one would be handed to a query). When
 it drops, it is opened again in the background, and every waiter is woken: a notification
@@ -30,6 +32,8 @@ class Listener:
         self._pool = pool
         self.channel = channel
         self._events: dict[str, asyncio.Event] = {}
+        #: `r:<queue>/<id>` -> the events of the waiters of that job's end.
+        self.watches: dict[str, set[asyncio.Event]] = {}
         self._conn: asyncpg.Connection | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
@@ -62,6 +66,10 @@ class Listener:
             conn.terminate()
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if payload.startswith("r:"):
+            for watch in self.watches.get(payload, ()):
+                watch.set()
+            return
         event = self._events.get(payload)
         if event is None:  # nobody waits yet: kept, so the first wait does not miss it
             event = self._events[payload] = asyncio.Event()
@@ -87,6 +95,9 @@ class Listener:
                 continue
             for event in self._events.values():  # catch up on what was missed meanwhile
                 event.set()
+            for watches in self.watches.values():
+                for watch in watches:
+                    watch.set()
             return
 
     async def wait(self, key: str, timeout_s: float) -> None:

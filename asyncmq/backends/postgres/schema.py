@@ -23,6 +23,7 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
     repeatables   schedules and their next firing time
     workers       live workers and when their heartbeat runs out
     events        published lifecycle events for `asyncmq events tail`, trimmed by the scheduler
+    result_waits  `Queue.result` waiters: one row per (queue, job, waiting process), from version 3
 
 Each statement that moves a batch picks its rows by an index (`FOR UPDATE SKIP LOCKED`
 where others may race for them) and changes them by `ctid` (a TID scan: no join that could
@@ -33,7 +34,8 @@ and retention (`jobs_finished`).
 
 The same trigger, and the enqueue statement, send `NOTIFY` on the schema's channel when a
 queue gains waiting jobs (`w:<queue>`) or delayed ones (`d:<queue>`): delivered at commit, so
-a job enqueued in a transaction that rolls back wakes nobody.
+a job enqueued in a transaction that rolls back wakes nobody. The statements that end jobs
+send `r:<queue>/<id>` for each job that has a row in `result_waits` (see `_V3`).
 """
 
 from __future__ import annotations
@@ -318,8 +320,23 @@ BEGIN
 END $$;
 """
 
+# `Queue.result` waiters. A waiting process (a backend instance) registers here before it
+# reads the job; the statements that end jobs (finish, a transition, a removal) notify
+# `r:<queue>/<id>` for the ended jobs that have a row, and while the table is empty skip even
+# that look (one probe of an empty table per statement). `until` bounds the rows of a process
+# that vanished: the next registration deletes those past it.
+_V3 = """
+CREATE TABLE {s}.result_waits (
+    queue text NOT NULL,
+    id text NOT NULL,
+    waiter text NOT NULL,
+    until double precision NOT NULL,
+    PRIMARY KEY (queue, id, waiter)
+);
+"""
+
 #: (version, statements). Append only; never edit one that has shipped.
-MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2))
+MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3))
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -288,3 +288,23 @@ async def test_a_recovery_whose_reply_was_lost_is_counted_though_its_jobs_ran_ag
     await backend.finish([_completed(job) for job in again.jobs], queue.retention)
     await backend.counts_writer.settle()
     assert await queue.counts() == counts(completed=3)
+
+
+async def test_a_result_waiter_is_woken_by_another_process_finishing_the_job_through_a_change_stream(
+    make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncmq import results
+
+    monkeypatch.setattr(results, "_FIRST_POLL_S", 600.0)  # only a wake-up can end the wait in time
+    monkeypatch.setattr(results, "_MAX_POLL_S", 600.0)
+    waiting_side, worker_side = await make_backend(), await make_backend()
+    job_id = await Queue("awaited", backend=waiting_side).add(double.name, args=[21])
+    waiter = asyncio.create_task(Queue("awaited", backend=waiting_side).result(job_id))
+    while "r:awaited/" + job_id not in waiting_side.waker.watches:
+        await asyncio.sleep(0.01)
+
+    await Queue("awaited", backend=worker_side).worker(burst=True, handle_signals=False).run()
+    assert await asyncio.wait_for(waiter, WAIT_S) == 42
+    assert waiting_side.waker.change_streams is True
+    assert not waiting_side.waker.watches
+    assert "jobs" not in waiting_side.waker._watching  # the jobs' stream closed with its last waiter

@@ -12,6 +12,11 @@ A standalone server has no change streams. Then a wait sleeps instead: briefly a
 key was `worked` (a claim found jobs: more may come soon), twice as long after each wait
 that followed none, up to `poll_max_s`, so an idle worker looks at most a few times a second.
 Changes made in this process wake its own waiters at once in either mode (`wake`).
+
+A job's end, `r:<queue>/<id>`, wakes the `Queue.result` waiters in `watches` (each its own
+event). Their stream, on the jobs, asks the server only for jobs entering a final state or
+deleted, and is open only while this process has a waiter: it costs nothing otherwise.
+Without change streams they poll slowly themselves (`asyncmq.results`).
 """
 
 from __future__ import annotations
@@ -40,14 +45,27 @@ _NO_CHANGE_STREAMS = (40573, 40324, 136)
 
 #: From a changed document's id, the keys to wake (`None` when the change wakes nobody).
 KeysOf = Callable[[Any], tuple[str, ...] | None]
+#: The changes a stream asks for by default: inserts and updates.
+_INSERTS_AND_UPDATES: list[dict[str, Any]] = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}
+]
 
 
 class Waker:
     def __init__(
-        self, streams: dict[str, tuple[Any, KeysOf]], *, change_streams: bool | None, poll_max_s: float
+        self,
+        streams: dict[str, tuple[Any, KeysOf]],
+        *,
+        change_streams: bool | None,
+        poll_max_s: float,
+        pipelines: dict[str, list[dict[str, Any]]] | None = None,
     ):
-        #: Key prefix ("w", "d", "e") -> (the collection to watch, how its changes name keys).
+        #: Key prefix ("w", "d", "e", "r") -> (the collection to watch, how its changes name keys).
         self._streams = streams
+        #: Key prefix -> the changes its stream asks for, if not inserts and updates.
+        self._pipelines = pipelines or {}
+        #: `r:<queue>/<id>` -> the events of the waiters of that job's end.
+        self.watches: dict[str, set[asyncio.Event]] = {}
         #: `None`: find out at the first wait; `False`: poll.
         self.change_streams = change_streams
         self.poll_max_s = poll_max_s
@@ -57,6 +75,10 @@ class Waker:
         self._closed = False
 
     def wake(self, key: str) -> None:
+        if key.startswith("r:"):  # a job's end: only its waiters, none kept for later
+            for watch in self.watches.get(key, ()):
+                watch.set()
+            return
         event = self._events.get(key)
         if event is None:
             event = self._events[key] = asyncio.Event()
@@ -83,13 +105,38 @@ class Waker:
                 await asyncio.wait_for(event.wait(), timeout_s)
         event.clear()
 
+    async def watch(self, key: str, event: asyncio.Event) -> None:
+        """Wake `event` at the end of the job `key` names (`r:<queue>/<id>`), from now on: the
+        stream that reports it is open when this returns (when the server has them)."""
+        self.watches.setdefault(key, set()).add(event)
+        if self.change_streams is not False:
+            await self._watch(key)
+
+    def unwatch(self, key: str, event: asyncio.Event) -> None:
+        events = self.watches.get(key)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self.watches[key]
+        if not self.watches and "r" in self._streams:  # the last waiter: the jobs' stream closes
+            collection = self._streams["r"][0]
+            following = self._watching.pop(collection.name, None)
+            if following is not None:
+                following.cancel()
+
     async def _watch(self, key: str) -> bool:
         """Open the change stream that serves `key` if it is not open; True if this call opened it."""
-        collection, keys_of = self._streams[key.split(":", 1)[0]]
+        prefix = key.split(":", 1)[0]
+        collection, keys_of = self._streams[prefix]
         if collection.name in self._watching:
             return False
         try:
-            stream = await _open(collection)
+            stream = await _open(collection, self._pipelines.get(prefix, _INSERTS_AND_UPDATES))
+            if collection.name in self._watching:  # another wait opened it meanwhile
+                closing = stream.close()
+                if inspect.isawaitable(closing):
+                    await closing
+                return True
         except Exception as exc:
             if _unsupported(exc):
                 log.info("MongoDB offers no change streams here (%s): polling for new jobs", exc)
@@ -98,11 +145,13 @@ class Waker:
             raise
         self.change_streams = True
         self._watching[collection.name] = asyncio.get_running_loop().create_task(
-            self._follow(collection, stream, keys_of)
+            self._follow(collection, stream, keys_of, self._pipelines.get(prefix, _INSERTS_AND_UPDATES))
         )
         return True
 
-    async def _follow(self, collection: Any, stream: Any, keys_of: KeysOf) -> None:
+    async def _follow(
+        self, collection: Any, stream: Any, keys_of: KeysOf, pipeline: list[dict[str, Any]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         attempt = 0
         while not self._closed:
@@ -126,16 +175,22 @@ class Waker:
                 )
             if self._closed:
                 return
-            for event in self._events.values():  # look again: changes made meanwhile were missed
-                event.set()
+            self._wake_all()  # look again: changes made meanwhile were missed
             while not self._closed:
                 await asyncio.sleep(_REOPEN_S[min(attempt, len(_REOPEN_S) - 1)])
                 attempt += 1
                 try:
-                    stream = await _open(collection)
+                    stream = await _open(collection, pipeline)
                     break
                 except Exception as exc:
                     log.warning("reopening the MongoDB change stream failed (%s)", exc)
+
+    def _wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
+        for watches in self.watches.values():
+            for watch in watches:
+                watch.set()
 
     async def close(self) -> None:
         self._closed = True
@@ -146,10 +201,9 @@ class Waker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _open(collection: Any) -> Any:
-    """A change stream of inserts and updates, through PyMongo's async API or Motor (whose
-    `watch` is not a coroutine). Only the document key is asked for: the id says the queue."""
-    pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+async def _open(collection: Any, pipeline: list[dict[str, Any]]) -> Any:
+    """A change stream of the changes `pipeline` matches, through PyMongo's async API or Motor
+    (whose `watch` is not a coroutine). Only the document key is used: the id says the queue."""
     stream = collection.watch(pipeline)
     if inspect.isawaitable(stream):
         return await stream

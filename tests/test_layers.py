@@ -38,6 +38,7 @@ LAYERS = {
     "asyncmq.worker": "engine",
     "asyncmq.scheduler": "engine",
     "asyncmq.queues": "engine",
+    "asyncmq.results": "engine",
     "asyncmq.tasks": "engine",
     "asyncmq": "apps",  # the top package, the CLI, the benchmark and the demo
 }

@@ -897,6 +897,7 @@ def test_every_block_is_run_or_marked_with_a_reason() -> None:
 RUNNERS: dict[str, str] = {
     "Define tasks, add jobs, run a worker #1": "test_main_example",
     "Define tasks, add jobs, run a worker #2": "test_command_line_block",
+    "Wait for a result #1": "test_results_block",
     "Events #1": "test_events_block",
     "Redis #1": "test_redis_block",
     "PostgreSQL #1": "test_postgres_block",
@@ -920,6 +921,12 @@ async def test_command_line_block(tmp_path: Path, queue_name: str, redis_backend
     await run_command_line_block(
         block("Define tasks, add jobs, run a worker #2"), tmp_path, queue_name, redis_backend
     )
+
+
+def test_results_block(capsys: pytest.CaptureFixture[str]) -> None:
+    """The waiter prints the completed job's result, then the failed one's error type and message."""
+    exec(block("Wait for a result #1").text, {"__name__": "readme_results"})
+    assert capsys.readouterr().out.splitlines() == ["6", "ValueError negative amount"]
 
 
 async def test_events_block(capsys: pytest.CaptureFixture[str]) -> None:

@@ -298,10 +298,18 @@ async def test_a_result_waiter_is_woken_by_another_process_finishing_the_job_thr
     monkeypatch.setattr(results, "_FIRST_POLL_S", 600.0)  # only a wake-up can end the wait in time
     monkeypatch.setattr(results, "_MAX_POLL_S", 600.0)
     waiting_side, worker_side = await make_backend(), await make_backend()
+    read, get_job = asyncio.Event(), waiting_side.get_job
+
+    async def read_and_tell(queue: str, job_id: str) -> Any:
+        job = await get_job(queue, job_id)
+        read.set()
+        return job
+
+    monkeypatch.setattr(waiting_side, "get_job", read_and_tell)
     job_id = await Queue("awaited", backend=waiting_side).add(double.name, args=[21])
     waiter = asyncio.create_task(Queue("awaited", backend=waiting_side).result(job_id))
-    while "r:awaited/" + job_id not in waiting_side.waker.watches:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(read.wait(), WAIT_S)  # it saw the job waiting, and waits
+    assert "r:awaited/" + job_id in waiting_side.waker.watches
 
     await Queue("awaited", backend=worker_side).worker(burst=True, handle_signals=False).run()
     assert await asyncio.wait_for(waiter, WAIT_S) == 42

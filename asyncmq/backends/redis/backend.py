@@ -18,7 +18,7 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:totals        hash: the queue totals (`asyncmq.transitions.TOTALS`), field
                                `<total>:<task>`, added to by the script that makes each move
     <prefix>:{q}:waits(:<id>)  `Queue.result` waiters: a flag that any wait, and per job the
-                               processes waiting for it (wait.lua)
+                               processes waiting for it (watch.lua)
     <prefix>:{q}:ended:<proc>  list of ids of jobs that ended, for one waiting process
     <prefix>:queues            set of queue names (the one key outside any queue's slot)
 """
@@ -90,7 +90,7 @@ _MALFORMED = "has a malformed"  # what a script's refusal of a garbled job says
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
-    "recover", "transition", "remove", "drain", "purge", "repeatable", "wait",
+    "recover", "transition", "remove", "drain", "purge", "repeatable", "watch",
 )  # fmt: skip
 #: How long the pop that reads a process's ended jobs blocks before it checks anyone still waits.
 _ENDED_POP_S = 5.0
@@ -677,7 +677,7 @@ class RedisBackend(BaseBackend):
         watches.add(watch)
         if first:
             try:
-                await self._run("wait", queue, "add", job_id, self._client_id)
+                await self._run("watch", queue, "add", job_id, self._client_id)
             except BaseException:
                 await watch.close()
                 raise
@@ -698,7 +698,7 @@ class RedisBackend(BaseBackend):
         if not by_id:
             del self._job_watches[queue]
         try:
-            await self._run("wait", queue, "remove", job_id, self._client_id)
+            await self._run("watch", queue, "remove", job_id, self._client_id)
         except Exception as exc:  # it expires; a finish meanwhile only pushes an id nobody reads
             log.warning("could not unregister the wait for job %s of queue %r: %s", job_id, queue, exc)
 

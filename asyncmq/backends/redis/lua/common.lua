@@ -57,7 +57,7 @@ local function push_delayed(id, due)
   redis.call('ZADD', base .. 'delayed', due, id)
 end
 
--- `Queue.result` waiters (wait.lua registers them): `<base>waits:<id>` is the set of the
+-- `Queue.result` waiters (watch.lua registers them): `<base>waits:<id>` is the set of the
 -- processes waiting for job <id>, `<base>waits` a flag that any process waits at all, so a
 -- script that ends jobs while nobody waits checks one key, once. When a job ends, each of its
 -- waiting processes gets the id on its own list, `<base>ended:<process>`, which one blocking

@@ -156,16 +156,13 @@ def _enqueue_sql(rows: str) -> str:
 
 
 def _woken_sql(ended: str) -> str:
-    """A CTE `woken` notifying `r:<queue>/<id>` for each job of `ended` (its columns `queue`,
-    `id` and `status`) that ended and that a `Queue.result` waits for (`result_waits`). While
-    nobody waits, the table is empty and its one probe, before any row, ends it."""
+    """A CTE `woken` (one row) that has `wake_result_waiters` notify `r:<queue>/<id>` for each
+    job of `ended` (its columns `queue`, `id` and `status`) that ended and that a
+    `Queue.result` waits for (`result_waits`). While nobody waits, that is one probe of an
+    empty table, planned once per session. The statement must read `woken` to run it."""
     return f""", woken AS (
-                SELECT pg_notify('{{channel}}', 'r:' || e.queue || '/' || e.id) FROM {ended} AS e
-                WHERE EXISTS (SELECT 1 FROM {{s}}.result_waits)
-                    AND e.status IN {_FINISHED_SQL}
-                    AND EXISTS (
-                        SELECT 1 FROM {{s}}.result_waits AS w WHERE w.queue = e.queue AND w.id = e.id
-                    )
+                SELECT {{s}}.wake_result_waiters(array_agg(e.queue), array_agg(e.id)) AS n
+                FROM {ended} AS e WHERE e.status IN {_FINISHED_SQL}
             )"""
 
 
@@ -533,7 +530,7 @@ class PostgresBackend(BaseBackend):
                     WHERE excess.n > 0
                 ))
             ){_woken_sql("done")}
-            SELECT queue, id FROM done WHERE (SELECT count(*) FROM woken) >= 0  -- woken: evaluated
+            SELECT queue, id FROM done WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
             UNION ALL
             SELECT j.queue, j.id FROM {{s}}.jobs AS j JOIN o ON j.queue = o.queue AND j.id = o.id
             WHERE j.settled_token = o.token
@@ -771,7 +768,7 @@ class PostgresBackend(BaseBackend):
                 WHERE j.queue = $1 AND j.id = $2 AND j.status IN ({_sources(transition)})
                 RETURNING j.*
             ){_counted(transition)}{_woken_sql("done")}
-            SELECT * FROM done WHERE (SELECT count(*) FROM woken) >= 0  -- woken: evaluated
+            SELECT * FROM done WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
             UNION ALL
             SELECT j.* FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
             """,
@@ -814,7 +811,7 @@ class PostgresBackend(BaseBackend):
                 DELETE FROM {{s}}.jobs WHERE queue = $1 AND id = $2 AND status <> 'active'
                 RETURNING queue, id, 'cancelled' AS status  -- a removal ends the job for its waiters
             ){_woken_sql("gone")}
-            SELECT 1 FROM gone WHERE (SELECT count(*) FROM woken) >= 0
+            SELECT 1 FROM gone WHERE (SELECT n FROM woken) = 0
             """,
         )
         return bool(await self._fetch("remove_job", query, queue, job_id))

@@ -321,10 +321,14 @@ END $$;
 """
 
 # `Queue.result` waiters. A waiting process (a backend instance) registers here before it
-# reads the job; the statements that end jobs (finish, a transition, a removal) notify
-# `r:<queue>/<id>` for the ended jobs that have a row, and while the table is empty skip even
-# that look (one probe of an empty table per statement). `until` bounds the rows of a process
-# that vanished: the next registration deletes those past it.
+# reads the job; the statements that end jobs (finish, a transition, a removal) pass the jobs
+# they ended to `wake_result_waiters`, which notifies `r:<queue>/<id>` for those that have a
+# row, and while the table is empty only looks at it. A function, because the statements are
+# planned at each call and its queries once per session: the same lines written into the
+# finish statement cost a single job's finish ~80 us of planning, the call ~40 us, nothing
+# measurable from batches of 10. (Statement triggers on `jobs` doing it would cover every
+# statement at once, but more than doubled the finish statement's time.) `until` bounds the
+# rows of a process that vanished: the next registration deletes those past it.
 _V3 = """
 CREATE TABLE {s}.result_waits (
     queue text NOT NULL,
@@ -333,6 +337,20 @@ CREATE TABLE {s}.result_waits (
     until double precision NOT NULL,
     PRIMARY KEY (queue, id, waiter)
 );
+
+-- Called once by each statement that ends jobs, with the (queue, id) of those it ended. A
+-- function, so that its queries are planned once per session, not with every statement.
+CREATE FUNCTION {s}.wake_result_waiters(p_queues text[], p_ids text[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_ids IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.result_waits) THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_notify('{channel}', 'r:' || w.queue || '/' || w.id)
+    FROM {s}.result_waits AS w
+    JOIN unnest(p_queues, p_ids) AS e(queue, id) ON w.queue = e.queue AND w.id = e.id;
+    RETURN 0;
+END $$;
 """
 
 #: (version, statements). Append only; never edit one that has shipped.

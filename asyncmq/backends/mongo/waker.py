@@ -71,6 +71,7 @@ class Waker:
         self.poll_max_s = poll_max_s
         self._events: dict[str, asyncio.Event] = {}
         self._watching: dict[str, asyncio.Task[None]] = {}  # by collection name
+        self._stopping: set[asyncio.Task[None]] = set()  # cancelled, still closing their stream
         self._poll_s: dict[str, float] = {}
         self._closed = False
 
@@ -122,7 +123,9 @@ class Waker:
             collection = self._streams["r"][0]
             following = self._watching.pop(collection.name, None)
             if following is not None:
-                following.cancel()
+                following.cancel()  # its stream closes as the task ends: `close` awaits that
+                self._stopping.add(following)
+                following.add_done_callback(self._stopping.discard)
 
     async def _watch(self, key: str) -> bool:
         """Open the change stream that serves `key` if it is not open; True if this call opened it."""
@@ -198,7 +201,8 @@ class Waker:
         self._watching.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Those cancelled already are closing their streams: cancelled again, they would not.
+        await asyncio.gather(*tasks, *self._stopping, return_exceptions=True)
 
 
 async def _open(collection: Any, pipeline: list[dict[str, Any]]) -> Any:

@@ -27,7 +27,7 @@ from asyncmq.errors import (
 )
 from asyncmq.job import Job
 from asyncmq.results import JobId
-from tests.conformance.support import WAIT_S, StartWorker
+from tests.conformance.support import WAIT_S
 
 
 @asyncmq.task(queue="results")
@@ -169,7 +169,6 @@ async def test_a_waiter_started_before_the_worker_is_woken_when_the_job_complete
     queue: Queue,
     backend: BaseBackend,
     monkeypatch: pytest.MonkeyPatch,
-    start_worker: StartWorker,
     slow_poll: None,
 ) -> None:
     job_id = await queue.add(add_up.name, args=[20, 22])
@@ -178,30 +177,26 @@ async def test_a_waiter_started_before_the_worker_is_woken_when_the_job_complete
     await reads.next()  # it read the job waiting, and waits on a 600 s poll
     assert not waiter.done()
 
-    await start_worker(queue.worker(handle_signals=False))
+    await _drain(queue)
     assert await asyncio.wait_for(waiter, WAIT_S) == {"sum": 42}
     assert reads.count <= 3  # the first look, the one the wake-up caused (and one spare)
 
 
-async def test_many_waiters_of_one_job_and_of_others_are_each_woken(
-    queue: Queue, start_worker: StartWorker, slow_poll: None
-) -> None:
+async def test_many_waiters_of_one_job_and_of_others_are_each_woken(queue: Queue, slow_poll: None) -> None:
     ids = await queue.add_bulk([{"task_id": add_up.name, "args": [n, n]} for n in range(5)])
     waiters = [asyncio.create_task(job_id.result()) for job_id in ids for _ in range(2)]
     await asyncio.sleep(0)  # each has started watching (or will read the job done)
 
-    await start_worker(queue.worker(handle_signals=False))
+    await _drain(queue)
     done = await asyncio.wait_for(asyncio.gather(*waiters), WAIT_S)
     assert done == [{"sum": 2 * n} for n in range(5) for _ in range(2)]
 
 
-async def test_a_failing_job_wakes_its_waiter_with_the_error(
-    queue: Queue, start_worker: StartWorker, slow_poll: None
-) -> None:
+async def test_a_failing_job_wakes_its_waiter_with_the_error(queue: Queue, slow_poll: None) -> None:
     job_id = await refuse.options(queue=queue.name).enqueue(queue.backend, "late")
     waiter = asyncio.create_task(job_id.result())
     await asyncio.sleep(0)
-    await start_worker(queue.worker(handle_signals=False))
+    await _drain(queue)
     with pytest.raises(JobFailedError, match="ValueError: bad input: late"):
         await asyncio.wait_for(waiter, WAIT_S)
 

@@ -40,6 +40,9 @@ _FIRST_POLL_S = 0.02
 #: and the next ask waits `_UNHELD_PAUSE_S` rather than keep that server busy.
 _HELD_S = 0.05
 _UNHELD_PAUSE_S = 0.01
+#: How long `close` waits for a stream whose last waiter left to stop by itself (a held read
+#: returns within its await time, 1 s).
+_STOP_WAIT_S = 2.0
 #: What a standalone server answers to a change stream (`$changeStream` needs a replica set).
 _NO_CHANGE_STREAMS = (40573, 40324, 136)
 
@@ -71,7 +74,7 @@ class Waker:
         self.poll_max_s = poll_max_s
         self._events: dict[str, asyncio.Event] = {}
         self._watching: dict[str, asyncio.Task[None]] = {}  # by collection name
-        self._stopping: set[asyncio.Task[None]] = set()  # cancelled, still closing their stream
+        self._stopping: set[asyncio.Task[None]] = set()  # told to stop: no waiter left
         self._poll_s: dict[str, float] = {}
         self._closed = False
 
@@ -122,9 +125,8 @@ class Waker:
         if not self.watches and "r" in self._streams:  # the last waiter: the jobs' stream closes
             collection = self._streams["r"][0]
             following = self._watching.pop(collection.name, None)
-            if following is not None:
-                following.cancel()  # its stream closes as the task ends: `close` awaits that
-                self._stopping.add(following)
+            if following is not None:  # it stops at its next answer (not cancelled mid-read,
+                self._stopping.add(following)  # which would drop its connection unclosed)
                 following.add_done_callback(self._stopping.discard)
 
     async def _watch(self, key: str) -> bool:
@@ -156,11 +158,16 @@ class Waker:
         self, collection: Any, stream: Any, keys_of: KeysOf, pipeline: list[dict[str, Any]]
     ) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         attempt = 0
-        while not self._closed:
+
+        def running() -> bool:
+            return not self._closed and me not in self._stopping
+
+        while True:
             try:
                 async with stream:
-                    while not self._closed:
+                    while running():
                         asked = loop.time()
                         change = await stream.try_next()
                         if change is None:
@@ -176,12 +183,14 @@ class Waker:
                 log.warning(
                     "the MongoDB change stream on %s broke (%s); opening it again", collection.name, exc
                 )
-            if self._closed:
+            if not running():
                 return
             self._wake_all()  # look again: changes made meanwhile were missed
-            while not self._closed:
+            while True:
                 await asyncio.sleep(_REOPEN_S[min(attempt, len(_REOPEN_S) - 1)])
                 attempt += 1
+                if not running():
+                    return
                 try:
                     stream = await _open(collection, pipeline)
                     break
@@ -201,8 +210,12 @@ class Waker:
         self._watching.clear()
         for task in tasks:
             task.cancel()
-        # Those cancelled already are closing their streams: cancelled again, they would not.
-        await asyncio.gather(*tasks, *self._stopping, return_exceptions=True)
+        if self._stopping:  # streams whose last waiter left stop at their next answer
+            await asyncio.wait(set(self._stopping), timeout=_STOP_WAIT_S)
+        for task in self._stopping:
+            task.cancel()
+            tasks.append(task)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _open(collection: Any, pipeline: list[dict[str, Any]]) -> Any:

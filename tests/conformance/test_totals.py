@@ -17,15 +17,6 @@ from tests.conformance.support import always_fail, noop
 NOOP = noop.name
 FAIL = always_fail.name
 
-#: Backends that do not keep queue totals yet.
-_NOT_YET = {"mongodb"}
-
-
-@pytest.fixture(autouse=True)
-def _kept(queue: Queue) -> None:
-    if queue.backend.name in _NOT_YET:
-        pytest.skip(f"the {queue.backend.name} backend does not keep queue totals yet")
-
 
 async def _totals(queue: Queue) -> dict[str, dict[str, int]]:
     """The stored totals, without the names at 0 (a backend may keep or leave them out)."""

@@ -13,7 +13,7 @@ Collections (in the backend's database):
   retention (finished, by state and finish time); a TTL index on `expire_at` deletes
   finished jobs past their retention even when no scheduler runs.
 - `queues`: per queue, a flags document (`_id` the queue: paused, rate-limit bucket,
-  wake-ups) and the live-state counts (`asyncmq.backends.mongo.counts`).
+  wake-ups) and the live-state counts and queue totals (`asyncmq.backends.mongo.counts`).
 - `repeatables`, `workers`, `events`: `_id` prefixed with `<queue>/`.
 Fields of JSON kind (arguments, results, ...) are stored as JSON text: exactly what every
 other backend stores, whatever the values (integers past 64 bits, keys BSON refuses).
@@ -45,7 +45,7 @@ from asyncmq.backends.base import (
     redacted_url,
     schedule_record,
 )
-from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter
+from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter, Move, read_totals
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import (
@@ -59,10 +59,10 @@ from asyncmq.job import (
 )
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import Retention, StallRecovery, Transition
+from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
-    from pymongo import AsyncMongoClient, DeleteMany, InsertOne, ReturnDocument, UpdateOne
+    from pymongo import AsyncMongoClient, InsertOne, ReturnDocument, UpdateMany, UpdateOne
     from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, NetworkTimeout, PyMongoError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigurationError("the MongoDB backend needs its extra: pip install 'asyncmq[mongo]'") from exc
@@ -148,6 +148,27 @@ def _job(document: dict[str, Any] | None) -> Job | None:
         log.error("skipping a malformed job: %s", found)
         return None
     return found
+
+
+def _task(document: dict[str, Any]) -> str:
+    """The job's task, as the queue totals name it ("?" when the document's is no text)."""
+    task = document.get("task")
+    return task if type(task) is str else "?"
+
+
+def _claims(candidates: list[dict[str, Any]], ids: set[str], matched: int) -> list[Move]:
+    """The moves of a claim whose update matched `matched` of `candidates`: those found with its
+    stamp (`ids`), then, for any it took and lost before it looked (a freeze past the lease:
+    no longer stamped), as many of the others in line order (their count exact, their tasks
+    the likeliest, not known)."""
+    found = [d for d in candidates if d["_id"] in ids]
+    lost = [d for d in candidates if d["_id"] not in ids][: matched - len(found)]
+    return [Move(JobState.WAITING, JobState.ACTIVE, _task(d), ("claimed",)) for d in found + lost]
+
+
+def _outcome_move(job: Job) -> Move:
+    """A stored outcome: the job leaves `active` for the status it stores, and adds to its total."""
+    return Move(JobState.ACTIVE, job.status, job.task, (OUTCOME_TOTALS[job.status],))
 
 
 def _counted_as(document: dict[str, Any]) -> JobState | None:
@@ -322,7 +343,7 @@ class MongoBackend(BaseBackend):
         call: Any,
         queue: str,
         stamp: str,
-        moves: Mapping[str, tuple[JobState | None, JobState | None]],
+        moves: Mapping[str, Move],
     ) -> Any:
         """Await a write that stamps the jobs it moves (`_moved_by`); if it fails without an
         answer, the jobs it did move are counted later (see `asyncmq.backends.mongo.counts`)."""
@@ -341,6 +362,22 @@ class MongoBackend(BaseBackend):
         found = await self._find(operation, self.jobs, {"_id": {"$in": ids}, field: stamp}, {"_id": 1})
         return {document["_id"] for document in found}
 
+    async def _stamped_or_unsure(
+        self,
+        operation: str,
+        documents: list[dict[str, Any]],
+        queue: str,
+        stamp: str,
+        moves: Mapping[str, Move],
+    ) -> set[str]:
+        """`_stamped`, after a write that answered; if the lookup fails, the jobs the write
+        moved are counted later, as after a lost reply."""
+        try:
+            return await self._stamped(operation, documents, stamp)
+        except PyMongoError:
+            self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
+            raise
+
     async def _remember_queue(self, queue: str) -> None:
         if queue not in self._known_queues:
             await self.connect()
@@ -350,16 +387,19 @@ class MongoBackend(BaseBackend):
             )
             self._known_queues.add(queue)
 
-    def _moved(self, queue: str, moves: Iterable[tuple[JobState | None, JobState | None]]) -> None:
-        """Count jobs moved from one state to another (`None`: added, or deleted)."""
+    def _moved(self, queue: str, moves: Iterable[Move]) -> None:
+        """Count jobs moved from one state to another, and the queue totals they add to."""
         counter: Counter[JobState] = Counter()
-        for source, target in moves:
-            if source is not None:
-                counter[source] -= 1
-            if target is not None:
-                counter[target] += 1
-        if any(state in COUNTED for state in counter):
-            self.counts_writer.add(queue, counter)
+        totals: Counter[tuple[str, str]] = Counter()
+        for move in moves:
+            if move.source is not None:
+                counter[move.source] -= 1
+            if move.target is not None:
+                counter[move.target] += 1
+            for total in move.totals:
+                totals[move.task, total] += 1
+        if totals or any(state in COUNTED for state in counter):
+            self.counts_writer.add(queue, counter, totals)
         if counter.get(JobState.WAITING, 0) > 0:
             self.waker.wake(f"w:{queue}")
         if counter.get(JobState.DELAYED, 0) > 0:
@@ -393,7 +433,7 @@ class MongoBackend(BaseBackend):
             self._moved(
                 queue,
                 (
-                    (None, job.status)
+                    Move(None, job.status, job.task, ("enqueued",))
                     for job, ok in zip(jobs, stored, strict=True)
                     if ok and job.queue == queue
                 ),
@@ -416,18 +456,30 @@ class MongoBackend(BaseBackend):
                 refused = {error["index"] for error in errors}
                 if attempt == 0:
                     return refused
-                ours = await self._stamped("enqueue", [documents[i] for i in refused], stamp, "enqueued_by")
+                try:
+                    ours = await self._stamped(
+                        "enqueue", [documents[i] for i in refused], stamp, "enqueued_by"
+                    )
+                except PyMongoError:
+                    self._inserts_unsure(documents, stamp)
+                    raise
                 return {index for index in refused if documents[index]["_id"] not in ours}
             except (AutoReconnect, NetworkTimeout):
                 attempt += 1
                 if attempt == _INSERT_TRIES:
-                    for queue in {d["queue"] for d in documents}:
-                        moves = {
-                            d["_id"]: (None, JobState(d["status"])) for d in documents if d["queue"] == queue
-                        }
-                        self.counts_writer.after_lost_reply(queue, "enqueued_by", stamp, moves)
+                    self._inserts_unsure(documents, stamp)
                     raise
                 await asyncio.sleep(0.05 * 2**attempt)
+
+    def _inserts_unsure(self, documents: list[dict[str, Any]], stamp: str) -> None:
+        """Inserts not known to be stored: those found with the call's stamp are counted later."""
+        for queue in {d["queue"] for d in documents}:
+            moves = {
+                d["_id"]: Move(None, JobState(d["status"]), _task(d), ("enqueued",))
+                for d in documents
+                if d["queue"] == queue
+            }
+            self.counts_writer.after_lost_reply(queue, "enqueued_by", stamp, moves)
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -455,8 +507,9 @@ class MongoBackend(BaseBackend):
                 found = f"job document {document['_id']!r} has a malformed id: {found.id!r:.100}"
             if isinstance(found, str):
                 job_id = document["_id"].split("/", 1)[1]
-                task = document["task"] if isinstance(document.get("task"), str) else "?"
-                result.unreadable.append(UnreadableJob(job_id, queue, document.get("token"), found, task))
+                result.unreadable.append(
+                    UnreadableJob(job_id, queue, document.get("token"), found, _task(document))
+                )
             else:
                 result.jobs.append(found)
         return result
@@ -514,14 +567,15 @@ class MongoBackend(BaseBackend):
         claiming = self.jobs.update_many(
             {"status": "waiting", "$or": _pairs((d["_id"], d["token"]) for d in candidates)}, update
         )
-        moves = {d["_id"]: (JobState.WAITING, JobState.ACTIVE) for d in candidates}
+        moves = {
+            d["_id"]: Move(JobState.WAITING, JobState.ACTIVE, _task(d), ("claimed",)) for d in candidates
+        }
         taken = await self._unsure_on_error("claim", claiming, queue, stamp, moves)
-        # The update's own count is what it moved; which jobs those are, the stamp tells, but a
-        # job this process lost before it looked (a freeze past the lease) is no longer stamped.
-        self._moved(queue, ((JobState.WAITING, JobState.ACTIVE) for _ in range(taken.matched_count)))
-        if taken.matched_count < len(candidates):  # which did this claim get?
-            ids = await self._stamped("claim", candidates, stamp)
-            candidates = [d for d in candidates if d["_id"] in ids]
+        ids = set(moves)
+        if taken.matched_count < len(candidates):  # which did this claim get? the stamp tells
+            ids = await self._stamped_or_unsure("claim", candidates, queue, stamp, moves)
+        self._moved(queue, _claims(candidates, ids, taken.matched_count))
+        candidates = [d for d in candidates if d["_id"] in ids]
         for document in candidates:
             document.update(status="active", worker_id=worker_id, lease_until=lease_until)
             if count:
@@ -582,7 +636,7 @@ class MongoBackend(BaseBackend):
             )
             failed.append(bool(done.modified_count))
             if done.modified_count:
-                self._moved(job.queue, [(JobState.ACTIVE, JobState.FAILED)])
+                self._moved(job.queue, [Move(JobState.ACTIVE, JobState.FAILED, job.task, ("failed",))])
         for queue in {job.queue for job, ok in zip(jobs, failed, strict=True) if ok}:
             await self._trim(queue, JobState.FAILED.value, retention.keep)
         return failed
@@ -619,20 +673,21 @@ class MongoBackend(BaseBackend):
         ops = [self._outcome(job, retention, stamp, now) for job in jobs]
         try:
             result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
-        except PyMongoError:
+            if result.matched_count < len(jobs):  # lost leases, or the same batch sent again
+                found = await self._find(
+                    "finish",
+                    self.jobs,
+                    {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
+                    {"settled_token": 1, "moved_by": 1},
+                )
+        except PyMongoError:  # which outcomes were stored, the stamp tells once the server answers
             for queue in {job.queue for job in jobs}:
-                moves = {f"{j.queue}/{j.id}": (JobState.ACTIVE, j.status) for j in jobs if j.queue == queue}
+                moves = {f"{j.queue}/{j.id}": _outcome_move(j) for j in jobs if j.queue == queue}
                 self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
             raise
         if result.matched_count == len(jobs):
             accepted, now_settled = [True] * len(jobs), [True] * len(jobs)
-        else:  # some lost their lease, or were stored already (the same batch sent again)
-            found = await self._find(
-                "finish",
-                self.jobs,
-                {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
-                {"settled_token": 1, "moved_by": 1},
-            )
+        else:
             settled = {d["_id"]: d for d in found}
             accepted, now_settled = [], []
             for job in jobs:
@@ -643,7 +698,7 @@ class MongoBackend(BaseBackend):
             self._moved(
                 queue,
                 (
-                    (JobState.ACTIVE, job.status)
+                    _outcome_move(job)
                     for job, ok in zip(jobs, now_settled, strict=True)
                     if ok and job.queue == queue
                 ),
@@ -700,6 +755,8 @@ class MongoBackend(BaseBackend):
     async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
         if not jobs:
             return
+        if transition.totals:  # which jobs it moved, an update of many does not tell
+            raise ValueError("a release counts no queue totals: RELEASE does not")
         await self.connect()
         stamp = new_job_id()
         update = {
@@ -710,9 +767,11 @@ class MongoBackend(BaseBackend):
         for queue in {job.queue for job in jobs}:
             mine = [(f"{j.queue}/{j.id}", j.token) for j in jobs if j.queue == queue]
             releasing = self.jobs.update_many({"status": {"$in": sources}, "$or": _pairs(mine)}, update)
-            moves = {key: (JobState.ACTIVE, transition.target) for key, _ in mine}
+            moves = {key: Move(JobState.ACTIVE, transition.target) for key, _ in mine}
             result = await self._unsure_on_error("release", releasing, queue, stamp, moves)
-            self._moved(queue, ((JobState.ACTIVE, transition.target) for _ in range(result.matched_count)))
+            self._moved(
+                queue, (Move(JobState.ACTIVE, transition.target) for _ in range(result.matched_count))
+            )
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
         await self._remember_queue(worker.queue)
@@ -776,7 +835,7 @@ class MongoBackend(BaseBackend):
                 ),
             )
             promoted = result.matched_count
-            self._moved(queue, ((JobState.DELAYED, JobState.WAITING) for _ in range(promoted)))
+            self._moved(queue, (Move(JobState.DELAYED, JobState.WAITING) for _ in range(promoted)))
         following = await self._find(
             "promote",
             self.jobs,
@@ -815,7 +874,9 @@ class MongoBackend(BaseBackend):
                 self.jobs.update_one({"_id": document["_id"], "status": document.get("status")}, update),
             )
             if done.modified_count:
-                self._moved(queue, [(_counted_as(document), JobState.FAILED)])
+                self._moved(
+                    queue, [Move(_counted_as(document), JobState.FAILED, _task(document), ("failed",))]
+                )
                 document.update(update["$set"])
                 document.pop("lease_until", None)
                 document.pop("worker_id", None)
@@ -844,32 +905,37 @@ class MongoBackend(BaseBackend):
             return []
         stamp = new_job_id()
         ops, chosen = [], []
+        moves: dict[str, Move] = {}
         garbled: dict[str, UnreadableJob] = {}
         for document in stalled:
             stalls = document.get("stalls", 0)
             if type(stalls) is int and type(document["token"]) is int:
                 transition = recovery.transition_for(stalls)
                 update = self._transition_update(transition, now, recovery.retention)
+                totals = transition.totals
             else:  # counters changed by hand: failed with the reason, not counted on
                 transition = recovery.fail
                 field = "token" if type(stalls) is int else "stalls"
                 reason = malformed_reason(f"job document {document['_id']!r}", field, document.get(field))
                 update = self._failure(reason, now, recovery.retention)
+                totals = ("failed",)  # as a claimed job failed for its record
                 job_id = document["_id"].split("/", 1)[1]
-                garbled[document["_id"]] = UnreadableJob(job_id, queue, document["token"], reason)
+                garbled[document["_id"]] = UnreadableJob(
+                    job_id, queue, document["token"], reason, _task(document)
+                )
             update["$push"] = _moved_by(stamp)
             ops.append(
                 UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
             )
             chosen.append(transition)
-        moves = {d["_id"]: (JobState.ACTIVE, t.target) for d, t in zip(stalled, chosen, strict=True)}
+            moves[document["_id"]] = Move(JobState.ACTIVE, transition.target, _task(document), totals)
         recovering = self.jobs.bulk_write(ops, ordered=False)
         result = await self._unsure_on_error("recover", recovering, queue, stamp, moves)
-        taken = [True] * len(stalled)
+        ids = set(moves)
         if result.matched_count < len(stalled):  # another scheduler recovered some first
-            ids = await self._stamped("recover", stalled, stamp)
-            taken = [d["_id"] in ids for d in stalled]
-        self._moved(queue, ((JobState.ACTIVE, t.target) for t, ok in zip(chosen, taken, strict=True) if ok))
+            ids = await self._stamped_or_unsure("recover", stalled, queue, stamp, moves)
+        taken = [d["_id"] in ids for d in stalled]
+        self._moved(queue, (moves[d["_id"]] for d, ok in zip(stalled, taken, strict=True) if ok))
         recovered: list[Job] = []
         for document, transition, ok in zip(stalled, chosen, taken, strict=True):
             if not ok:
@@ -964,7 +1030,9 @@ class MongoBackend(BaseBackend):
                 self.jobs.find_one({"_id": key, "status": transition.target.value, transition.stamp[0]: now}),
             )
             return _job(again)
-        self._moved(queue, [(JobState(before["status"]), transition.target)])
+        self._moved(
+            queue, [Move(JobState(before["status"]), transition.target, _task(before), transition.totals)]
+        )
         job = _job(before)
         if job is not None:
             transition.apply(job, now)
@@ -1010,7 +1078,7 @@ class MongoBackend(BaseBackend):
         )
         if removed is None:
             return False
-        self._moved(queue, [(JobState(removed["status"]), None)])
+        self._moved(queue, [Move(JobState(removed["status"]), None)])
         self._ended(queue, [job_id])
         return True
 
@@ -1024,7 +1092,7 @@ class MongoBackend(BaseBackend):
             result = await self._call(
                 "drain", self.jobs.delete_many({"queue": queue, "status": state.value, **only})
             )
-            self._moved(queue, ((state, None) for _ in range(result.deleted_count)))
+            self._moved(queue, (Move(state, None) for _ in range(result.deleted_count)))
             removed += result.deleted_count
         return removed
 
@@ -1048,6 +1116,7 @@ class MongoBackend(BaseBackend):
     async def delete_queue(self, queue: str) -> None:
         await self.connect()
         self.counts_writer.forget(queue)
+        await self.counts_writer.settle()  # a count write on its way would make the queue again
         await self._call("delete_queue", self.jobs.delete_many(_prefixed(queue)))
         for collection in (self.repeatables_, self.workers_, self.events_):
             await self._call("delete_queue", collection.delete_many(_prefixed(queue)))
@@ -1093,7 +1162,7 @@ class MongoBackend(BaseBackend):
         found, unreadable = read_workers(
             (document["_id"].split("/", 1)[-1], document.get("info")) for document in workers
         )
-        return QueueStats(counts, oldest, paused, found, unreadable)
+        return QueueStats(counts, oldest, paused, found, unreadable, read_totals(queue_docs))
 
     async def _aggregate(self, operation: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cursor = await _maybe_await(self.jobs.aggregate(pipeline))
@@ -1103,7 +1172,9 @@ class MongoBackend(BaseBackend):
     async def recount(self, queue: str) -> None:
         """Count the queue's live jobs again, from the jobs themselves. For a queue whose
         counts a killed process left off (see `asyncmq.backends.mongo.counts`); changes made
-        while it counts may be missed, so run it while the queue is quiet."""
+        while it counts may be missed, so run it while the queue is quiet. The queue totals
+        stay as they are: they count past moves, which the jobs do not record (and retention
+        deletes finished jobs), so nothing could count them again."""
         await self.connect()
         await self.counts_writer.settle()
         exact = {}
@@ -1115,7 +1186,10 @@ class MongoBackend(BaseBackend):
             "recount",
             self.queues_.bulk_write(
                 [
-                    DeleteMany({"_id": {"$in": [f"{queue}#c{shard}" for shard in range(SHARDS)]}}),
+                    UpdateMany(
+                        {"_id": {"$in": [f"{queue}#c{shard}" for shard in range(SHARDS)]}},
+                        {"$unset": dict.fromkeys(exact, "")},
+                    ),
                     UpdateOne(
                         {"_id": f"{queue}#c{self.counts_writer.shard}"},
                         {"$set": {"queue": queue, **exact}},

@@ -1,4 +1,5 @@
-"""Per-queue counts of live jobs (waiting, delayed, active), kept beside the jobs in MongoDB.
+"""Per-queue counts of live jobs (waiting, delayed, active) and the queue totals, kept beside
+the jobs in MongoDB.
 
 MongoDB changes one document atomically, not a job and a counter together, so the backend
 counts each change after its job write has answered, with the exact number it moved. The
@@ -19,13 +20,23 @@ A connection lost mid-write leaves two doubts, and both are settled here, not gu
   first: a server may still be applying a request whose connection it has lost, and a
   lookup ahead of it would miss its moves for good. Each job keeps the last few stamps, so
   moves that follow at once (another worker claiming a recovered job) do not erase one.
+  Each move names the job's task and the totals it adds to (`Move`), so those jobs add to
+  the totals as well.
+
+The queue totals (`asyncmq.transitions.TOTALS`: monotonic counts per task) are counted from
+the same moves and written in the same bulk write, as fields `t:<total>:<task>` of the same
+documents, the task escaped (`%`, `.`, `$` and NUL as `%XX`): a field path cannot hold a
+'.' nor start with '$', and a flat name, not a nested document, because nx-27017, the test
+server, does not follow a dotted path in `$inc`. Unlike the live counts, they cannot be
+counted again from the jobs (retention deletes finished jobs, and a job's past moves leave no
+trace): a process that dies with changes not yet written leaves them short for good.
 
 Each process adds to its own shard document (`<queue>#c<shard>`), so concurrent workers do
 not queue up on one hot document; a read sums the shards. The same write bumps the queue's
 flags document when jobs became ready, which wakes the queue's workers and scheduler
 through the change stream (`asyncmq.backends.mongo.waker`). Finished jobs are not counted
-here: retention bounds them, MongoDB's TTL index deletes them unseen, and their index
-counts them exactly.
+here (only their totals): retention bounds them, MongoDB's TTL index deletes them unseen,
+and their index counts them exactly.
 """
 
 from __future__ import annotations
@@ -35,10 +46,11 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as default
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
@@ -46,7 +58,7 @@ from pymongo.errors import BulkWriteError
 from asyncmq.job import JobState
 from asyncmq.logging import get_logger
 
-__all__ = ["COUNTED", "SHARDS", "CountsWriter"]
+__all__ = ["COUNTED", "SHARDS", "CountsWriter", "Move", "read_totals"]
 
 log = get_logger(__name__)
 
@@ -57,6 +69,35 @@ _DUPLICATE_KEY = 11000
 _WRITE_TIMEOUT_S = 5.0
 #: How long a write whose reply was lost may take to land (see the module's docstring).
 LANDING_S = 1.0
+_TOTAL_PREFIX = "t:"
+_ESCAPE = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
+
+
+class Move(NamedTuple):
+    """A job moved from one state to another (`None`: added, or deleted), with the queue
+    totals the move adds to (`asyncmq.transitions.TOTALS`) for the job's task."""
+
+    source: JobState | None
+    target: JobState | None
+    task: str = "?"
+    totals: tuple[str, ...] = ()
+
+
+def total_field(task: str, total: str) -> str:
+    """The shard document's field counting `total` for `task`."""
+    return f"{_TOTAL_PREFIX}{total}:{task.translate(_ESCAPE)}"
+
+
+def read_totals(documents: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The queue totals by task then name, summed over a queue's documents."""
+    totals: dict[str, dict[str, int]] = {}
+    for document in documents:
+        for name, n in document.items():
+            if name.startswith(_TOTAL_PREFIX):
+                total, _, task = name[len(_TOTAL_PREFIX) :].partition(":")
+                by_name = totals.setdefault(unquote(task), {})
+                by_name[total] = by_name.get(total, 0) + int(n)
+    return totals
 
 
 @dataclass
@@ -66,7 +107,7 @@ class _Unsure:
     queue: str
     field: str
     stamp: str
-    moves: Mapping[str, tuple[JobState | None, JobState | None]]
+    moves: Mapping[str, Move]
     lost_at: float = default(default_factory=time.monotonic)
 
 
@@ -84,19 +125,20 @@ class CountsWriter:
         self._marked: set[str] = set()  # shard documents holding this writer's sequence
         self._writing: asyncio.Task[None] | None = None
 
-    def add(self, queue: str, moves: Counter[JobState]) -> None:
-        """Count jobs moved: a state's count changes by `moves[state]`."""
+    def add(self, queue: str, moves: Counter[JobState], totals: Counter[tuple[str, str]]) -> None:
+        """Count jobs moved: a state's count changes by `moves[state]`, the total `name` of
+        `task` by `totals[task, name]`."""
         counter = self._pending.setdefault(queue, Counter())
         for state, n in moves.items():
             if state in COUNTED and n:
                 counter[state.value] += n
                 if n > 0 and state is not JobState.ACTIVE:
                     self._wake.add(queue)
+        for (task, total), n in totals.items():
+            counter[total_field(task, total)] += n
         self._start()
 
-    def after_lost_reply(
-        self, queue: str, field: str, stamp: str, moves: Mapping[str, tuple[JobState | None, JobState | None]]
-    ) -> None:
+    def after_lost_reply(self, queue: str, field: str, stamp: str, moves: Mapping[str, Move]) -> None:
         """A write stamping `field` with `stamp` on the documents in `moves` failed without an
         answer: count the moves of those found carrying the stamp, once the server answers."""
         self._unsure.append(_Unsure(queue, field, stamp, moves))
@@ -155,11 +197,13 @@ class CountsWriter:
             self._record("count", started)
             counter = self._pending.setdefault(unsure.queue, Counter())
             for document in found:
-                source, target = unsure.moves[document["_id"]]
-                if source in COUNTED:
-                    counter[source.value] -= 1
-                if target in COUNTED:
-                    counter[target.value] += 1
+                move = unsure.moves[document["_id"]]
+                if move.source in COUNTED:
+                    counter[move.source.value] -= 1
+                if move.target in COUNTED:
+                    counter[move.target.value] += 1
+                for total in move.totals:
+                    counter[total_field(move.task, total)] += 1
             self._unsure.pop(0)
 
     def _merge(self, pending: dict[str, Counter[str]], wake: set[str]) -> None:
@@ -174,7 +218,7 @@ class CountsWriter:
         ops = []
         mark = f"w.{self.writer}"
         for queue, counter in pending.items():
-            moves = {state: n for state, n in counter.items() if n}
+            moves = {name: n for name, n in counter.items() if n}  # states and totals
             if moves:
                 self._marked.add(f"{queue}#c{self.shard}")
                 ops.append(

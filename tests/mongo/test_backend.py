@@ -1,6 +1,7 @@
 """What the MongoDB backend does beyond the conformance suite: a Motor client, wake-ups by
-change stream and by poll, claims in a fixed number of round trips, counts kept in their
-own documents, the TTL date of finished jobs, and documents no worker can run."""
+change stream and by poll, claims in a fixed number of round trips, counts and totals kept in
+their own documents (through lost replies too), the TTL date of finished jobs, and documents
+no worker can run."""
 
 from __future__ import annotations
 
@@ -231,27 +232,29 @@ async def test_stall_recovery_fails_a_document_whose_counter_was_garbled_while_i
 
 
 @contextlib.asynccontextmanager
-async def _replies_lost(backend: MongoBackend, late_s: float) -> AsyncIterator[None]:
-    """The backend's next job write loses its reply: the caller hears at once that the
-    connection dropped, and the server applies the write `late_s` later, as a server still
-    busy with a request from a closed connection does. Exits once it landed."""
+async def _replies_lost(
+    backend: MongoBackend, late_s: float = 0, method: str = "bulk_write"
+) -> AsyncIterator[None]:
+    """The backend's next job writes by `method` lose their reply: the caller hears at once
+    that the connection dropped, and the server applies the write `late_s` later, as a server
+    still busy with a request from a closed connection does. Exits once they landed."""
     collection = backend.jobs
     landed: list[asyncio.Future[Any]] = []
 
+    def write(*args: Any, **options: Any) -> Any:
+        async def land() -> Any:
+            await asyncio.sleep(late_s)
+            return await getattr(collection, method)(*args, **options)
+
+        async def lost() -> Any:
+            raise AutoReconnect("connection closed")
+
+        landed.append(asyncio.ensure_future(land()))
+        return lost()
+
     class RepliesLost:
         def __getattr__(self, name: str) -> Any:
-            return getattr(collection, name)
-
-        def bulk_write(self, ops: Any, **options: Any) -> Any:
-            async def land() -> Any:
-                await asyncio.sleep(late_s)
-                return await collection.bulk_write(ops, **options)
-
-            async def lost() -> Any:
-                raise AutoReconnect("connection closed")
-
-            landed.append(asyncio.ensure_future(land()))
-            return lost()
+            return write if name == method else getattr(collection, name)
 
     backend.jobs = RepliesLost()
     try:
@@ -316,3 +319,46 @@ async def test_a_result_waiter_is_woken_by_another_process_finishing_the_job_thr
     assert waiting_side.waker.change_streams is True
     assert not waiting_side.waker.watches
     assert "jobs" not in waiting_side.waker._watching  # the jobs' stream closed with its last waiter
+
+
+async def test_totals_of_tasks_named_with_dots_and_dollars_are_kept_past_a_recount_and_go_with_the_queue(
+    backend: MongoBackend, client: AsyncMongoClient[Any], database: str
+) -> None:
+    queue = Queue("totalled", backend=backend)
+    names = ["a.b", "$c", "100%.x", "%2E", "ü.$"]
+    await queue.store([queue.build_job(name) for name in names])
+    claimed = await backend.claim("totalled", "w1", 10, 30, time.time(), None)
+    assert len(claimed.jobs) == len(names)
+    expected = {name: {"enqueued": 1, "claimed": 1} for name in names}
+    assert (await queue.stats()).totals == expected
+    queues = client[database]["queues"]
+    (shard,) = await queues.find({"queue": "totalled", "_id": {"$regex": "#c"}}).to_list(None)
+    assert (shard["t:enqueued:a%2Eb"], shard["t:claimed:%252E"]) == (1, 1)  # flat, escaped
+    assert not any("." in name or "$" in name for name in shard)
+
+    await backend.recount("totalled")  # the live counts again from the jobs; the totals stay
+    stats = await queue.stats()
+    assert (stats.counts["active"], stats.totals) == (len(names), expected)
+
+    await backend.delete_queue("totalled")
+    assert (await queue.stats()).totals == {}
+    assert await queues.count_documents({"queue": "totalled"}) == 0
+
+
+async def test_a_claim_and_outcomes_whose_replies_were_lost_add_to_the_totals_once(
+    backend: MongoBackend,
+) -> None:
+    queue = Queue("lost-replies", backend=backend)
+    await queue.add_bulk([{"task_id": double.name, "args": [n]} for n in range(3)])
+    async with _replies_lost(backend, method="update_many"):
+        await backend.claim("lost-replies", "w1", 10, 30, time.time(), None)
+    active = await queue.list_jobs(JobState.ACTIVE)
+    async with _replies_lost(backend):
+        await backend.finish([_completed(job) for job in active], queue.retention)
+    # Sent again (as a worker does): refused as stored already, and counted once, not twice.
+    assert await backend.finish(active, queue.retention) == [True] * 3
+
+    await backend.counts_writer.settle()
+    stats = await queue.stats()
+    assert (stats.counts["active"], stats.counts["completed"]) == (0, 3)
+    assert stats.totals == {double.name: {"enqueued": 3, "claimed": 3, "completed": 3}}

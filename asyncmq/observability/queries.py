@@ -91,15 +91,15 @@ def backend_up() -> str:
 
 
 # -- flows: queue totals (kept by the backend, the same on every target) --------------------
-#: The per-process counter that answers a queue total's question where the backend keeps
-#: none (MongoDB): claims are seen by workers as attempts started.
+#: The per-process counter that answers a queue total's question for a queue with no totals
+#: series (no target serves them yet): claims are seen by workers as attempts started.
 _COUNTED_BY_PROCESSES = {"claimed": "started"}
 
 
 def total_rate(total: str, matchers: str = "", window: str = "5m", by: str = "queue") -> str:
     """Per second, from a queue total (`asyncmq.transitions.TOTALS`): the rate of each
     (queue, task) as the targets report it, the largest taken (they read one backend), then
-    summed `by`; for a queue whose backend keeps no totals, the scraped processes' counter."""
+    summed `by`; for a queue with no totals series, the scraped processes' counter."""
     series = f"rate(asyncmq_queue_jobs_{total}_total{selector(matchers)}[{window}])"
     counted = outcome_rate(_COUNTED_BY_PROCESSES.get(total, total), matchers, window, by)
     return f"(sum by ({by}) (max by (queue, task) ({series})) or {counted})"

@@ -392,28 +392,27 @@ async def test_a_fault_mid_run_loses_no_job_and_the_metrics_agree_with_the_recor
     unrecovered = [i for i in run.held if by_id[i].stalls == 0 and by_id[i].result[2] != run.struck]
     assert not unrecovered, f"{len(unrecovered)} of {len(run.held)} jobs held at the fault never recovered"
 
-    # The queue totals, where the backend keeps them: every job enqueued and completed once,
-    # every claim ended by its job's outcome or a recovery, each recovery counted stalled.
+    # The queue totals: every job enqueued and completed once, every claim ended by its job's
+    # outcome or a recovery, each recovery counted stalled.
     totals = (await _retrying(run.queue.stats)).totals
-    if totals:
-        kept = {name: n for name, n in totals.pop(record.name, {}).items() if n}  # 0s or none
-        assert not totals, f"totals of tasks never run: {totals}"
-        expected = {
-            "enqueued": run.jobs,
-            "claimed": run.jobs + recoveries,
-            "completed": run.jobs,
-            "stalled": recoveries,
-        }
-        found = {name: kept.pop(name, 0) for name in expected}
-        assert not kept, f"totals of moves no job made: {kept}"
-        if run.killed is not None and isinstance(run.queue.backend, MongoBackend):
-            # Written behind the job writes, as the live counts are, but no recount repairs
-            # them: a killed process takes the totals it had not written yet with it.
-            assert found["enqueued"] == run.jobs
-            assert all(found[name] <= n for name, n in expected.items()), (found, expected)
-            assert found["completed"] >= run.jobs - HELD_AT_MOST, (found, expected)
-        else:
-            assert found == expected
+    kept = {name: n for name, n in totals.pop(record.name, {}).items() if n}  # 0s or none
+    assert not totals, f"totals of tasks never run: {totals}"
+    expected = {
+        "enqueued": run.jobs,
+        "claimed": run.jobs + recoveries,
+        "completed": run.jobs,
+        "stalled": recoveries,
+    }
+    found = {name: kept.pop(name, 0) for name in expected}
+    assert not kept, f"totals of moves no job made: {kept}"
+    if run.killed is not None and isinstance(run.queue.backend, MongoBackend):
+        # Written behind the job writes, as the live counts are, but no recount repairs
+        # them: a killed process takes the totals it had not written yet with it.
+        assert found["enqueued"] == run.jobs
+        assert all(found[name] <= n for name, n in expected.items()), (found, expected)
+        assert found["completed"] >= run.jobs - HELD_AT_MOST, (found, expected)
+    else:
+        assert found == expected
 
     _report(request, fault, run.jobs, in_flight, duplicates, recoveries, elapsed)
 

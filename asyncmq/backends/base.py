@@ -46,6 +46,7 @@ __all__ = [
     "redacted_url",
     "schedule_record",
     "url_secrets",
+    "wait_set",
 ]
 
 log = get_logger(__name__)
@@ -116,6 +117,18 @@ class QueueStats:
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+async def wait_set(event: asyncio.Event, timeout_s: float) -> None:
+    """Until `event` is set (or was, since the last wait) or `timeout_s` passed, then clear it.
+    Through `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11 a `wait_for` cancelled in
+    the instant its wait ends returns instead of raising, and a stopping worker whose
+    scheduler was woken just then would run on."""
+    if timeout_s > 0 and not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+    event.clear()
+
+
 class JobWatch:
     """What `BaseBackend.watch_job` returns: `wait` ends when the job may have ended, or after
     its timeout. This one knows of no wake-ups, so each wait lasts its timeout: the waiter's
@@ -137,10 +150,7 @@ class EventWatch(JobWatch):
         self._on_close = on_close
 
     async def wait(self, timeout_s: float) -> None:
-        if timeout_s > 0 and not self.event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.event.wait(), timeout_s)
-        self.event.clear()
+        await wait_set(self.event, timeout_s)
 
     async def close(self) -> None:
         on_close, self._on_close = self._on_close, None

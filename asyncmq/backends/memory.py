@@ -94,7 +94,8 @@ async def _wait(waiters: list[asyncio.Future[None]], timeout_s: float) -> None:
     waiter = asyncio.get_running_loop().create_future()
     waiters.append(waiter)
     try:
-        await asyncio.wait_for(waiter, max(timeout_s, 0))
+        async with asyncio.timeout(max(timeout_s, 0)):  # not wait_for: see `wait_set`
+            await waiter
     except TimeoutError:
         pass
     finally:

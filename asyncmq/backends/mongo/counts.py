@@ -241,7 +241,8 @@ class CountsWriter:
             started = time.perf_counter()
             try:
                 # A write that never answers (a connection left half-open) is sent again.
-                await asyncio.wait_for(self._collection.bulk_write(ops, ordered=False), _WRITE_TIMEOUT_S)
+                async with asyncio.timeout(_WRITE_TIMEOUT_S):  # not wait_for: see `wait_set`
+                    await self._collection.bulk_write(ops, ordered=False)
             except BulkWriteError as exc:
                 if any(error.get("code") != _DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
                     raise
@@ -250,7 +251,8 @@ class CountsWriter:
     async def close(self) -> None:
         """Write what is pending (unless the server is gone: then it is lost, and logged)."""
         try:
-            await asyncio.wait_for(self.settle(), 5)
+            async with asyncio.timeout(5):
+                await self.settle()
         except Exception:  # a timeout included
             if self._pending:
                 log.warning("MongoDB queue counts not written at close: %s", dict(self._pending))

@@ -22,11 +22,11 @@ Without change streams they poll slowly themselves (`asyncmq.results`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+from asyncmq.backends.base import wait_set
 from asyncmq.logging import get_logger
 
 __all__ = ["Waker"]
@@ -104,10 +104,7 @@ class Waker:
         if self.change_streams is False:
             timeout_s = min(timeout_s, self._poll_s.get(key, _FIRST_POLL_S))
             self._poll_s[key] = min(timeout_s * 2, self.poll_max_s)
-        if timeout_s > 0 and not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout_s)
-        event.clear()
+        await wait_set(event, timeout_s)
 
     async def watch(self, key: str, event: asyncio.Event) -> None:
         """Wake `event` at the end of the job `key` names (`r:<queue>/<id>`), from now on: the

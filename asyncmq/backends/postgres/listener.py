@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from asyncmq.backends.base import wait_set
 from asyncmq.logging import get_logger
 
 __all__ = ["Listener"]
@@ -108,10 +109,7 @@ class Listener:
         if event is None:
             self._events[key] = asyncio.Event()
             return
-        if timeout_s > 0 and not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout_s)
-        event.clear()
+        await wait_set(event, timeout_s)
 
     async def stop(self) -> None:
         self._closed = True

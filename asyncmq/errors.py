@@ -7,7 +7,8 @@
     │   ├── InvalidQueueNameError
     │   ├── SerializationError      arguments that cannot be encoded
     │   ├── PayloadTooLargeError
-    │   └── InvalidScheduleError    a bad cron expression, `every` or delay
+    │   ├── InvalidScheduleError    a bad cron expression, `every` or delay
+    │   └── TaskArgumentsError (TypeError) arguments that do not fit the task's signature
     ├── JobNotFoundError (KeyError)
     ├── JobResultError              `Queue.result`: the job will never have a result
     │   ├── JobFailedError          it failed: the task's error type and message
@@ -50,6 +51,7 @@ __all__ = [
     "ResultSerializationError",
     "SerializationError",
     "StalledJobError",
+    "TaskArgumentsError",
     "UnknownTaskError",
     "UnsupportedError",
 ]
@@ -86,6 +88,12 @@ class PayloadTooLargeError(InvalidJobError):
 
 class InvalidScheduleError(InvalidJobError):
     """A cron expression, `every` interval or delay is not valid."""
+
+
+class TaskArgumentsError(InvalidJobError, TypeError):
+    """A job's arguments do not fit its task's signature (too many, one missing, an unknown
+    keyword), or an enqueue option is also a parameter of the task. Raised where the task is
+    defined in the producing process; a `TypeError` too, as the call itself would raise."""
 
 
 class JobNotFoundError(AsyncMQError, KeyError):

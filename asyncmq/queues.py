@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -14,11 +14,12 @@ from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
-from asyncmq.errors import InvalidJobError, JobNotFoundError
+from asyncmq.errors import InvalidJobError, InvalidScheduleError, JobNotFoundError
 from asyncmq.job import Job, JobState, encode_arguments, new_job_id, validate_queue_name
 from asyncmq.limits import MAX_RETRIES, PRIORITY_MAX, PRIORITY_MIN, identifier, seconds, shown
 from asyncmq.logging import get_logger
 from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
+from asyncmq.registry import TASK_REGISTRY
 from asyncmq.results import JobId, wait_for_result
 from asyncmq.runtime import apply_settings, default_backend
 from asyncmq.schedule import Repeatable
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from asyncmq.backends.base import BaseBackend, QueueStats, RateLimit
     from asyncmq.worker import Worker
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "ScheduleDeclaration"]
 
 log = get_logger(__name__)
 
@@ -72,6 +73,64 @@ def _first_of_each_id(jobs: list[Job]) -> list[Job]:
             log.info("job %r is given twice in one add_bulk: the first is the one stored", job.id)
         firsts.setdefault(job.id, job)
     return list(firsts.values())
+
+
+#: Schedules declared by `Queue.add_repeatable` and not stored yet, by queue name, then key:
+#: a worker of that queue stores them as it starts (`Queue.store_declared`).
+_DECLARED: dict[str, dict[str, ScheduleDeclaration]] = {}
+
+
+def _forget_declared(queue: str, key: str) -> bool:
+    """Take back a declaration once stored or removed; returns whether there was one."""
+    declared = _DECLARED.get(queue)
+    if declared is None or declared.pop(key, None) is None:
+        return False
+    if not declared:
+        del _DECLARED[queue]
+    return True
+
+
+class ScheduleDeclaration(Coroutine[Any, Any, str]):
+    """What `Queue.add_repeatable` returns: a schedule checked and declared, whose `key` is
+    known at once. Awaited (or run as a task), it is stored now and gives its key; never
+    awaited, as AsyncMQ's guide writes `queue.add_repeatable(...)`, a worker of the queue
+    stores it as it starts. A coroutine only once awaited: left alone it raises no
+    "never awaited" warning, since leaving it alone is one of its two documented uses."""
+
+    __slots__ = ("_running", "queue", "repeatable")
+
+    def __init__(self, queue: Queue, repeatable: Repeatable) -> None:
+        self.queue = queue
+        self.repeatable = repeatable
+        self._running: Coroutine[Any, Any, str] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.repeatable.key
+
+    def __repr__(self) -> str:
+        return f"<ScheduleDeclaration {self.key} of task {self.repeatable.task!r} on {self.queue.name!r}>"
+
+    async def _store(self) -> str:
+        await self.queue.store_repeatable(self.repeatable)
+        return self.key
+
+    def __await__(self) -> Generator[Any, None, str]:
+        return self._store().__await__()
+
+    def send(self, value: Any) -> Any:
+        if self._running is None:
+            self._running = self._store()
+        return self._running.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self._running is None:
+            self._running = self._store()
+        return self._running.throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()
 
 
 class Queue:
@@ -195,6 +254,9 @@ class Queue:
             timeout_s=None if timeout is None else seconds(timeout, "timeout", allow_zero=False),
             created_at=created_at,
         )
+        task = TASK_REGISTRY.get(task_id)
+        if task is not None:  # defined here: its arguments are checked now, not on a worker, last
+            task.check_arguments(job_args, job_kwargs)  # (the options' own errors come first)
         if delay_s:
             job.status = JobState.DELAYED
             job.delay_until = created_at + delay_s
@@ -262,24 +324,57 @@ class Queue:
         _emit_stored(new)
         return new
 
-    async def add_repeatable(
+    def add_repeatable(
         self,
         task_id: str,
         cron: str | None = None,
         every: float | timedelta | None = None,
-        args: Sequence[Any] = (),
+        args: Sequence[Any] | None = (),
         kwargs: Mapping[str, Any] | None = None,
         **options: Unpack[JobDefaults],
-    ) -> str:
-        """Run `task_id` on a cron expression (UTC) or every `every` seconds; returns the schedule key.
+    ) -> ScheduleDeclaration:
+        """Run `task_id` on a cron expression (UTC) or every `every` seconds.
 
-        Each occurrence is stored ahead of time as a delayed job, so it fires within
-        milliseconds of its time, once, however many workers run. Adding the same
-        schedule again changes nothing. The options are `asyncmq.options.JobDefaults`.
+        The schedule is checked at once (a bad one raises here, nothing declared), then
+        declared: awaited, `await queue.add_repeatable(...)` stores it now and returns its
+        key; written without `await`, as AsyncMQ's guide writes it, a worker of this queue in
+        this process stores it when it starts (or, already running, within `scan_interval`).
+        Either way the key is `.key` at once. Each occurrence is stored ahead of time as a
+        delayed job, so it fires within milliseconds of its time, once, however many workers
+        run. Adding the same schedule again changes nothing. The options are
+        `asyncmq.options.JobDefaults`.
         """
+        declaration = ScheduleDeclaration(
+            self, self.build_repeatable(task_id, cron, every, args, kwargs, **options)
+        )
+        _DECLARED.setdefault(self.name, {})[declaration.key] = declaration
+        return declaration
+
+    def build_repeatable(
+        self,
+        task_id: str,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[JobDefaults],
+    ) -> Repeatable:
+        """Validate and build a schedule without storing or declaring it (`store_repeatable`
+        stores it): every check that can refuse a schedule is here."""
         check_options(options, JOB_DEFAULTS, "the schedule of task {}", shown(task_id))
+        if cron is not None and not isinstance(cron, str):
+            raise InvalidScheduleError(
+                f"cron expression must be a string of 1 to 256 characters, got {shown(cron)}; "
+                f"for an interval in seconds write every={shown(cron)}"
+            )
+        if isinstance(every, str):
+            raise InvalidScheduleError(
+                f"every= of repeatable {shown(task_id)} must be a number of seconds or a timedelta, "
+                f"got {shown(every)}; for a cron expression write cron={shown(every)}"
+            )
+        args = () if args is None else args
         self.build_job(task_id, args, kwargs, **options)  # refuse bad arguments before storing anything
-        rep = Repeatable.build(
+        return Repeatable.build(
             self.name,
             task_id,
             cron=cron,
@@ -288,10 +383,34 @@ class Queue:
             kwargs=dict(kwargs or {}),
             options=_stored_options(options),
         )
-        rep.next_run_at = rep.next_after(time.time())
-        if await self.backend.add_repeatable(rep):
-            await self.store([self.occurrence(rep, rep.next_run_at)])
-        return rep.key
+
+    async def store_repeatable(self, rep: Repeatable, *, after: float | None = None) -> bool:
+        """Store a schedule made by `build_repeatable`, its first occurrence the first time
+        after `after` (default: now), and take back its declaration, if any, so no worker
+        stores it again. Returns whether it was new (adding it again changes nothing)."""
+        _forget_declared(self.name, rep.key)
+        rep.next_run_at = rep.next_after(time.time() if after is None else after)
+        if not await self.backend.add_repeatable(rep):
+            return False
+        await self.store([self.occurrence(rep, rep.next_run_at)])
+        return True
+
+    async def store_declared(self) -> list[str]:
+        """Store the schedules declared for this queue without `await` (`add_repeatable`),
+        on this queue's backend: those declared on a `Queue` of this name without a backend
+        or with this one. Returns their keys. Each worker calls it as it starts."""
+        declared = _DECLARED.get(self.name)
+        if not declared:
+            return []
+        backend = self.backend
+        keys = []
+        for declaration in list(declared.values()):
+            chosen = declaration.queue._backend
+            if chosen is not None and chosen is not backend:
+                continue  # another backend's: a worker there stores it
+            await self.store_repeatable(declaration.repeatable)
+            keys.append(declaration.key)
+        return keys
 
     def occurrence(self, rep: Repeatable, at: float) -> Job:
         options: dict[str, Any] = dict(rep.options)
@@ -301,16 +420,81 @@ class Queue:
         job.status, job.delay_until, job.ready_at, job.repeat_key = JobState.DELAYED, at, None, rep.key
         return job
 
-    async def remove_repeatable(self, key: str) -> bool:
+    async def remove_repeatable(
+        self,
+        key: str | Mapping[str, Any] | ScheduleDeclaration | None = None,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **schedule: Any,
+    ) -> bool:
         """Stop a schedule, readable or not (`asyncmq queue info` lists the unreadable ones);
-        a readable one's pending occurrence is cancelled too."""
+        a readable one's pending occurrence is cancelled too, and a declaration not stored
+        yet is taken back. Returns whether there was one.
+
+        Name it by its key (what `add_repeatable` returns, or `asyncmq queue info` shows),
+        by what `add_repeatable` returned, or by what it was given: the same arguments
+        (`remove_repeatable("app.cleanup", cron="0 * * * *")`, `task_id=` included), or
+        AsyncMQ's mapping (`{"task_id": ..., "cron": ..., "args": ...}`). The job options
+        among them (`retries`, `priority`, ...) are not part of a schedule's identity."""
+        key = self._schedule_key(key, cron, every, args, kwargs, schedule)
+        declared = _forget_declared(self.name, key)
         readable, _ = await self.backend.read_repeatables(self.name)
         if not await self.backend.remove_repeatable(self.name, key):
-            return False
+            return declared
         for rep in readable:
             if rep.key == key:
                 await self.cancel(rep.occurrence_id(rep.next_run_at))
         return True
+
+    def _schedule_key(
+        self,
+        named: str | Mapping[str, Any] | ScheduleDeclaration | None,
+        cron: str | None,
+        every: float | timedelta | None,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        given: dict[str, Any],
+    ) -> str:
+        """The key of the schedule `remove_repeatable` names (see there)."""
+        if isinstance(named, ScheduleDeclaration):
+            return named.key
+        if isinstance(named, str) and cron is None and every is None and not given:
+            return named  # a key
+        fields: dict[str, Any] = {
+            "task_id": named,
+            "cron": cron,
+            "every": every,
+            "args": args,
+            "kwargs": kwargs,
+        }
+        if isinstance(named, Mapping):
+            if cron is not None or every is not None or given:
+                raise InvalidJobError("remove_repeatable takes a schedule's mapping alone, without keywords")
+            fields["task_id"], given = None, dict(named)
+        for name, value in given.items():
+            if name in fields and (fields[name] is None or name in ("args", "kwargs")):
+                fields[name] = value
+            elif name not in JOB_DEFAULTS:  # a job option is no part of a schedule's identity
+                raise InvalidJobError(
+                    f"remove_repeatable got {name}= that names no part of a schedule (or twice); it "
+                    f"takes a key, or what add_repeatable was given: {sorted({*fields, *JOB_DEFAULTS})}"
+                )
+        if fields["task_id"] is None:
+            raise InvalidJobError(
+                "remove_repeatable needs a schedule's key, or what add_repeatable was given "
+                "(task_id with cron= or every=, and the same args and kwargs)"
+            )
+        return Repeatable.build(
+            self.name,
+            fields["task_id"],
+            cron=fields["cron"],
+            every=fields["every"],
+            args=list(fields["args"] or ()),
+            kwargs=dict(fields["kwargs"] or {}),
+            options={},
+        ).key
 
     async def repeatables(self) -> list[Repeatable]:
         """The queue's schedules; one that cannot be read is left out (and logged once)."""

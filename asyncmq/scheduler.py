@@ -66,6 +66,7 @@ class Scheduler:
         due = dict.fromkeys(duties, 0.0)
         while True:
             now = time.time()
+            await self._duty("declared schedules", self._store_declared())
             next_due = await self._duty("promotion", self._promote_and_fire(now, now >= due["repeat"]))
             for name, (every_s, duty) in duties.items():
                 if now >= due[name]:
@@ -73,6 +74,11 @@ class Scheduler:
                     await self._duty(name, duty(now))
             wake_at = min(now + self.queue.scan_interval_s, *due.values(), next_due or math.inf)
             await self._wait(max(wake_at - time.time(), 0.001))
+
+    async def _store_declared(self) -> None:
+        """Schedules declared without await while the worker runs (its start stored those
+        declared before)."""
+        await self.queue.store_declared()
 
     async def _duty(self, name: str, work: Awaitable[float | None]) -> float | None:
         try:

@@ -151,6 +151,7 @@ class Worker:
     async def run(self) -> None:
         self.backend.size_for(self.concurrency)
         await self.backend.connect()
+        await self.queue.store_declared()  # schedules declared without await, stored before the start
         self._stopped = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._claim_lock = asyncio.Lock()

@@ -142,7 +142,7 @@ async def test_a_payload_over_the_configured_limit_is_refused(queue: Queue) -> N
 
 async def test_an_add_bulk_entry_without_a_task_id_stores_nothing(queue: Queue) -> None:
     with pytest.raises(InvalidJobError, match="add_bulk entry 1 has no 'task_id'"):
-        await queue.add_bulk([{"task_id": echo.name}, {"args": [1]}])
+        await queue.add_bulk([{"task_id": echo.name, "args": [1]}, {"args": [1]}])
     assert set((await queue.counts()).values()) == {0}
 
 

@@ -257,7 +257,7 @@ def test_queue_info_lists_an_unreadable_repeatable_with_why_and_how_to_remove_it
 
 def test_queue_remove_repeatable_removes_a_schedule_readable_or_not(backend: InMemoryBackend) -> None:
     call(_populate(backend))
-    good = call(Queue("mail", backend=backend).add_repeatable("clitest.greet", every=60))
+    good = call(Queue("mail", backend=backend).add_repeatable("clitest.greet", every=60, args=["ada"]))
     bad = _store_unreadable(backend)
 
     for key in (bad, good):

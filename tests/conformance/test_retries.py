@@ -291,7 +291,7 @@ async def test_a_backoff_function_that_raises_leaves_the_job_retried_after_the_d
 
 async def test_a_lambda_as_backoff_is_refused_and_nothing_is_stored(queue: Queue) -> None:
     with pytest.raises(InvalidJobError, match="define it at module level"):
-        await queue.add(ALWAYS_FAIL, retries=2, backoff=lambda attempt: 1.0)
+        await queue.add(ALWAYS_FAIL, args=["boom"], retries=2, backoff=lambda attempt: 1.0)
 
     assert await queue.counts() == counts()
 

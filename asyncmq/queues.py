@@ -255,8 +255,12 @@ class Queue:
             created_at=created_at,
         )
         task = TASK_REGISTRY.get(task_id)
-        if task is not None:  # defined here: its arguments are checked now, not on a worker, last
-            task.check_arguments(job_args, job_kwargs)  # (the options' own errors come first)
+        # A task defined here has its arguments checked now, not on a worker; last, so that the
+        # options' own errors come first. A call of a shape seen before costs one set lookup
+        # (the shape as `asyncmq.tasks.call_shape` makes it, inline: this runs for every job).
+        shape = len(job_args) if not job_kwargs else (len(job_args), *job_kwargs)
+        if task is not None and shape not in task.fitting_shapes:
+            task.check_arguments(job_args, job_kwargs)
         if delay_s:
             job.status = JobState.DELAYED
             job.delay_until = created_at + delay_s

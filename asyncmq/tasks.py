@@ -28,7 +28,7 @@ from asyncmq.registry import TASK_REGISTRY, get_task
 if TYPE_CHECKING:
     from asyncmq.results import JobId
 
-__all__ = ["ENQUEUE_KEYWORDS", "TASK_REGISTRY", "BoundEnqueue", "Task", "get_task", "task"]
+__all__ = ["ENQUEUE_KEYWORDS", "TASK_REGISTRY", "BoundEnqueue", "Task", "call_shape", "get_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,8 +46,8 @@ _OPTION_WAYS = {
     "repeat_every": "queue.add_repeatable({task!r}, every=...) beside the enqueue",
 }
 
-#: Call shapes remembered per task with their verdicts, at most: a task taking `**kwargs`
-#: may be called with ever new keyword names, each a new shape.
+#: Call shapes known to fit remembered per task, at most: a task taking `**kwargs` may be
+#: called with ever new keyword names, each a new shape.
 _SHAPES_KEPT = 256
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -75,6 +75,12 @@ def _signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+def call_shape(args: Sequence[Any], kwargs: Mapping[str, Any]) -> int | tuple[Any, ...]:
+    """What decides whether a call binds: how many positional arguments, and which keywords.
+    The count alone when there are none, the usual case: a set looks an int up fastest."""
+    return len(args) if not kwargs else (len(args), *kwargs)
+
+
 class Task(Generic[P, R]):
     """A registered function. Calling it runs it here and now; `enqueue` runs it on a worker.
     `defaults` are the options of every job it enqueues, unless one enqueue says otherwise."""
@@ -96,8 +102,9 @@ class Task(Generic[P, R]):
         keywords = () if self.signature is None else self.signature.parameters.values()
         #: `Task.enqueue` keywords that are also parameters of the function: ambiguous there.
         self._shadowed = frozenset(ENQUEUE_KEYWORDS) & {p.name for p in keywords if p.kind in _KEYWORD_KINDS}
-        #: (positional count, keyword names) -> why such a call does not bind, or `None`.
-        self._shapes: dict[tuple[int, tuple[str, ...]], str | None] = {}
+        #: Calls known to fit, by shape (`call_shape`). Enqueueing looks here first
+        #: (`Queue.build_job`, inline), and calls `check_arguments` for a new shape.
+        self.fitting_shapes: set[int | tuple[Any, ...]] = set()
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -112,15 +119,16 @@ class Task(Generic[P, R]):
         this runs on every enqueue of a task defined in the producing process."""
         if self.signature is None:
             return
-        shape = (len(args), tuple(kwargs))
-        try:
-            problem = self._shapes[shape]
-        except KeyError:
-            problem = self._bind_problem(shape)
-            if len(self._shapes) < _SHAPES_KEPT:
-                self._shapes[shape] = problem
+        shape = call_shape(args, kwargs)
+        if shape in self.fitting_shapes:
+            return
+        problem = self._bind_problem(len(args), tuple(kwargs))
         if problem is not None:
-            raise TaskArgumentsError(f"the arguments do not fit task {self.name!r}, {self._shown()}: {problem}")
+            raise TaskArgumentsError(
+                f"the arguments do not fit task {self.name!r}, {self._shown()}: {problem}"
+            )
+        if len(self.fitting_shapes) < _SHAPES_KEPT:
+            self.fitting_shapes.add(shape)
 
     def _shown(self) -> str:
         """The function as called, `send_email(to, subject, *, cc=None)`: its parameters
@@ -130,9 +138,8 @@ class Task(Generic[P, R]):
         parameters = [p.replace(annotation=empty) for p in self.signature.parameters.values()]
         return f"{self.__name__}{self.signature.replace(parameters=parameters, return_annotation=empty)}"
 
-    def _bind_problem(self, shape: tuple[int, tuple[str, ...]]) -> str | None:
+    def _bind_problem(self, count: int, names: tuple[str, ...]) -> str | None:
         assert self.signature is not None
-        count, names = shape
         try:
             self.signature.bind(*range(count), **dict.fromkeys(names))
         except TypeError as exc:
@@ -252,8 +259,8 @@ class BoundEnqueue:
         schedule = queue.build_repeatable(
             self.task.name, every=repeat_every, args=args, kwargs=kwargs, **job_defaults
         )
-        starts_at = time.time() + (seconds(options.get("delay"), "delay") or 0.0)
         job_id = await queue.add(self.task.name, args, kwargs, connection=self.connection, **options)
+        starts_at = time.time() + (seconds(options.get("delay"), "delay") or 0.0)  # the job's first run
         await queue.store_repeatable(schedule, after=starts_at)
         return job_id
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TypedDict
 
 from asyncmq.backoff import Backoff, BackoffFunction
+from asyncmq.deduplication import DeduplicationOptions
 from asyncmq.errors import InvalidJobError
 
 __all__ = ["ENQUEUE_OPTIONS", "JOB_DEFAULTS", "EnqueueOptions", "JobDefaults", "check_options"]
@@ -42,6 +43,11 @@ class EnqueueOptions(JobDefaults, total=False):
     delay: float | timedelta | None
     #: The job's id (an id that exists in the queue adds nothing); default a random one.
     job_id: str | None
+    #: At most one job at a time per key (`asyncmq.deduplication.DeduplicationOptions`):
+    #: a duplicate stores nothing and its caller gets the id of the job holding the key.
+    deduplication: DeduplicationOptions | None
+    #: AsyncMQ's older name of `deduplication`.
+    debounce: DeduplicationOptions | None
 
 
 JOB_DEFAULTS = frozenset(JobDefaults.__optional_keys__)

@@ -14,6 +14,7 @@ from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
+from asyncmq.deduplication import Deduplication
 from asyncmq.errors import InvalidJobError, InvalidScheduleError, JobNotFoundError
 from asyncmq.job import Job, JobState, encode_arguments, new_job_id, validate_queue_name
 from asyncmq.limits import MAX_RETRIES, PRIORITY_MAX, PRIORITY_MIN, identifier, seconds, shown
@@ -280,9 +281,18 @@ class Queue:
         """Store one job and return its id (a `JobId`: the id string, whose `await .result()`
         waits for the job's result). Adding an id that exists adds nothing (logged).
         The options are `asyncmq.options.EnqueueOptions`: delay, priority, retries, backoff,
-        ttl, timeout, job_id. `connection` (PostgreSQL: an asyncpg connection of yours, in a
-        transaction) stores the job in your transaction: it exists only if that commits."""
+        ttl, timeout, job_id, deduplication. With `deduplication={"id": ...}`, a job holding
+        that key already means nothing is stored and its id is returned instead (see
+        `asyncmq.deduplication`). `connection` (PostgreSQL: an asyncpg connection of yours, in
+        a transaction) stores the job in your transaction: it exists only if that commits."""
+        deduplication = None
+        if "deduplication" in options or "debounce" in options:  # not job fields: build_job ignores them
+            deduplication = Deduplication.from_options(
+                options.pop("deduplication", None), options.pop("debounce", None)
+            )
         job = self.build_job(task_id, args, kwargs, **options)
+        if deduplication is not None:
+            return JobId(await self.store_deduplicated(job, deduplication, connection=connection), self)
         await self.store([job], connection=connection)
         return JobId(job.id, self)
 
@@ -291,21 +301,43 @@ class Queue:
         each entry taking the options of `add` (and `connection` as there).
 
         Every job is validated before any is stored, so one bad entry stores nothing. An id
-        given twice is one job, the first entry's, and is returned once.
+        given twice is one job, the first entry's, and is returned once. Entries with
+        `deduplication` are stored after the others, one at a time in their order (each
+        decided as by `add`), and give the id of the job holding their key.
         """
         now = time.time()
         built = []
+        deduplicated: dict[str, Deduplication] = {}
         for index, spec in enumerate(jobs):
             if "task_id" not in spec:
                 raise InvalidJobError(f"add_bulk entry {index} has no 'task_id'")
             options = {key: value for key, value in spec.items() if key not in _BULK_FIELDS}
             check_options(options, ENQUEUE_OPTIONS, "add_bulk entry {}", index)
-            built.append(
-                self.build_job(spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options)
+            deduplication = None
+            if "deduplication" in options or "debounce" in options:
+                deduplication = Deduplication.from_options(
+                    options.pop("deduplication", None), options.pop("debounce", None)
+                )
+            job = self.build_job(
+                spec["task_id"], spec.get("args", ()), spec.get("kwargs"), now=now, **options
             )
+            if deduplication is not None:
+                deduplicated.setdefault(job.id, deduplication)
+            built.append(job)
         built = _first_of_each_id(built)
-        await self.store(built, connection=connection)
-        return [JobId(job.id, self) for job in built]
+        if not deduplicated:
+            await self.store(built, connection=connection)
+            return [JobId(job.id, self) for job in built]
+        plain = [job for job in built if job.id not in deduplicated]
+        if plain:
+            await self.store(plain, connection=connection)
+        holders = {}
+        for job in built:
+            if job.id in deduplicated:
+                holders[job.id] = await self.store_deduplicated(
+                    job, deduplicated[job.id], connection=connection
+                )
+        return [JobId(holders.get(job.id, job.id), self) for job in built]
 
     async def store(self, jobs: list[Job], *, connection: Any = None) -> list[Job]:
         """Store jobs made by `build_job` (or `occurrence`) and emit their events; returns
@@ -327,6 +359,54 @@ class Queue:
                 log.info("job %r already exists in queue %r: nothing added", job.id, self.name)
         _emit_stored(new)
         return new
+
+    async def store_deduplicated(
+        self, job: Job, deduplication: Deduplication, *, connection: Any = None
+    ) -> str:
+        """Store a job made by `build_job` unless a job holds its deduplication key (see
+        `asyncmq.deduplication`), and emit the events; returns the id of the job holding the
+        key afterwards: the job's own when it was stored (or when its id existed already)."""
+        backend = self.backend  # first: it may switch on the hooks the settings ask for
+        hook = hooks.active
+        state = hook.before_enqueue([job]) if hook is not None else None
+        try:
+            outcome = await backend.enqueue_deduplicated(
+                job, deduplication, time.time(), connection=connection
+            )
+        except BaseException as exc:
+            if hook is not None:
+                hook.after_enqueue([job], state, exc)
+            raise
+        if hook is not None:
+            hook.after_enqueue([job], state, None)
+        if outcome.stored:
+            _emit_stored([job])
+            if outcome.replaced is not None:
+                event_emitter.emit_job(
+                    Event.JOB_DEBOUNCED,
+                    job,
+                    deduplication_id=deduplication.id,
+                    job_id=job.id,
+                    deduplicated_job_id=outcome.replaced,
+                )
+            return job.id
+        if outcome.holder is None:
+            log.info("job %r already exists in queue %r: nothing added", job.id, self.name)
+            return job.id
+        log.debug(
+            "queue %r: job %r holds deduplication id %r: nothing added",
+            self.name,
+            outcome.holder,
+            deduplication.id,
+        )
+        event_emitter.emit_job(
+            Event.JOB_DEDUPLICATED,
+            job,
+            deduplication_id=deduplication.id,
+            job_id=outcome.holder,
+            deduplicated_job_id=job.id,
+        )
+        return outcome.holder
 
     def add_repeatable(
         self,
@@ -542,7 +622,22 @@ class Queue:
         how many. Schedules keep firing: a drain leaves their pending occurrences."""
         return await self.backend.drain(self.name, include_delayed)
 
+    async def remove_deduplication_key(self, deduplication_id: str) -> bool:
+        """Let a deduplication key go, so that the next job given it is stored; its holder
+        stays as it is. `False` when no record of the key was kept."""
+        key = identifier(deduplication_id, "deduplication id")
+        return await self.backend.remove_deduplication_key(self.name, key)
+
     # -- inspection ---------------------------------------------------------------------
+    async def get_deduplication_job_id(self, deduplication_id: str) -> str | None:
+        """The id of the job holding a deduplication key, `None` when no job holds it."""
+        key = identifier(deduplication_id, "deduplication id")
+        return await self.backend.deduplication_holder(self.name, key, time.time())
+
+    async def get_debounce_job_id(self, debounce_id: str) -> str | None:
+        """`get_deduplication_job_id` under AsyncMQ's older name."""
+        return await self.get_deduplication_job_id(debounce_id)
+
     async def get_job(self, job_id: str) -> Job:
         job = await self.backend.get_job(self.name, job_id)
         if job is None:

@@ -34,6 +34,7 @@ LAYERS = {
     "asyncmq.runtime": "runtime",
     "asyncmq.context": "engine",
     "asyncmq.options": "model",
+    "asyncmq.deduplication": "model",
     "asyncmq.limits": "model",
     "asyncmq.worker": "engine",
     "asyncmq.scheduler": "engine",

@@ -27,6 +27,7 @@ from urllib.parse import unquote
 import orjson
 
 from asyncmq.core.seam import seam
+from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedScheduleError, UnsupportedError
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
@@ -242,6 +243,26 @@ class BaseBackend(ABC):
                 f"the {self.name} backend cannot enqueue in a caller's transaction (connection=): "
                 "the PostgreSQL backend can"
             )
+
+    # -- deduplication (`asyncmq.deduplication`) ------------------------------------
+    async def enqueue_deduplicated(
+        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+    ) -> Deduplicated:
+        """In one atomic step: if a job holds `deduplication.id` in the job's queue (see
+        `asyncmq.deduplication`), store nothing and answer its id, restarting the key's ttl
+        when `extend`; or, when `replace` and the holder is delayed, remove the holder and
+        store `job` in its place; else store `job` (as `enqueue` does) holding the key, the
+        key's expiry `deduplication.expires_at(now)`. `job` whose id exists stores nothing.
+        Sent again after a lost reply, a job that took the key answers stored."""
+        raise UnsupportedError(f"the {self.name} backend does not support deduplication")
+
+    async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
+        """The id of the job holding `deduplication_id` in `queue` at `now`, if one does."""
+        raise UnsupportedError(f"the {self.name} backend does not support deduplication")
+
+    async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
+        """Let the key go (its job stays); `False` if there was no record of it."""
+        raise UnsupportedError(f"the {self.name} backend does not support deduplication")
 
     # -- consuming ------------------------------------------------------------------
     @abstractmethod

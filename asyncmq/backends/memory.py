@@ -27,6 +27,7 @@ from asyncmq.backends.base import (
     WorkerInfo,
     read_workers,
 )
+from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import MalformedJobError
 from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field, malformed_reason
 from asyncmq.logging import get_logger
@@ -75,6 +76,8 @@ class _Store:
     bucket: _TokenBucket | None = None
     #: The queue totals, by task then name (`asyncmq.transitions.TOTALS`).
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Deduplication keys: id -> (the job holding it, when it lets go by time or None).
+    dedup: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     job_waiters: list[asyncio.Future[None]] = field(default_factory=list)
     schedule_waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -191,6 +194,50 @@ class InMemoryBackend(BaseBackend):
             store.count(job.task, "enqueued")
             stored.append(True)
         return stored
+
+    # -- deduplication ----------------------------------------------------------------
+    def _holder(self, store: _Store, deduplication_id: str, now: float) -> str | None:
+        record = store.dedup.get(deduplication_id)
+        if record is None:
+            return None
+        holder, expires_at = record
+        if expires_at is not None:
+            return holder if expires_at > now else None
+        job = store.jobs.get(holder)
+        return holder if job is not None and job.status not in TERMINAL_STATES else None
+
+    async def enqueue_deduplicated(
+        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+    ) -> Deduplicated:
+        self.refuse_connection(connection)
+        store = self._store(job.queue)
+        key = deduplication.id
+        holder = self._holder(store, key, now)
+        held = None if holder is None else store.jobs.get(holder)
+        if held is not None and held.id == job.id and held.created_at == job.created_at:
+            return Deduplicated(True, job.id)  # this very store, sent again
+        replacing = deduplication.replace and held is not None and held.status is JobState.DELAYED
+        if holder is not None and not replacing:
+            if deduplication.extend:
+                store.dedup[key] = (holder, deduplication.expires_at(now))
+            return Deduplicated(False, holder)
+        if job.id in store.jobs and job.id != holder:
+            return Deduplicated(False, None)
+        if held is not None:  # replacing it
+            self._remove(store, held)
+            expires_at = deduplication.expires_in_place_of(store.dedup[key][1], now)
+        else:
+            expires_at = deduplication.expires_at(now)
+        self._place(store, job)
+        store.count(job.task, "enqueued")
+        store.dedup[key] = (job.id, expires_at)
+        return Deduplicated(True, job.id, None if held is None else held.id)
+
+    async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
+        return self._holder(self._peek(queue), deduplication_id, now)
+
+    async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
+        return self._peek(queue).dedup.pop(deduplication_id, None) is not None
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -424,10 +471,13 @@ class InMemoryBackend(BaseBackend):
         job = store.jobs.get(job_id)
         if job is None or job.status is JobState.ACTIVE:
             return False
-        self._unplace(store, job)
-        del store.jobs[job_id]
-        self._job_ended(queue, job_id)
+        self._remove(store, job)
         return True
+
+    def _remove(self, store: _Store, job: Job) -> None:
+        self._unplace(store, job)
+        del store.jobs[job.id]
+        self._job_ended(job.queue, job.id)
 
     async def drain(self, queue: str, include_delayed: bool = False) -> int:
         store = self._store(queue)
@@ -461,6 +511,8 @@ class InMemoryBackend(BaseBackend):
                 store.jobs.pop(job_id, None)
             removed += len(expired)
             self._trim(store, state, retention.keep)
+        # Keys no job holds any more, so that one-off ids do not pile up.
+        store.dedup = {key: record for key, record in store.dedup.items() if self._holder(store, key, now)}
         return removed
 
     async def delete_queue(self, queue: str) -> None:

@@ -52,6 +52,10 @@ class Event(StrEnum):
     #: This worker stopped an attempt without an outcome: the job was taken from it
     #: (cancelled, or recovered after its lease ran out) or handed back at shutdown.
     JOB_ABANDONED = "job:abandoned"
+    #: A job was not stored: another job holds its deduplication key (`asyncmq.deduplication`).
+    JOB_DEDUPLICATED = "job:deduplicated"
+    #: A job was stored in the place of the delayed job that held its deduplication key.
+    JOB_DEBOUNCED = "job:debounced"
     WORKER_STARTED = "worker:started"
     WORKER_HEARTBEAT = "worker:heartbeat"
     WORKER_STOPPED = "worker:stopped"

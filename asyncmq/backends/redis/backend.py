@@ -20,6 +20,8 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:waits(:<id>)  `Queue.result` waiters: a flag that any wait, and per job the
                                processes waiting for it (watch.lua)
     <prefix>:{q}:ended:<proc>  list of ids of jobs that ended, for one waiting process
+    <prefix>:{q}:dedup:<key>   the id of the job holding a deduplication key, expiring with
+                               the key's ttl (dedup.lua)
     <prefix>:queues            set of queue names (the one key outside any queue's slot)
 """
 
@@ -53,6 +55,7 @@ from asyncmq.backends.base import (
     schedule_record,
 )
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
+from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat, malformed_reason
 from asyncmq.logging import get_logger
@@ -90,7 +93,7 @@ _MALFORMED = "has a malformed"  # what a script's refusal of a garbled job says
 _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `hz` of 10
 _SCRIPTS = (
     "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
-    "recover", "transition", "remove", "drain", "purge", "repeatable", "watch",
+    "recover", "transition", "remove", "drain", "purge", "repeatable", "watch", "dedup", "holder",
 )  # fmt: skip
 #: How long the pop that reads a process's ended jobs blocks before it checks anyone still waits.
 _ENDED_POP_S = 5.0
@@ -365,6 +368,27 @@ class RedisBackend(BaseBackend):
                 for index, flag in zip(chunk, flags, strict=True):
                     stored[index] = bool(flag)
         return stored
+
+    # -- deduplication ----------------------------------------------------------------
+    async def enqueue_deduplicated(
+        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+    ) -> Deduplicated:
+        """One script (dedup.lua); a ttl runs on the server's clock (the key's own expiry)."""
+        self.refuse_connection(connection)
+        await self._remember_queue(job.queue)
+        ttl_ms = "" if deduplication.ttl_s is None else str(max(math.ceil(deduplication.ttl_s * 1000), 1))
+        flags = (int(deduplication.extend), int(deduplication.replace))
+        entry = orjson.dumps(_enqueue_entry(job))
+        reply = await self._run("dedup", job.queue, deduplication.id, ttl_ms, *flags, entry)
+        return Deduplicated(reply[0] == 1, reply[1] if len(reply) > 1 else None, (reply[2:] or [None])[0])
+
+    async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
+        holder: str | None = await self._run("holder", queue, deduplication_id)
+        return holder
+
+    async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
+        key = self._base(queue) + "dedup:" + deduplication_id
+        return bool(await self._timed("remove_deduplication_key", self.client.delete(key)))
 
     # -- consuming --------------------------------------------------------------------
     async def claim(

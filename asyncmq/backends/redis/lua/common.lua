@@ -181,3 +181,16 @@ local function apply_transition(t, id, status, now, ttl, keep)
   end
   file_job(id, t.target, now, ttl, keep)
 end
+
+-- Deduplication keys (dedup.lua): `<base>dedup:<dedup id>` holds the id of the job holding
+-- it. With a ttl Redis expires it; without one it is held while that job is stored and not
+-- finished. Returns the holder's id (or false) and the holder's status (or false).
+local FINISHED_STATUS = {completed = true, failed = true, expired = true, cancelled = true}
+
+local function dedup_holder(dkey)
+  local holder = redis.call('GET', dkey)
+  if not holder then return false, false end
+  local status = redis.call('HGET', job_key(holder), 'status')
+  if redis.call('PTTL', dkey) < 0 and (not status or FINISHED_STATUS[status]) then return false, status end
+  return holder, status
+end

@@ -1,0 +1,50 @@
+-- Stores a job unless a job holds its deduplication key (`asyncmq.deduplication`), in one step.
+-- ARGV: the deduplication id, its ttl in ms ('' for none), extend (1/0), replace (1/0), and
+-- the job as enqueue.lua takes each one (a JSON array: id, status, priority, when, field,
+-- value, ...). The key is `<base>dedup:<dedup id>` (see `dedup_holder`).
+-- Returns {1, id} stored, {1, id, replaced id} stored in place of the delayed holder,
+-- {0, holder id} a duplicate (nothing stored), {0} the job's id exists (nothing stored).
+local dkey = base .. 'dedup:' .. ARGV[1]
+local ttl_ms, extend, replace = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
+local job = cjson.decode(ARGV[5])
+local id, status, priority, when = job[1], job[2], job[3], job[4]
+local key = job_key(id)
+local holder, held_status = dedup_holder(dkey)
+if holder == id and redis.call('HGET', key, 'created_at') == field_in(job, 'created_at', 5) then
+  return {1, id} -- this very store, sent again after a lost reply
+end
+local replaced = false
+if holder then
+  if not (replace and held_status == 'delayed') then
+    if extend and ttl_ms then redis.call('PEXPIRE', dkey, ttl_ms) end
+    return {0, holder}
+  end
+  replaced = holder
+end
+if id ~= replaced and redis.call('EXISTS', key) == 1 then return {0} end
+
+if replaced then -- as remove.lua, and its result waiters are told it is gone
+  unindex(replaced, 'delayed')
+  redis.call('DEL', job_key(replaced))
+  ended[#ended + 1] = replaced
+  wake_result_waiters()
+end
+redis.call('HSET', key, unpack(job, 5))
+if status == 'delayed' then
+  push_delayed(id, when)
+else
+  push_waiting(id, priority, when)
+  wake_workers()
+end
+count(field_in(job, 'task', 5), 'enqueued')
+save_totals()
+
+if replaced and not extend and redis.call('PTTL', dkey) > 0 then
+  redis.call('SET', dkey, id, 'KEEPTTL') -- the replaced holder's expiry stays the key's
+elseif ttl_ms then
+  redis.call('SET', dkey, id, 'PX', ttl_ms)
+else
+  redis.call('SET', dkey, id)
+end
+if replaced then return {1, id, replaced} end
+return {1, id}

@@ -1,0 +1,2 @@
+-- ARGV: a deduplication id. Returns the id of the job holding its key, or nil.
+return (dedup_holder(base .. 'dedup:' .. ARGV[1]))

@@ -511,8 +511,8 @@ class InMemoryBackend(BaseBackend):
                 store.jobs.pop(job_id, None)
             removed += len(expired)
             self._trim(store, state, retention.keep)
-        # Keys no job holds any more, so that one-off ids do not pile up.
-        store.dedup = {key: record for key, record in store.dedup.items() if self._holder(store, key, now)}
+        # Keys past their ttl, as the other backends' purge (or Redis itself) deletes them.
+        store.dedup = {key: record for key, record in store.dedup.items() if not record[1] or record[1] > now}
         return removed
 
     async def delete_queue(self, queue: str) -> None:

@@ -10,6 +10,7 @@ other; a batch of outcomes is one `UPDATE ... FROM unnest(...)`, a bulk enqueue 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -34,6 +35,7 @@ from asyncmq.backends.base import (
 )
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
+from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
 from asyncmq.logging import get_logger
@@ -48,6 +50,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 __all__ = ["PostgresBackend"]
+
+
+class _IdTaken(Exception):
+    """Rolls back a deduplicated enqueue whose job id was taken after its check."""
+
 
 log = get_logger(__name__)
 
@@ -441,6 +448,71 @@ class PostgresBackend(BaseBackend):
             stored.append(key in new)
             new.discard(key)
         return stored
+
+    # -- deduplication ----------------------------------------------------------------
+    async def enqueue_deduplicated(
+        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+    ) -> Deduplicated:
+        """`deduplicate` (see the schema's version 4) decides and takes the key, then the job
+        is stored as by `enqueue`, in one transaction (a savepoint in the caller's, with
+        `connection`), whose commit releases the key's row to the next producer."""
+        await self._remember_queue(job.queue)
+        decide = self.sql(
+            "deduplicate",
+            "SELECT decision, holder, replaced FROM {s}.deduplicate($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        insert = self.sql(
+            "enqueue:True", _enqueue_sql(f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)})")
+        )
+        ttl, flags = deduplication.ttl_s, (deduplication.extend, deduplication.replace)
+        await self.connect()
+        async with contextlib.AsyncExitStack() as stack:
+            if connection is None:
+                connection = await stack.enter_async_context(self.pool.acquire())
+            try:
+                async with connection.transaction():
+                    (row,) = await self._fetch(
+                        "deduplicate",
+                        decide,
+                        job.queue,
+                        deduplication.id,
+                        job.id,
+                        job.created_at,
+                        now,
+                        ttl,
+                        *flags,
+                        conn=connection,
+                    )
+                    if row["decision"] == "store":
+                        args = [_column([job], name)[0] for name in _ENQUEUE_COLUMNS]
+                        if not any(
+                            added["id"] == job.id
+                            for added in await self._fetch("enqueue", insert, *args, conn=connection)
+                        ):
+                            raise _IdTaken  # by a plain enqueue since the check: undo the key
+            except _IdTaken:
+                return Deduplicated(False, None)
+        decision, holder, replaced = row["decision"], row["holder"], row["replaced"]
+        return Deduplicated(decision in ("store", "again"), holder, replaced)
+
+    async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
+        query = self.sql(
+            "deduplication_holder",
+            f"""
+            SELECT d.job_id FROM {{s}}.dedup AS d
+            LEFT JOIN {{s}}.jobs AS j ON j.queue = d.queue AND j.id = d.job_id
+            WHERE d.queue = $1 AND d.id = $2 AND CASE WHEN d.expires_at IS NOT NULL THEN d.expires_at > $3
+                ELSE j.status IS NOT NULL AND j.status NOT IN {_FINISHED_SQL} END
+            """,
+        )
+        rows = await self._fetch("deduplication_holder", query, queue, deduplication_id, now)
+        return str(rows[0]["job_id"]) if rows else None
+
+    async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
+        query = self.sql(
+            "remove_deduplication_key", "DELETE FROM {s}.dedup WHERE queue = $1 AND id = $2 RETURNING 1"
+        )
+        return bool(await self._fetch("remove_deduplication_key", query, queue, deduplication_id))
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -852,6 +924,11 @@ class PostgresBackend(BaseBackend):
                     break
             await self._trim(queue, status, retention.keep)
         await self._trim_events(queue)
+        expired_keys = self.sql(
+            "purge_dedup",
+            "DELETE FROM {s}.dedup WHERE queue = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
+        )
+        await self._fetch("purge", expired_keys, queue, now)
         return removed
 
     async def delete_queue(self, queue: str) -> None:
@@ -861,7 +938,8 @@ class PostgresBackend(BaseBackend):
             WITH jobs AS (DELETE FROM {s}.jobs WHERE queue = $1),
                 reps AS (DELETE FROM {s}.repeatables WHERE queue = $1),
                 workers AS (DELETE FROM {s}.workers WHERE queue = $1),
-                events AS (DELETE FROM {s}.events WHERE queue = $1)
+                events AS (DELETE FROM {s}.events WHERE queue = $1),
+                dedup AS (DELETE FROM {s}.dedup WHERE queue = $1)
             DELETE FROM {s}.queues WHERE name = $1
             """,
         )

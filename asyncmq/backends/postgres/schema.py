@@ -24,6 +24,8 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
     workers       live workers and when their heartbeat runs out
     events        published lifecycle events for `asyncmq events tail`, trimmed by the scheduler
     result_waits  `Queue.result` waiters: one row per (queue, job, waiting process), from version 3
+    dedup         deduplication keys: the job holding each, and when it lets go by time, from
+                  version 4 (see `_V4`)
 
 Each statement that moves a batch picks its rows by an index (`FOR UPDATE SKIP LOCKED`
 where others may race for them) and changes them by `ctid` (a TID scan: no join that could
@@ -353,8 +355,100 @@ BEGIN
 END $$;
 """
 
+# Deduplication keys (`asyncmq.deduplication`): a row per (queue, key) naming the job holding
+# it, and when it lets go by time (NULL: when that job is finished or deleted). `deduplicate`
+# decides a deduplicated enqueue under the key's row lock, which it holds to the end of the
+# caller's transaction, where the job is then stored: producers of one key queue behind each
+# other. A function, because each statement of it sees what committed before that statement
+# (a single statement would judge the holder from the snapshot it began with, missing a job
+# that the producer it waited for had just committed).
+_V4 = """
+CREATE TABLE {s}.dedup (
+    queue text NOT NULL,
+    id text NOT NULL,
+    job_id text NOT NULL,
+    expires_at double precision,
+    PRIMARY KEY (queue, id)
+);
+CREATE INDEX dedup_expiring ON {s}.dedup (queue, expires_at) WHERE expires_at IS NOT NULL;
+
+-- The decision for job p_id (created at p_created_at) given key p_key at p_now: one row
+--   ('store', p_id, replaced)  the key is now the job's: store it (having removed `replaced`,
+--                              the delayed holder, when not NULL);
+--   ('again', p_id, NULL)      the job holds the key and is stored: this call sent again;
+--   ('duplicate', holder, NULL) a job holds the key: store nothing (its ttl restarted when
+--                              p_extend);
+--   ('exists', NULL, NULL)     the job's id exists in the queue: nothing changed.
+CREATE FUNCTION {s}.deduplicate(
+    p_queue text, p_key text, p_id text, p_created_at double precision, p_now double precision,
+    p_ttl double precision, p_extend boolean, p_replace boolean
+) RETURNS TABLE (decision text, holder text, replaced text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_holder text;
+    v_expires double precision;
+    v_status text;
+    v_created double precision;
+    v_held boolean;
+BEGIN
+    LOOP
+        INSERT INTO {s}.dedup (queue, id, job_id, expires_at) VALUES (p_queue, p_key, p_id, p_now + p_ttl)
+        ON CONFLICT (queue, id) DO NOTHING;
+        IF FOUND THEN  -- a new key: the job's, unless its id is taken
+            IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+                DELETE FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key;
+                RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+            ELSE
+                RETURN QUERY SELECT 'store', p_id, NULL::text;
+            END IF;
+            RETURN;
+        END IF;
+        SELECT d.job_id, d.expires_at INTO v_holder, v_expires
+        FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key FOR UPDATE;
+        EXIT WHEN FOUND;  -- else deleted meanwhile: insert it again
+    END LOOP;
+    SELECT j.status, j.created_at INTO v_status, v_created
+    FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder;
+    IF v_holder = p_id AND v_created = p_created_at THEN
+        RETURN QUERY SELECT 'again', p_id, NULL::text;
+        RETURN;
+    END IF;
+    v_held := CASE WHEN v_expires IS NOT NULL THEN v_expires > p_now
+        ELSE v_status IN ('waiting', 'delayed', 'active') END;
+    IF v_held AND p_replace AND v_status = 'delayed' THEN
+        IF p_id <> v_holder
+                AND EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+            RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+            RETURN;
+        END IF;
+        DELETE FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder AND j.status = 'delayed';
+        IF FOUND THEN  -- else promoted meanwhile: no longer replaceable
+            PERFORM {s}.wake_result_waiters(ARRAY[p_queue], ARRAY[v_holder]);
+            UPDATE {s}.dedup AS d SET job_id = p_id, expires_at =
+                CASE WHEN v_expires IS NOT NULL AND NOT p_extend THEN v_expires ELSE p_now + p_ttl END
+            WHERE d.queue = p_queue AND d.id = p_key;
+            RETURN QUERY SELECT 'store', p_id, v_holder;
+            RETURN;
+        END IF;
+    END IF;
+    IF v_held THEN
+        IF p_extend AND p_ttl IS NOT NULL THEN
+            UPDATE {s}.dedup AS d SET expires_at = p_now + p_ttl WHERE d.queue = p_queue AND d.id = p_key;
+        END IF;
+        RETURN QUERY SELECT 'duplicate', v_holder, NULL::text;
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+        RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    UPDATE {s}.dedup AS d SET job_id = p_id, expires_at = p_now + p_ttl
+    WHERE d.queue = p_queue AND d.id = p_key;
+    RETURN QUERY SELECT 'store', p_id, NULL::text;
+END $$;
+"""
+
 #: (version, statements). Append only; never edit one that has shipped.
-MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -47,6 +47,7 @@ from asyncmq.backends.base import (
 )
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter, Move, read_totals
 from asyncmq.backends.mongo.waker import Waker
+from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import ConfigurationError, MalformedJobError
 from asyncmq.job import (
     FIELD_KINDS,
@@ -105,7 +106,14 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("expire_at", 1)], {"name": "expire_at", "expireAfterSeconds": 0}),
     ],
     "queues": [([("queue", 1)], {"name": "queue"})],
+    "dedup": [([("expire_at", 1)], {"name": "expire_at", "expireAfterSeconds": 0})],
 }
+#: How long a deduplication key taken for a job being stored counts as held though the job is
+#: not there yet: a producer that vanished between taking the key and storing its job blocks
+#: the key no longer than this.
+_PENDING_S = 10.0
+#: Tries of a deduplicated enqueue that keeps losing the key's compare-and-set to others.
+_DEDUP_TRIES = 50
 
 
 class _Sequence:
@@ -190,6 +198,20 @@ def _expire_at(finished_at: float | None, retention: Retention) -> datetime | No
     return datetime.fromtimestamp(finished_at + retention.ttl_s, UTC)
 
 
+def _is_held(key: dict[str, Any], held: dict[str, Any] | None, now: float) -> bool:
+    """Whether a deduplication key, as read, is held at `now`; `held`: its holder's document."""
+    if key.get("expires_at") is not None:
+        return bool(key["expires_at"] > now)
+    if held is None:  # not stored yet (pending), or gone
+        return bool(key.get("pending_until", 0) > now)
+    return held.get("status") not in _FINISHED
+
+
+def _at(moment: float) -> datetime | None:
+    """`moment` as the date a TTL index reads, `None` past the dates' range."""
+    return datetime.fromtimestamp(moment, UTC) if moment < _MAX_TTL_S else None
+
+
 def _moved_by(stamp: str) -> dict[str, Any]:
     """The `$push` recording, on each job a write moves, the write's stamp: the lookup after a
     lost reply finds the jobs the write moved by it (`asyncmq.backends.mongo.counts`). The
@@ -268,6 +290,7 @@ class MongoBackend(BaseBackend):
                 database["workers"],
                 database["events"],
             )
+            self.dedup = database["dedup"]
             try:
                 for name, indexes in _INDEXES.items():
                     for keys, options in indexes:
@@ -480,6 +503,146 @@ class MongoBackend(BaseBackend):
                 if d["queue"] == queue
             }
             self.counts_writer.after_lost_reply(queue, "enqueued_by", stamp, moves)
+
+    # -- deduplication ----------------------------------------------------------------
+    # A key is a document in `dedup` (`_id` `<queue>/<key>`): the holder's `job_id`, its
+    # `expires_at` (and `expire_at`, for the TTL index) when it has a ttl, and `write`, a stamp
+    # each write replaces, that the next write compares and sets: producers of one key that
+    # race each read it, and only the first write of a decision lands; the others decide
+    # again. A key taken for a job is written before the job (MongoDB has no transaction
+    # here), marked `pending_until` meanwhile: held though its job is not there yet.
+    async def enqueue_deduplicated(
+        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+    ) -> Deduplicated:
+        self.refuse_connection(connection)
+        await self._remember_queue(job.queue)
+        key_id = f"{job.queue}/{deduplication.id}"
+        replaced = None
+        for _ in range(_DEDUP_TRIES):
+            key = await self._call("deduplicate", self.dedup.find_one({"_id": key_id}))
+            if key is None:
+                stamp = new_job_id()
+                try:
+                    taken = self._dedup_key(key_id, job, deduplication.expires_at(now), stamp, now)
+                    await self._call("deduplicate", self.dedup.insert_one(taken))
+                except DuplicateKeyError:
+                    continue  # another producer took it first
+                return await self._store_holding(job, key_id, stamp, None, replaced)
+            holder = key["job_id"]
+            held = await self._find_one_job(job.queue, holder)
+            if holder == job.id and held is not None and held.get("created_at") == job.created_at:
+                return Deduplicated(True, job.id)  # this very store, sent again
+            is_held = _is_held(key, held, now)
+            if is_held and deduplication.replace and held is not None and held.get("status") == "delayed":
+                if job.id != holder and await self._find_one_job(job.queue, job.id) is not None:
+                    return Deduplicated(False, None)
+                if not await self._remove_delayed(job.queue, holder):
+                    continue  # promoted meanwhile: no longer replaceable
+                replaced = holder
+                expires_at = deduplication.expires_in_place_of(key.get("expires_at"), now)
+            elif is_held:
+                if deduplication.extend and deduplication.ttl_s is not None:
+                    await self._extend_key(key, now + deduplication.ttl_s)
+                return Deduplicated(False, holder)
+            elif await self._find_one_job(job.queue, job.id) is not None:
+                return Deduplicated(False, None)
+            else:
+                expires_at = deduplication.expires_at(now)
+            took = await self._take_key(key, job, expires_at, now)
+            if took is not None:
+                return await self._store_holding(job, key_id, took, key, replaced)
+        raise ConfigurationError(
+            f"deduplication id {deduplication.id!r} of queue {job.queue!r} changed hands "
+            f"{_DEDUP_TRIES} times while this job was being added: nothing stored, try again"
+        )
+
+    async def _remove_delayed(self, queue: str, job_id: str) -> bool:
+        """Remove a job if it is still delayed (the holder a debounce replaces), as `remove_job`."""
+        removed = await self._call(
+            "deduplicate", self.jobs.find_one_and_delete({"_id": f"{queue}/{job_id}", "status": "delayed"})
+        )
+        if removed is None:
+            return False
+        self._moved(queue, [Move(JobState.DELAYED, None)])
+        self._ended(queue, [job_id])
+        return True
+
+    async def _extend_key(self, key: dict[str, Any], expires_at: float) -> None:
+        """Restart a key's ttl, unless it changed since it was read (then it was taken anew)."""
+        extended = {"expires_at": expires_at, "expire_at": _at(expires_at)}
+        await self._call(
+            "deduplicate",
+            self.dedup.update_one({"_id": key["_id"], "write": key["write"]}, {"$set": extended}),
+        )
+
+    def _dedup_key(
+        self, key_id: str, job: Job, expires_at: float | None, stamp: str, now: float
+    ) -> dict[str, Any]:
+        document: dict[str, Any] = {"_id": key_id, "queue": job.queue, "job_id": job.id, "write": stamp}
+        document["pending_until"] = now + _PENDING_S
+        if expires_at is not None:
+            document["expires_at"], document["expire_at"] = expires_at, _at(expires_at)
+        return document
+
+    async def _take_key(
+        self, key: dict[str, Any], job: Job, expires_at: float | None, now: float
+    ) -> str | None:
+        """Compare-and-set the key, as read, to `job`; the new write's stamp, `None` if it moved."""
+        stamp = new_job_id()
+        taken = self._dedup_key(key["_id"], job, expires_at, stamp, now)
+        result = await self._call(
+            "deduplicate", self.dedup.replace_one({"_id": key["_id"], "write": key["write"]}, taken)
+        )
+        return stamp if result.matched_count else None
+
+    async def _store_holding(
+        self, job: Job, key_id: str, stamp: str, previous: dict[str, Any] | None, replaced: str | None
+    ) -> Deduplicated:
+        """Store the job whose key write `stamp` took; the key is given back as it was if the
+        job cannot be stored (its id exists, or the store failed)."""
+        try:
+            (stored,) = await self.enqueue([job])
+        except BaseException:
+            await self._give_back(key_id, stamp, previous)
+            raise
+        if not stored:
+            await self._give_back(key_id, stamp, previous)
+            return Deduplicated(False, None)
+        await self._call(
+            "deduplicate",
+            self.dedup.update_one({"_id": key_id, "write": stamp}, {"$unset": {"pending_until": ""}}),
+        )
+        return Deduplicated(True, job.id, replaced)
+
+    async def _give_back(self, key_id: str, stamp: str, previous: dict[str, Any] | None) -> None:
+        taken = {"_id": key_id, "write": stamp}
+        if previous is None:
+            await self._call("deduplicate", self.dedup.delete_one(taken))
+        else:
+            await self._call("deduplicate", self.dedup.replace_one(taken, previous))
+
+    async def _find_one_job(self, queue: str, job_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._call(
+            "deduplicate", self.jobs.find_one({"_id": f"{queue}/{job_id}"}, {"status": 1, "created_at": 1})
+        )
+        return found
+
+    async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
+        await self.connect()
+        key = await self._call(
+            "deduplication_holder", self.dedup.find_one({"_id": f"{queue}/{deduplication_id}"})
+        )
+        if key is None:
+            return None
+        held = None if key.get("expires_at") is not None else await self._find_one_job(queue, key["job_id"])
+        return str(key["job_id"]) if _is_held(key, held, now) else None
+
+    async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
+        await self.connect()
+        result = await self._call(
+            "remove_deduplication_key", self.dedup.delete_one({"_id": f"{queue}/{deduplication_id}"})
+        )
+        return bool(result.deleted_count)
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -1118,7 +1281,7 @@ class MongoBackend(BaseBackend):
         self.counts_writer.forget(queue)
         await self.counts_writer.settle()  # a count write on its way would make the queue again
         await self._call("delete_queue", self.jobs.delete_many(_prefixed(queue)))
-        for collection in (self.repeatables_, self.workers_, self.events_):
+        for collection in (self.repeatables_, self.workers_, self.events_, self.dedup):
             await self._call("delete_queue", collection.delete_many(_prefixed(queue)))
         await self._call("delete_queue", self.queues_.delete_many({"queue": queue}))
         self._known_queues.discard(queue)

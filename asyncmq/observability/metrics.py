@@ -72,11 +72,13 @@ class _Children:
     """Every child a job event touches, for one (queue, task): one dict lookup per event."""
 
     __slots__ = (
-        "cancelled", "completed", "duration", "enqueued", "expired", "in_progress",
-        "latency", "lateness", "retried", "started", "wait",
+        "cancelled", "completed", "debounced", "deduplicated", "duration", "enqueued", "expired",
+        "in_progress", "latency", "lateness", "retried", "started", "wait",
     )  # fmt: skip
     cancelled: Any
     completed: Any
+    debounced: Any
+    deduplicated: Any
     duration: Any
     enqueued: Any
     expired: Any
@@ -89,7 +91,10 @@ class _Children:
 
     def __init__(self, metrics: JobMetrics, queue: str, task: str) -> None:
         queue, task = metrics.queue_label(queue), metrics.task_label(task)
-        for name in ("enqueued", "started", "completed", "retried", "expired", "cancelled", "duration"):
+        for name in (
+            "enqueued", "started", "completed", "retried", "expired", "cancelled", "duration", "deduplicated",
+            "debounced",
+        ):  # fmt: skip
             setattr(self, name, metrics._child(getattr(metrics, name), queue, task))
         for name in ("in_progress", "wait", "latency", "lateness"):
             setattr(self, name, metrics._child(getattr(metrics, name), queue))
@@ -143,6 +148,18 @@ class JobMetrics:
             "asyncmq_jobs_expired", "Jobs whose TTL passed before start.", qt, registry=registry
         )
         self.cancelled = Counter("asyncmq_jobs_cancelled", "Jobs cancelled.", qt, registry=registry)
+        self.deduplicated = Counter(
+            "asyncmq_jobs_deduplicated",
+            "Jobs not stored: another job held their deduplication id.",
+            qt,
+            registry=registry,
+        )
+        self.debounced = Counter(
+            "asyncmq_jobs_debounced",
+            "Jobs stored in the place of the delayed job that held their deduplication id.",
+            qt,
+            registry=registry,
+        )
         self.stalled = Counter(
             "asyncmq_jobs_stalled", "Jobs recovered from a dead worker.", q, registry=registry
         )
@@ -223,6 +240,8 @@ class JobMetrics:
             Event.JOB_CANCELLED: self._on_cancelled,
             Event.JOB_STALLED: self._on_stalled,
             Event.JOB_ABANDONED: self._on_abandoned,
+            Event.JOB_DEDUPLICATED: self._on_deduplicated,
+            Event.JOB_DEBOUNCED: self._on_debounced,
         }
         self._handlers: dict[Event, Callable[[Payload], None]] = {
             Event.QUEUE_RATE_LIMITED: self._on_rate_limited,
@@ -380,6 +399,12 @@ class JobMetrics:
     def _on_abandoned(self, job: Job) -> None:
         if self._running.pop(job.id, None) is not None:
             self._for(job).in_progress.dec()
+
+    def _on_deduplicated(self, job: Job) -> None:
+        self._for(job).deduplicated.inc()
+
+    def _on_debounced(self, job: Job) -> None:
+        self._for(job).debounced.inc()
 
     def _on_stalled(self, job: Job) -> None:
         self.queue_seen(job.queue)

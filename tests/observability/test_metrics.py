@@ -112,6 +112,21 @@ def test_expired_cancelled_stalled_and_rate_limited_jobs_are_counted(registry: C
     assert value(registry, "asyncmq_rate_limited_total", queue="emails") == 3
 
 
+def test_deduplicated_and_debounced_jobs_are_counted_from_0(registry: CollectorRegistry) -> None:
+    labels = {"queue": "emails", "task": "app.send"}
+    event_emitter.emit_jobs(Event.JOB_ENQUEUED, [job("first")])
+    assert value(registry, "asyncmq_jobs_deduplicated_total", **labels) == 0
+    assert value(registry, "asyncmq_jobs_debounced_total", **labels) == 0
+
+    event_emitter.emit_job(Event.JOB_DEDUPLICATED, job("dropped"), deduplication_id="k", job_id="first")
+    event_emitter.emit_job(Event.JOB_DEDUPLICATED, job("dropped-too"), deduplication_id="k", job_id="first")
+    event_emitter.emit_job(Event.JOB_DEBOUNCED, job("latest"), deduplication_id="k", job_id="latest")
+
+    assert value(registry, "asyncmq_jobs_deduplicated_total", **labels) == 2
+    assert value(registry, "asyncmq_jobs_debounced_total", **labels) == 1
+    assert value(registry, "asyncmq_jobs_enqueued_total", **labels) == 1
+
+
 def test_a_job_failed_by_stall_recovery_here_does_not_touch_in_progress(registry: CollectorRegistry) -> None:
     event_emitter.emit_job(Event.JOB_FAILED, job("z", error={"type": "StalledJobError", "message": "m"}))
     assert value(registry, "asyncmq_jobs_in_progress", queue="emails") == 0

@@ -60,3 +60,34 @@ async def test_a_backend_without_transactions_refuses_a_connection_by_name() -> 
     ):
         await queue.add(noop.name, connection=object())
     assert (await queue.counts())["waiting"] == 0
+
+
+async def test_a_deduplicated_job_added_in_a_rolled_back_transaction_leaves_its_key_free(
+    backend: PostgresBackend, conn: asyncpg.Connection
+) -> None:
+    queue = Queue("orders", backend=backend)
+    transaction = conn.transaction()
+    await transaction.start()
+    rolled_back = await queue.add(noop.name, connection=conn, deduplication={"id": "order:1"})
+    assert await queue.add(noop.name, connection=conn, deduplication={"id": "order:1"}) == rolled_back
+    await transaction.rollback()
+
+    assert await queue.get_deduplication_job_id("order:1") is None
+    stored = await queue.add(noop.name, deduplication={"id": "order:1"})
+    assert stored != rolled_back
+    assert (await queue.counts())["waiting"] == 1
+
+
+async def test_a_deduplicated_job_added_in_a_committed_transaction_holds_its_key_from_the_commit(
+    backend: PostgresBackend, conn: asyncpg.Connection
+) -> None:
+    queue = Queue("orders", backend=backend)
+    async with conn.transaction():
+        first = await queue.add(noop.name, connection=conn, deduplication={"id": "order:1"})
+        # Another producer of the key waits for this transaction, then sees its job.
+        racing = asyncio.create_task(queue.add(noop.name, deduplication={"id": "order:1"}))
+        await asyncio.sleep(0.05)
+        assert not racing.done()
+
+    assert await asyncio.wait_for(racing, 5) == first
+    assert (await queue.counts())["waiting"] == 1

@@ -54,6 +54,7 @@ async def test_a_duplicate_while_the_key_is_held_stores_nothing_and_gets_the_hol
     assert dropped["deduplication_id"] == "customer:cus_1"
     assert (dropped["job_id"], dropped["deduplicated_job_id"]) == (first, dropped["id"])
     assert [payload["id"] for payload in events.of("job:enqueued")] == [first]
+    assert (await queue.stats()).totals[SYNC]["enqueued"] == 1
 
 
 async def test_keys_are_apart_per_id_and_per_queue(make_queue: Any, backend: BaseBackend) -> None:
@@ -148,6 +149,7 @@ async def test_a_debounced_job_replaces_its_delayed_holder(queue: Queue, events:
     assert (debounced["id"], debounced["job_id"], debounced["deduplicated_job_id"]) == (second, second, first)
     assert debounced["deduplication_id"] == "search:products"
     assert [payload["id"] for payload in events.of("job:delayed")] == [first, second]
+    assert (await queue.stats()).totals[SYNC]["enqueued"] == 2
     assert events.of("job:deduplicated") == []
 
 

@@ -216,9 +216,11 @@ class Queue:
         kwargs: Mapping[str, Any] | None = None,
         *,
         now: float | None = None,
+        fit_task: bool = True,
         **options: Unpack[EnqueueOptions],
     ) -> Job:
-        """Validate and build a job without storing it; every check that can refuse a job is here."""
+        """Validate and build a job without storing it; every check that can refuse a job is here.
+        `fit_task=False` leaves out the arguments' fit to the task's signature (`occurrence`)."""
         if not options.keys() <= ENQUEUE_OPTIONS:
             check_options(options, ENQUEUE_OPTIONS, "a job of task {}", shown(task_id))
         task_id = identifier(task_id, "task id")
@@ -260,7 +262,7 @@ class Queue:
         # options' own errors come first. A call of a shape seen before costs one set lookup
         # (the shape as `asyncmq.tasks.call_shape` makes it, inline: this runs for every job).
         shape = len(job_args) if not job_kwargs else (len(job_args), *job_kwargs)
-        if task is not None and shape not in task.fitting_shapes:
+        if fit_task and task is not None and shape not in task.fitting_shapes:
             task.check_arguments(job_args, job_kwargs)
         if delay_s:
             job.status = JobState.DELAYED
@@ -497,10 +499,15 @@ class Queue:
         return keys
 
     def occurrence(self, rep: Repeatable, at: float) -> Job:
+        """The schedule's job at `at`. Its arguments were fitted to the task when the schedule
+        was added; a task changed since then fails each occurrence on the worker with the
+        `TypeError` of the call, where it shows (a failed job, its event and metrics), rather
+        than the scheduler skipping it with a line in its log."""
         options: dict[str, Any] = dict(rep.options)
         if isinstance(options.get("backoff"), dict):
             options["backoff"] = Backoff.from_spec(options["backoff"])
-        job = self.build_job(rep.task, rep.args, rep.kwargs, job_id=rep.occurrence_id(at), **options)
+        job_id = rep.occurrence_id(at)
+        job = self.build_job(rep.task, rep.args, rep.kwargs, job_id=job_id, fit_task=False, **options)
         job.status, job.delay_until, job.ready_at, job.repeat_key = JobState.DELAYED, at, None, rep.key
         return job
 

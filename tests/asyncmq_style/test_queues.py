@@ -26,7 +26,9 @@ DONE: dict[str, list[Any]] = {}
 
 @pytest.fixture
 def myapp_tasks(name: str) -> Iterator[None]:
-    """The pages' `myapp.tasks.*` and `app.cleanup` tasks, recording into `DONE[name]`."""
+    """The pages' `myapp.tasks.*` and `app.cleanup` tasks, recording into `DONE[name]`; the
+    tasks registered before under those ids (another module's `app.cleanup`) are put back."""
+    registered = dict(TASK_REGISTRY)
 
     @task(queue=name, name="myapp.tasks.send_email")
     async def send_email(address: str) -> None:
@@ -49,14 +51,8 @@ def myapp_tasks(name: str) -> Iterator[None]:
         DONE.setdefault(name, []).append("app.cleanup")
 
     yield
-    for task_id in (
-        "myapp.tasks.send_email",
-        "myapp.tasks.a",
-        "myapp.tasks.b",
-        "myapp.tasks.cleanup",
-        "app.cleanup",
-    ):
-        TASK_REGISTRY.pop(task_id, None)
+    TASK_REGISTRY.clear()
+    TASK_REGISTRY.update(registered)
     DONE.pop(name, None)
 
 

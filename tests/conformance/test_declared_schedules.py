@@ -19,6 +19,7 @@ from asyncmq import JobState, Queue
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.errors import InvalidJobError, InvalidScheduleError
 from asyncmq.queues import ScheduleDeclaration
+from asyncmq.registry import TASK_REGISTRY
 from tests.conformance.support import EventRecorder, StartWorker, counts
 
 #: The arguments each `tick` job ran with, by the test's queue name.
@@ -225,3 +226,27 @@ async def test_asyncmqs_args_none_is_no_arguments(queue: Queue) -> None:
 
     [rep] = await queue.repeatables()
     assert (rep.key, rep.args, rep.kwargs) == (key, [], {})
+
+
+async def test_a_schedule_whose_task_changed_since_fails_each_occurrence_where_it_shows(
+    queue: Queue, events: EventRecorder
+) -> None:
+    task_id = f"changed.{queue.name}"
+    key = await queue.add_repeatable(task_id, every=60, args=["old argument"])  # not defined here then
+
+    async def changed() -> None:  # the task as redeployed: it takes no argument any more
+        return None
+
+    asyncmq.task(queue=queue.name, name=task_id)(changed)
+    try:
+        [rep] = await queue.repeatables()
+        worker = queue.worker()
+        await worker.scheduler.tick(now=rep.next_run_at)
+        assert await worker.process() is True
+    finally:
+        TASK_REGISTRY.pop(task_id, None)
+
+    [failed] = events.of("job:failed")
+    assert failed["repeat_key"] == key
+    assert failed["error"]["type"] == "TypeError"
+    assert (await queue.counts())["delayed"] == 1  # the next occurrence, stored all the same

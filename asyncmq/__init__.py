@@ -6,6 +6,7 @@ from asyncmq.backoff import Backoff
 from asyncmq.context import current_job, report_progress
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter
+from asyncmq.flow import FlowJob, FlowProducer
 from asyncmq.job import Job, JobState
 from asyncmq.queues import Queue
 from asyncmq.tasks import task
@@ -15,6 +16,8 @@ from asyncmq.worker import Worker
 __all__ = [
     "Backoff",
     "Event",
+    "FlowJob",
+    "FlowProducer",
     "Job",
     "JobState",
     "Queue",

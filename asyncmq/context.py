@@ -24,6 +24,14 @@ class JobContext:
     job: Job
     backend: BaseBackend
 
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """The results of the jobs this one depends on (`depends_on`), by parent id: each
+        copied in as its parent completed. A parent ignored after it failed
+        (`on_parent_failure="ignore"`) has none."""
+        deps = self.job.deps
+        return dict(deps.get("results", {})) if deps else {}
+
     async def report_progress(self, progress: Any) -> None:
         """Store `progress` (any JSON value) on the job and emit `job:progress`. A value that
         cannot be stored raises `SerializationError` here, in the task, naming the problem."""

@@ -8,7 +8,8 @@
     │   ├── SerializationError      arguments that cannot be encoded
     │   ├── PayloadTooLargeError
     │   ├── InvalidScheduleError    a bad cron expression, `every` or delay
-    │   └── TaskArgumentsError (TypeError) arguments that do not fit the task's signature
+    │   ├── TaskArgumentsError (TypeError) arguments that do not fit the task's signature
+    │   └── UnknownParentError      `depends_on` names a job that does not exist
     ├── JobNotFoundError (KeyError)
     ├── JobResultError              `Queue.result`: the job will never have a result
     │   ├── JobFailedError          it failed: the task's error type and message
@@ -21,6 +22,7 @@
     └── JobFailure                  recorded on a job when an attempt fails
         ├── JobTimeoutError         the attempt ran past its timeout
         ├── StalledJobError         its worker vanished too many times
+        ├── ParentFailedError       a parent it depends on ended without completing
         └── NonRetryableError       goes to the dead-letter queue at once
             ├── UnknownTaskError
             └── ResultSerializationError
@@ -47,11 +49,13 @@ __all__ = [
     "MalformedJobError",
     "MalformedScheduleError",
     "NonRetryableError",
+    "ParentFailedError",
     "PayloadTooLargeError",
     "ResultSerializationError",
     "SerializationError",
     "StalledJobError",
     "TaskArgumentsError",
+    "UnknownParentError",
     "UnknownTaskError",
     "UnsupportedError",
 ]
@@ -94,6 +98,10 @@ class TaskArgumentsError(InvalidJobError, TypeError):
     """A job's arguments do not fit its task's signature (too many, one missing, an unknown
     keyword), or an enqueue option is also a parameter of the task. Raised where the task is
     defined in the producing process; a `TypeError` too, as the call itself would raise."""
+
+
+class UnknownParentError(InvalidJobError):
+    """`depends_on` names a job that does not exist (nothing was stored)."""
 
 
 class JobNotFoundError(AsyncMQError, KeyError):
@@ -169,6 +177,11 @@ class JobTimeoutError(JobFailure):
 
 class StalledJobError(JobFailure):
     """The job's worker vanished mid-attempt more often than `max_stalls` allows."""
+
+
+class ParentFailedError(JobFailure):
+    """A parent the job depends on failed, expired or was cancelled (`on_parent_failure="fail"`):
+    the job fails without running."""
 
 
 class NonRetryableError(JobFailure):

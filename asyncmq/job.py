@@ -46,6 +46,8 @@ class JobState(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    #: Stored to run after its parents (`Queue.add(depends_on=...)`): see `asyncmq.dependencies`.
+    BLOCKED = "blocked"
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED})
@@ -144,6 +146,8 @@ class Job:
     progress: Any = None
     repeat_key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Its parents and dependents, if it has any (`asyncmq.dependencies`); None for most jobs.
+    deps: dict[str, Any] | None = None
 
     def is_expired(self, now: float) -> bool:
         return self.ttl_s is not None and now > self.created_at + self.ttl_s
@@ -213,7 +217,7 @@ class Job:
 
 #: Fields that carry the job's own data (arguments, result, progress, metadata, an error's
 #: text): a malformed one is described by its type only, since reasons reach logs and events.
-_DATA_FIELDS = frozenset({"args", "kwargs", "result", "error", "progress", "meta", "backoff"})
+_DATA_FIELDS = frozenset({"args", "kwargs", "result", "error", "progress", "meta", "backoff", "deps"})
 
 
 def malformed_reason(where: str, field: str, value: object) -> str:
@@ -294,12 +298,13 @@ _FIELD_TYPES: dict[str, frozenset[type]] = {
     "error": frozenset({dict, _NONE}),
     "repeat_key": _OPTIONAL_STR,
     "meta": frozenset({dict}),
+    "deps": frozenset({dict, _NONE}),
 }
 #: Combinations of field types (`malformed_field`) found valid so far.
 _VALID_KINDS: set[tuple[type, ...]] = set()
 _ALL_CHECKED_NAMES = tuple(name for name in _FIELD_NAMES if name in _FIELD_TYPES)
 _ALL_CHECKED = (_ALL_CHECKED_NAMES, attrgetter(*_ALL_CHECKED_NAMES))
-_JSON_CHECKED_NAMES = ("args", "kwargs", "backoff", "error", "meta")
+_JSON_CHECKED_NAMES = ("args", "kwargs", "backoff", "error", "meta", "deps")
 _JSON_CHECKED = (_JSON_CHECKED_NAMES, attrgetter(*_JSON_CHECKED_NAMES))
 
 

@@ -8,15 +8,25 @@ defaults and `task.options(...)` all take these names, typed by these dictionari
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from asyncmq.backoff import Backoff, BackoffFunction
 from asyncmq.deduplication import DeduplicationOptions
 from asyncmq.errors import InvalidJobError
 
-__all__ = ["ENQUEUE_OPTIONS", "JOB_DEFAULTS", "EnqueueOptions", "JobDefaults", "check_options"]
+__all__ = [
+    "ENQUEUE_OPTIONS",
+    "JOB_DEFAULTS",
+    "EnqueueOptions",
+    "JobDefaults",
+    "ParentFailure",
+    "check_options",
+]
+
+#: What a parent that ends without completing does to its children (`asyncmq.dependencies`).
+ParentFailure = Literal["fail", "ignore", "wait"]
 
 
 class JobDefaults(TypedDict, total=False):
@@ -48,6 +58,12 @@ class EnqueueOptions(JobDefaults, total=False):
     deduplication: DeduplicationOptions | None
     #: AsyncMQ's older name of `deduplication`.
     debounce: DeduplicationOptions | None
+    #: Jobs that must complete first: ids in this queue, ids `add` returned, or (queue, id)
+    #: pairs. The job is stored `blocked` until then (`asyncmq.dependencies`).
+    depends_on: Sequence[str | tuple[str, str]] | None
+    #: What a parent that fails, expires or is cancelled does to this job: "fail" it (the
+    #: default), "ignore" the parent, or "wait" blocked for the parent's manual retry.
+    on_parent_failure: ParentFailure | None
 
 
 JOB_DEFAULTS = frozenset(JobDefaults.__optional_keys__)

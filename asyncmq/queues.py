@@ -15,7 +15,8 @@ from asyncmq.conf import settings
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
 from asyncmq.deduplication import Deduplication
-from asyncmq.errors import InvalidJobError, InvalidScheduleError, JobNotFoundError
+from asyncmq.dependencies import new_deps, parent_refs
+from asyncmq.errors import InvalidJobError, InvalidScheduleError, JobNotFoundError, UnsupportedError
 from asyncmq.job import Job, JobState, encode_arguments, new_job_id, validate_queue_name
 from asyncmq.limits import MAX_RETRIES, PRIORITY_MAX, PRIORITY_MIN, identifier, seconds, shown
 from asyncmq.logging import get_logger
@@ -54,10 +55,18 @@ def _stored_options(options: JobDefaults) -> dict[str, Any]:
 def _emit_stored(jobs: Iterable[Job]) -> None:
     ready: list[Job] = []
     delayed: list[Job] = []
+    blocked: list[Job] = []
     for job in jobs:
-        (delayed if job.status is JobState.DELAYED else ready).append(job)
+        if job.status is JobState.DELAYED:
+            delayed.append(job)
+        elif job.status is JobState.BLOCKED:
+            blocked.append(job)
+        else:
+            ready.append(job)
     event_emitter.emit_jobs(Event.JOB_ENQUEUED, ready)
     event_emitter.emit_jobs(Event.JOB_DELAYED, delayed)
+    if blocked:
+        event_emitter.emit_jobs(Event.JOB_BLOCKED, blocked)
 
 
 def _count(value: int | None, what: str, low: int, high: int) -> int | None:
@@ -269,7 +278,19 @@ class Queue:
             job.delay_until = created_at + delay_s
         else:
             job.ready_at = created_at
+        depends_on = options.get("depends_on")
+        if depends_on is not None:
+            self._depend(job, depends_on, options.get("on_parent_failure") or "fail")
         return job
+
+    def _depend(self, job: Job, depends_on: object, policy: object) -> None:
+        """Block `job` on its parents: the backend stores it `blocked`, or ready at once if its
+        parents have completed already (`asyncmq.dependencies`)."""
+        parents = parent_refs(depends_on, self.name, job.id)
+        if not parents:
+            return
+        job.deps = new_deps(parents, policy)
+        job.status, job.ready_at = JobState.BLOCKED, None
 
     async def add(
         self,
@@ -345,6 +366,11 @@ class Queue:
         """Store jobs made by `build_job` (or `occurrence`) and emit their events; returns
         those stored (an id that exists in the queue adds nothing, logged)."""
         backend = self.backend  # first: it may switch on the hooks the settings ask for
+        if not backend.supports_dependencies and any(job.deps for job in jobs):
+            raise UnsupportedError(
+                f"the {backend.name} backend does not store jobs with depends_on yet (the memory "
+                "backend does): enqueue the child from the parent's task instead"
+            )
         hook = hooks.active
         state = hook.before_enqueue(jobs) if hook is not None else None
         try:
@@ -368,6 +394,11 @@ class Queue:
         """Store a job made by `build_job` unless a job holds its deduplication key (see
         `asyncmq.deduplication`), and emit the events; returns the id of the job holding the
         key afterwards: the job's own when it was stored (or when its id existed already)."""
+        if job.deps:
+            raise UnsupportedError(
+                "a job cannot both depend on others (depends_on) and be deduplicated: keep the "
+                "deduplication on the parent, or give the child a fixed job_id instead"
+            )
         backend = self.backend  # first: it may switch on the hooks the settings ask for
         hook = hooks.active
         state = hook.before_enqueue([job]) if hook is not None else None

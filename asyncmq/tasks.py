@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, cast
 from asyncmq import limits
 from asyncmq.backends.base import BaseBackend
 from asyncmq.backoff import Backoff
-from asyncmq.errors import InvalidJobError, TaskArgumentsError, UnsupportedError
+from asyncmq.errors import InvalidJobError, TaskArgumentsError
 from asyncmq.limits import seconds
 from asyncmq.options import ENQUEUE_OPTIONS, JOB_DEFAULTS, EnqueueOptions, JobDefaults, check_options
 from asyncmq.registry import TASK_REGISTRY, get_task
@@ -152,7 +152,7 @@ class Task(Generic[P, R]):
         backend: BaseBackend | None = None,
         delay: float | timedelta | None = None,
         priority: int | None = None,
-        depends_on: Sequence[str] | None = None,
+        depends_on: Sequence[str | tuple[str, str]] | None = None,
         repeat_every: float | timedelta | None = None,
         **kwargs: Any,
     ) -> JobId:
@@ -161,7 +161,8 @@ class Task(Generic[P, R]):
 
         `backend` (or a backend given as the first argument) defaults to the settings'. The
         job runs no sooner than `delay` (seconds or a `timedelta`) from now; lower `priority`
-        runs first. `repeat_every` also runs the task every that many seconds from then on,
+        runs first; `depends_on` (parent ids) keeps it blocked until they completed
+        (`asyncmq.dependencies`). `repeat_every` also runs the task every that many seconds from then on,
         with the same arguments: a schedule, as `Queue.add_repeatable(every=...)` adds, which
         enqueueing again does not add twice. Any other option goes through `task.options(...)`,
         as does an argument of the task named like one of these keywords: such a keyword
@@ -172,12 +173,9 @@ class Task(Generic[P, R]):
                 zip(ENQUEUE_KEYWORDS, (backend, delay, priority, depends_on, repeat_every), strict=True)
             )
             self._refuse_shadowed([name for name, value in given.items() if value is not None])
-        if depends_on:
-            raise UnsupportedError(
-                f"{self.__name__}.enqueue(depends_on=...): job dependencies are not available yet; "
-                "enqueue the dependent job once its parents completed (await parent_id.result())"
-            )
         options: EnqueueOptions = {}
+        if depends_on:
+            options["depends_on"] = depends_on
         if delay is not None:
             options["delay"] = delay
         if priority is not None:

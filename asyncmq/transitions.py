@@ -117,7 +117,7 @@ class Transition:
 #: Cancel a job not yet finished. A running attempt is stopped at its worker's next heartbeat.
 CANCEL = Transition(
     "cancel",
-    sources=frozenset({JobState.WAITING, JobState.DELAYED, JobState.ACTIVE}),
+    sources=frozenset({JobState.BLOCKED, JobState.WAITING, JobState.DELAYED, JobState.ACTIVE}),
     target=JobState.CANCELLED,
     stamp=("finished_at",),
     clear=("lease_until", "worker_id"),

@@ -26,6 +26,7 @@ LAYERS = {
     "asyncmq.schedule": "model",
     "asyncmq.job": "model",
     "asyncmq.transitions": "model",
+    "asyncmq.dependencies": "model",
     "asyncmq.registry": "model",
     "asyncmq.core": "seam",
     "asyncmq.backends": "backends",
@@ -40,6 +41,7 @@ LAYERS = {
     "asyncmq.scheduler": "engine",
     "asyncmq.queues": "engine",
     "asyncmq.results": "engine",
+    "asyncmq.flow": "engine",
     "asyncmq.tasks": "engine",
     "asyncmq": "apps",  # the top package, the CLI, the benchmark and the demo
 }

@@ -898,6 +898,7 @@ RUNNERS: dict[str, str] = {
     "Define tasks, add jobs, run a worker #1": "test_main_example",
     "Define tasks, add jobs, run a worker #2": "test_command_line_block",
     "Wait for a result #1": "test_results_block",
+    "Jobs that wait for others #1": "test_dependencies_block",
     "Events #1": "test_events_block",
     "Redis #1": "test_redis_block",
     "PostgreSQL #1": "test_postgres_block",
@@ -927,6 +928,12 @@ def test_results_block(capsys: pytest.CaptureFixture[str]) -> None:
     """The waiter prints the completed job's result, then the failed one's error type and message."""
     exec(block("Wait for a result #1").text, {"__name__": "readme_results"})
     assert capsys.readouterr().out.splitlines() == ["6", "ValueError negative amount"]
+
+
+def test_dependencies_block(capsys: pytest.CaptureFixture[str]) -> None:
+    """The child runs after its parent and sums the parent's result, added alone and as a flow."""
+    exec(block("Jobs that wait for others #1").text, {"__name__": "readme_dependencies"})
+    assert capsys.readouterr().out.splitlines() == ["6", "6"]
 
 
 async def test_events_block(capsys: pytest.CaptureFixture[str]) -> None:

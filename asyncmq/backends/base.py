@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from asyncmq.core.event import Event
 from asyncmq.core.seam import seam
 from asyncmq.deduplication import Deduplicated, Deduplication
 from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedScheduleError, UnsupportedError
@@ -205,6 +206,9 @@ class BaseBackend(ABC):
 
     #: Short name used in logs and metric labels (`memory`, `redis`, ...).
     name: str = "base"
+    #: Whether `enqueue` stores jobs with parents (`Job.deps`), and each step that ends a job
+    #: releases or fails its children in that step (`asyncmq.dependencies`).
+    supports_dependencies: bool = False
 
     def __init__(self) -> None:
         #: Round trips to the server by operation, counted by backends that make them.
@@ -218,6 +222,12 @@ class BaseBackend(ABC):
         self.operation_counts[operation] += 1
         if seam.operation_listeners:
             seam.operation(self.name, operation, time.perf_counter() - started)
+
+    def failed_by_parents(self, jobs: Sequence[Job]) -> None:
+        """Children that a parent's end failed in the step that ended it: their `job:failed`
+        events, emitted by the process that made the step."""
+        if jobs:
+            seam.events.emit_jobs(Event.JOB_FAILED, jobs)
 
     async def connect(self) -> None:
         """Open connections. Called before first use; must be idempotent."""

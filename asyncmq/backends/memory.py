@@ -12,6 +12,7 @@ import asyncio
 import copy
 import heapq
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,8 @@ from asyncmq.backends.base import (
     read_workers,
 )
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.errors import MalformedJobError
+from asyncmq.dependencies import add_child, children_of, parent_ended, ref, split_ref
+from asyncmq.errors import MalformedJobError, UnknownParentError
 from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
@@ -66,6 +68,7 @@ class _Store:
     delayed: list[tuple[float, int, str, int]] = field(default_factory=list)
     delayed_count: int = 0
     active: dict[str, Job] = field(default_factory=dict)
+    blocked: dict[str, Job] = field(default_factory=dict)
     finished: dict[JobState, dict[str, float]] = field(
         default_factory=lambda: {state: {} for state in TERMINAL_STATES}
     )
@@ -108,6 +111,7 @@ async def _wait(waiters: list[asyncio.Future[None]], timeout_s: float) -> None:
 
 class InMemoryBackend(BaseBackend):
     name = "memory"
+    supports_dependencies = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,6 +148,8 @@ class InMemoryBackend(BaseBackend):
                 _wake(store.schedule_waiters)
         elif job.status is JobState.ACTIVE:
             store.active[job.id] = job
+        elif job.status is JobState.BLOCKED:
+            store.blocked[job.id] = job
         else:
             store.finished[job.status][job.id] = job.finished_at or 0.0
             if self._job_watches:
@@ -161,6 +167,8 @@ class InMemoryBackend(BaseBackend):
             store.delayed_count -= 1
         elif job.status is JobState.ACTIVE:
             store.active.pop(job.id, None)
+        elif job.status is JobState.BLOCKED:
+            store.blocked.pop(job.id, None)
         else:
             store.finished[job.status].pop(job.id, None)
 
@@ -178,21 +186,32 @@ class InMemoryBackend(BaseBackend):
         self._place(store, job)
         for total in transition.totals:
             store.count(job.task, total)
-        if retention is not None and job.status in TERMINAL_STATES:
-            self._trim(store, job.status, retention.keep)
+        if job.status in TERMINAL_STATES:
+            if job.deps:
+                self._parent_ended(job, now)
+            if retention is not None:
+                self._trim(store, job.status, retention.keep)
 
     # -- producing --------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
         self.refuse_connection(connection)
-        stored = []
+        if any(job.deps for job in jobs):
+            self._check_parents(jobs)
+        stored, failed, now = [], [], time.time()
         for job in jobs:
             store = self._store(job.queue)
             if job.id in store.jobs:
                 stored.append(False)
                 continue
+            if job.deps:
+                job = self._depend(job, now)
             self._place(store, job)
             store.count(job.task, "enqueued")
+            if job.status is JobState.FAILED:
+                store.count(job.task, "failed")
+                failed.append(job.clone())
             stored.append(True)
+        self.failed_by_parents(failed)
         return stored
 
     # -- deduplication ----------------------------------------------------------------
@@ -238,6 +257,59 @@ class InMemoryBackend(BaseBackend):
 
     async def remove_deduplication_key(self, queue: str, deduplication_id: str) -> bool:
         return self._peek(queue).dedup.pop(deduplication_id, None) is not None
+
+    # -- dependencies (`asyncmq.dependencies`) ----------------------------------------
+    def _lookup(self, reference: str) -> Job | None:
+        queue, job_id = split_ref(reference)
+        store = self._stores.get(queue)
+        return None if store is None else store.jobs.get(job_id)
+
+    def _check_parents(self, jobs: Sequence[Job]) -> None:
+        """Every parent exists, or comes earlier in the same call (a flow): else nothing is stored."""
+        earlier: set[str] = set()
+        for job in jobs:
+            for parent in job.deps["parents"] if job.deps else ():
+                if parent not in earlier and self._lookup(parent) is None:
+                    queue, parent_id = split_ref(parent)
+                    raise UnknownParentError(
+                        f"job {job.id} depends on job {parent_id} of queue {queue!r}, which does not "
+                        "exist: nothing was stored"
+                    )
+            earlier.add(ref(job.queue, job.id))
+
+    def _depend(self, job: Job, now: float) -> Job:
+        """A new child as stored: resolved by the parents that have ended, recorded on the others."""
+        job = job.clone()
+        job.deps = copy.deepcopy(job.deps)
+        for reference in list(job.deps["pending"] if job.deps else ()):
+            parent = self._lookup(reference)
+            assert parent is not None  # `_check_parents`
+            parent_ended(job, parent, now)
+            if job.status is not JobState.BLOCKED:
+                if job.status is JobState.FAILED:
+                    return job
+                continue
+            if reference in job.deps["pending"]:  # type: ignore[index]
+                add_child(parent, job)
+        return job
+
+    def _parent_ended(self, parent: Job, now: float) -> None:
+        """Release or fail the children of a job that just ended, and theirs in turn."""
+        failed, ended = [], [parent]
+        while ended:
+            job = ended.pop()
+            for reference in children_of(job):
+                child = self._lookup(reference)
+                if child is None or child.status is not JobState.BLOCKED:
+                    continue
+                store = self._store(child.queue)
+                self._unplace(store, child)
+                if parent_ended(child, job, now):
+                    store.count(child.task, "failed")
+                    failed.append(child.clone())
+                    ended.append(child)
+                self._place(store, child)
+        self.failed_by_parents(failed)
 
     # -- consuming --------------------------------------------------------------------
     async def claim(
@@ -306,6 +378,8 @@ class InMemoryBackend(BaseBackend):
             job.token += 1
         store.finished[JobState.FAILED][unreadable.id] = now
         store.count(job.task, "failed")
+        if type(job.deps) is dict and type(job.id) is str:
+            self._parent_ended(job, now)
         self._trim(store, JobState.FAILED, retention.keep)
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
@@ -332,9 +406,12 @@ class InMemoryBackend(BaseBackend):
             del store.active[job.id]
             job.lease_until = None
             job.token += 1
+            job.deps = owned[1].deps  # children added since the claim
             self._place(store, job)
             store.count(job.task, OUTCOME_TOTALS[job.status])
             if job.status in TERMINAL_STATES:
+                if job.deps:
+                    self._parent_ended(job, job.finished_at or time.time())
                 self._trim(store, job.status, retention.keep)
             accepted.append(True)
         return accepted
@@ -462,6 +539,8 @@ class InMemoryBackend(BaseBackend):
             ids = list(store.active)
         elif state is JobState.DELAYED:
             ids = [job.id for job in store.jobs.values() if job.status is JobState.DELAYED]
+        elif state is JobState.BLOCKED:
+            ids = list(store.blocked)
         else:
             ids = list(reversed(store.finished[state]))  # newest first
         return [store.jobs[job_id].clone() for job_id in ids[offset : offset + limit]]
@@ -541,6 +620,7 @@ class InMemoryBackend(BaseBackend):
             JobState.WAITING.value: len(store.waiting_ids),
             JobState.DELAYED.value: store.delayed_count,
             JobState.ACTIVE.value: len(store.active),
+            JobState.BLOCKED.value: len(store.blocked),
         }
         for state, finished in store.finished.items():
             counts[state.value] = len(finished)

@@ -41,6 +41,8 @@ class Event(StrEnum):
 
     JOB_ENQUEUED = "job:enqueued"
     JOB_DELAYED = "job:delayed"
+    #: Stored to run after its parents (`depends_on`).
+    JOB_BLOCKED = "job:blocked"
     JOB_STARTED = "job:started"
     JOB_PROGRESS = "job:progress"
     JOB_COMPLETED = "job:completed"

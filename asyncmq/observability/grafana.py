@@ -348,7 +348,7 @@ def depth_panel(width: int = 12) -> Any:
         "Jobs per state, read from the backend: a rising waiting line means producers outpace workers. "
         "active is every job a worker has claimed: running, prefetched and awaiting a free slot, or "
         "finished with its outcome not yet stored; so it exceeds the attempts in progress, by up to "
-        "2 x claim_batch_size per worker.",
+        "2 x claim_batch_size per worker. blocked jobs wait for parent jobs to complete (depends_on).",
         "short",
         ("{{queue}} {{state}}", queries.jobs_by_state(QUEUE)),
         width=width,

@@ -230,6 +230,7 @@ class JobMetrics:
         self._batch_handlers: dict[Event, Callable[[Sequence[Job]], None]] = {
             Event.JOB_ENQUEUED: self._on_stored,
             Event.JOB_DELAYED: self._on_stored,
+            Event.JOB_BLOCKED: self._on_stored,
             Event.JOB_COMPLETED: self._on_completed,
             Event.JOB_RETRIED: self._on_retried,
             Event.JOB_FAILED: self._on_failed,

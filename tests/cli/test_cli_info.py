@@ -10,7 +10,16 @@ from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.queues import Queue
 from tests.cli.helpers import call, invoke, table_rows
 
-ZERO = {"waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "expired": 0, "cancelled": 0}
+ZERO = {
+    "waiting": 0,
+    "delayed": 0,
+    "active": 0,
+    "completed": 0,
+    "failed": 0,
+    "expired": 0,
+    "cancelled": 0,
+    "blocked": 0,
+}
 
 
 def _live_worker(backend: InMemoryBackend) -> WorkerInfo:
@@ -60,7 +69,7 @@ def test_info_tables_show_each_queue_and_worker(backend: InMemoryBackend) -> Non
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("asyncmq 0.1.0 on the memory backend\n")
     rows = table_rows(result.stdout)
-    assert rows[1] == ["mail", "running", "1", "0", "0", "0", "0", "0", "0"]
+    assert rows[1] == ["mail", "running", "1", "0", "0", "0", "0", "0", "0", "0"]
     assert rows[3][:4] == ["box:42:abcd", "mail", "4", "1"]
 
 

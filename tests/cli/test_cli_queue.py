@@ -12,7 +12,16 @@ from asyncmq.queues import Queue
 from asyncmq.schedule import Repeatable
 from tests.cli.helpers import call, invoke, table_rows
 
-ZERO = {"waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "expired": 0, "cancelled": 0}
+ZERO = {
+    "waiting": 0,
+    "delayed": 0,
+    "active": 0,
+    "completed": 0,
+    "failed": 0,
+    "expired": 0,
+    "cancelled": 0,
+    "blocked": 0,
+}
 
 
 async def _populate(backend: InMemoryBackend) -> None:
@@ -53,10 +62,11 @@ def test_queue_list_table_has_one_row_per_queue(backend: InMemoryBackend) -> Non
             "failed",
             "expired",
             "cancelled",
+            "blocked",
             "workers",
         ],
-        ["mail", "running", "2", "1", "0", "0", "0", "0", "0", "0"],
-        ["reports", "paused", "1", "0", "0", "0", "0", "0", "0", "0"],
+        ["mail", "running", "2", "1", "0", "0", "0", "0", "0", "0", "0"],
+        ["reports", "paused", "1", "0", "0", "0", "0", "0", "0", "0", "0"],
     ]
 
 
@@ -98,7 +108,7 @@ def test_queue_info_human_output_names_the_state_and_the_counts(backend: InMemor
     result = invoke("queue", "info", "reports")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Backend: memory://\nQueue reports: paused\n")
-    assert table_rows(result.stdout)[1] == ["1", "0", "0", "0", "0", "0", "0"]
+    assert table_rows(result.stdout)[1] == ["1", "0", "0", "0", "0", "0", "0", "0"]
     assert "No live workers." in result.stdout
 
 

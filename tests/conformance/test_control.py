@@ -113,6 +113,7 @@ async def test_counts_report_the_jobs_in_every_state(queue: Queue) -> None:
     waiting_id = await queue.add(NOOP)
 
     assert await queue.counts() == {
+        "blocked": 0,
         "waiting": 1,
         "delayed": 1,
         "active": 1,

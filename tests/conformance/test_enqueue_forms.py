@@ -255,15 +255,20 @@ async def test_a_bad_repeat_every_is_refused_and_nothing_is_stored(
     assert events.records == []
 
 
-async def test_depends_on_is_refused_as_not_available_yet_and_nothing_is_stored(
+async def test_depends_on_blocks_the_job_on_its_parent_or_is_refused_by_a_backend_without_them(
     queue: Queue, events: EventRecorder, send_email: Task[Any, Any]
 ) -> None:
-    with pytest.raises(UnsupportedError, match=r"send_email.enqueue\(depends_on=...\): job dependencies are"):
-        await send_email.enqueue("a", "b", backend=queue.backend, depends_on=["parent"])
-    await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[])  # none: as without
-
-    assert await queue.counts() == counts(waiting=1)
-    assert [event.value for event, _ in events.records] == ["job:enqueued"]
+    parent = await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[])  # none: as without
+    if queue.backend.supports_dependencies:
+        child = await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[parent])
+        assert await queue.counts() == counts(waiting=1, blocked=1)
+        assert [event.value for event, _ in events.records] == ["job:enqueued", "job:blocked"]
+        assert [job.id for job in await queue.list_jobs(JobState.BLOCKED)] == [child]
+    else:
+        with pytest.raises(UnsupportedError, match="backend does not store jobs with depends_on"):
+            await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[parent])
+        assert await queue.counts() == counts(waiting=1)
+        assert [event.value for event, _ in events.records] == ["job:enqueued"]
 
 
 async def test_two_backends_for_one_enqueue_are_refused(queue: Queue, send_email: Task[Any, Any]) -> None:

@@ -9,7 +9,8 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
 
     jobs          one row per job: a column per `asyncmq.job.Job` field, plus `seq` (the order
                   of arrival into `waiting`) and `settled_token` (an outcome sent twice is
-                  recognised); fill factor 70, vacuumed often: rows move between states
+                  recognised); fill factor 70, vacuumed often: rows move between states;
+                  `deps` (a job's parents and children) from version 5
     counts        jobs per (queue, status), kept by a statement-level trigger on `jobs`
                   (updates, deletes) and by the enqueue statement itself (inserts), so a
                   scrape reads O(queues) rows, never counts the jobs; spread over 16 rows
@@ -447,8 +448,13 @@ BEGIN
 END $$;
 """
 
+# A job's parents and children (`asyncmq.dependencies`): NULL for a job with neither.
+_V5 = """
+ALTER TABLE {s}.jobs ADD COLUMN deps jsonb;
+"""
+
 #: (version, statements). Append only; never edit one that has shipped.
-MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5))
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -42,6 +42,7 @@ LAYERS = {
     "asyncmq.queues": "engine",
     "asyncmq.results": "engine",
     "asyncmq.flow": "engine",
+    "asyncmq.jobs": "engine",
     "asyncmq.tasks": "engine",
     "asyncmq": "apps",  # the top package, the CLI, the benchmark and the demo
 }

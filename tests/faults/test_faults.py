@@ -76,6 +76,8 @@ CLAIM_BATCH = 100
 HELD_AT_MOST = CONCURRENCY + 2 * CLAIM_BATCH
 WAIT_S = 90.0
 _POLL_S = 0.02
+#: How long the victim is given to hold a full set of slots before any job it holds will do.
+_FULL_WAIT_S = 2.0
 
 SERVERS: dict[str, Callable[[], PrivateServer]] = {
     "redis": RedisServer,
@@ -235,13 +237,19 @@ async def run(server: PrivateServer, tmp_path: Path, request: pytest.FixtureRequ
 
 # -- the faults: each returns the number of jobs in flight when it struck ----------------
 async def _victim(run: Run) -> asyncio.subprocess.Process:
-    """The first worker process, once it holds jobs: a fault on an idle worker proves nothing."""
+    """The first worker process, once it holds jobs: a fault on an idle worker proves nothing.
+    It is struck holding a full set of slots, or, after `_FULL_WAIT_S`, holding any: a worker
+    fed more slowly than it runs its jobs (a loaded store) may never hold a full set at once,
+    and the run would end before it did."""
     victim = run.children[0].process
-    deadline = time.monotonic() + WAIT_S
-    while len(await run.held_by(victim.pid)) < CONCURRENCY:
+    now = time.monotonic()
+    deadline, full_until = now + WAIT_S, now + _FULL_WAIT_S
+    while True:
+        held = len(await run.held_by(victim.pid))
+        if held >= CONCURRENCY or (held and time.monotonic() > full_until):
+            return victim
         assert time.monotonic() < deadline, "the worker to strike never held a job"
         await asyncio.sleep(_POLL_S)
-    return victim
 
 
 async def _kill(run: Run) -> int:

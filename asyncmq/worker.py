@@ -23,15 +23,17 @@ import traceback
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from asyncmq import limits
 from asyncmq.backends.base import UnreadableJob, WorkerInfo
 from asyncmq.backoff import Backoff
 from asyncmq.conf import settings
 from asyncmq.context import JobContext, _current
 from asyncmq.core.event import Event
 from asyncmq.core.seam import event_emitter, hooks
-from asyncmq.errors import JobTimeoutError, NonRetryableError, ResultSerializationError
+from asyncmq.errors import InvalidJobError, JobTimeoutError, NonRetryableError, ResultSerializationError
 from asyncmq.job import Job, JobState, check_storable
 from asyncmq.logging import get_logger
 from asyncmq.registry import get_task
@@ -72,6 +74,10 @@ def _error_record(exc: BaseException) -> dict[str, str]:
     }
 
 
+def _slots(value: object, what: str) -> int | None:
+    return None if value is None else limits.integer(value, what, 1, limits.MAX_CONCURRENCY)
+
+
 class Worker:
     """Runs one queue's jobs until stopped (`stop()`, SIGTERM/SIGINT) or, in burst mode,
     until nothing is left to run."""
@@ -82,17 +88,24 @@ class Worker:
         *,
         concurrency: int | None = None,
         burst: bool = False,
-        shutdown_grace: float | None = None,
+        shutdown_grace: float | timedelta | None = None,
         claim_batch: int | None = None,
         handle_signals: bool = True,
     ) -> None:
+        """`concurrency` (default the queue's), `claim_batch` (default `claim_batch_size`) and
+        `shutdown_grace` (seconds or a `timedelta`; default `shutdown_grace_seconds`) are checked
+        here: a bad one raises an `InvalidJobError` (a `ValueError`) naming it."""
+        try:
+            concurrency = _slots(concurrency, "concurrency")
+            claim_batch = _slots(claim_batch, "claim_batch")
+            grace_s = limits.seconds(shutdown_grace, "shutdown_grace")
+        except InvalidJobError as exc:
+            raise type(exc)(f"worker of queue {queue.name!r}: {exc}") from None
         self.queue = queue
         self.backend = queue.backend
         self.concurrency = concurrency or queue.concurrency
         self.burst = burst
-        self.shutdown_grace_s = (
-            shutdown_grace if shutdown_grace is not None else settings.shutdown_grace_seconds
-        )
+        self.shutdown_grace_s = grace_s if grace_s is not None else settings.shutdown_grace_seconds
         self.claim_batch = claim_batch or settings.claim_batch_size
         self.handle_signals = handle_signals
         self.scheduler = Scheduler(queue)

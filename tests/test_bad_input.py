@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,31 @@ def test_a_ten_megabyte_queue_name_is_refused_with_a_short_message() -> None:
 def test_a_queue_with_a_bad_option_is_refused_naming_it(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match="queue 'bad': " + message):
         Queue("bad", backend=InMemoryBackend(), **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be an integer from 1 to 100000, got 0"),
+        ({"concurrency": -3}, "concurrency must be an integer from 1 to 100000, got -3"),
+        ({"concurrency": "5"}, "concurrency must be an integer from 1 to 100000, got '5'"),
+        ({"claim_batch": 0}, "claim_batch must be an integer from 1 to 100000, got 0"),
+        ({"claim_batch": 2.5}, "claim_batch must be an integer from 1 to 100000, got 2.5"),
+        ({"shutdown_grace": -1}, "shutdown_grace must be >= 0 seconds, got -1"),
+        ({"shutdown_grace": NAN}, "shutdown_grace must be a finite number of seconds"),
+    ],
+)
+def test_a_worker_with_a_bad_option_is_refused_naming_it(options: dict[str, Any], message: str) -> None:
+    queue = Queue("bad", backend=InMemoryBackend())
+    with pytest.raises(ValueError, match=re.escape(f"worker of queue 'bad': {message}")):
+        queue.worker(**options)
+
+
+def test_a_worker_takes_its_options_in_their_units() -> None:
+    worker = Queue("good", backend=InMemoryBackend()).worker(
+        concurrency=3, claim_batch=7, shutdown_grace=timedelta(seconds=2)
+    )
+    assert (worker.concurrency, worker.claim_batch, worker.shutdown_grace_s) == (3, 7, 2.0)
 
 
 @pytest.mark.parametrize("name", ["emails", "emails.high", "tenant:42:emails", "a-b_c", "x" * 128])

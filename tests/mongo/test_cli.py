@@ -108,3 +108,16 @@ def test_bench_on_mongodb_writes_every_figure_and_removes_its_queues(
         assert database.jobs.count_documents({}) == 0
     finally:
         client.close()
+
+
+def test_credentials_the_server_does_not_check_are_one_line_not_a_traceback(database_url: str) -> None:
+    """nx-27017 has no authentication: PyMongo's SCRAM exchange then fails on a reply it does
+    not expect (a `KeyError` deep in the driver), which must reach the user as one line."""
+    parts = urlsplit(database_url)
+    with_user = urlunsplit(parts._replace(netloc=f"bob:s3cret@{parts.netloc}"))
+    result = invoke("queue", "list", "--backend", with_user)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert "s3cret" not in result.output
+    assert "authentication" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

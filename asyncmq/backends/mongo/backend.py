@@ -295,12 +295,18 @@ class MongoBackend(BaseBackend):
                 for name, indexes in _INDEXES.items():
                     for keys, options in indexes:
                         await database[name].create_index(keys, **options)
-            except PyMongoError as exc:
+            except (PyMongoError, KeyError) as exc:
                 where = redacted_url(self._uri) if self._uri else "the given client"
                 if self._uri is not None:  # ours: closed, so a failed connect leaves no sockets
                     await _maybe_await(self._client.close())
                     self._client = None
-                raise ConfigurationError(f"cannot use MongoDB at {where}: {exc}") from exc
+                why = str(exc)
+                if isinstance(exc, KeyError):  # PyMongo's SCRAM exchange, on a reply it did not expect
+                    why = (
+                        f"authentication failed: the server's answer had no {exc} field; does it "
+                        "check credentials at all? Leave them out of the URL for a server without them"
+                    )
+                raise ConfigurationError(f"cannot use MongoDB at {where}: {why}") from exc
             self._counts = CountsWriter(self.queues_, self.jobs, self.record_operation)
             self._waker = Waker(
                 {

@@ -209,6 +209,9 @@ class BaseBackend(ABC):
     #: Whether `enqueue` stores jobs with parents (`Job.deps`), and each step that ends a job
     #: releases or fails its children in that step (`asyncmq.dependencies`).
     supports_dependencies: bool = False
+    #: Whether a job may depend on a job of another queue (a flow across queues): False where
+    #: one atomic step cannot reach two queues (a Redis Cluster keeps each in its own slot).
+    cross_queue_dependencies: bool = True
 
     def __init__(self) -> None:
         #: Round trips to the server by operation, counted by backends that make them.

@@ -4,13 +4,14 @@ otherwise fails, frees or keeps its children by their policy."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 import asyncmq
 from asyncmq import FlowJob, FlowProducer, JobState, Queue
-from asyncmq.errors import InvalidJobError, UnknownParentError, UnsupportedError
+from asyncmq.errors import InvalidJobError, JobFailedError, UnknownParentError, UnsupportedError
 from tests.conformance.support import EventRecorder, always_fail, counts, noop
 
 #: What each `remember` run saw, by its argument.
@@ -163,6 +164,15 @@ async def test_a_flow_across_queues_is_stored_in_one_call_and_runs_parents_first
     extract = FlowJob(GIVE, args=[{"rows": 10}])
     transform = FlowJob(REMEMBER, args=[key := f"{queue.name}-flow"], depends_on=[extract])
     load = FlowJob(NOOP, queue=other.name, depends_on=[transform])
+    if not queue.backend.cross_queue_dependencies:  # one atomic step cannot reach two queues
+        with pytest.raises(UnsupportedError, match="keep the flow in one queue"):
+            await FlowProducer(queue.backend).add_flow(queue.name, [load, transform, extract])
+        parent = await queue.add(NOOP)
+        with pytest.raises(UnsupportedError, match="must share one queue"):
+            await other.add(NOOP, depends_on=[parent])
+        assert await queue.counts() == counts(waiting=1)
+        assert await other.counts() == counts()
+        return
     # Children first: the producer puts them in order.
     ids = await FlowProducer(queue.backend).add_flow(queue.name, [load, transform, extract])
     assert ids == [load.id, transform.id, extract.id]
@@ -175,6 +185,22 @@ async def test_a_flow_across_queues_is_stored_in_one_call_and_runs_parents_first
     assert await _status(other, load.id) is JobState.WAITING
     await _drain(other)
     assert await other.counts() == counts(completed=1)
+    await other.backend.delete_queue(other.name)
+
+
+async def test_a_failed_parent_fails_its_child_in_another_queue_and_wakes_the_childs_result_waiter(
+    queue: Queue, events: EventRecorder
+) -> None:
+    if not queue.backend.cross_queue_dependencies:
+        pytest.skip(f"the {queue.backend.name} backend keeps dependencies within one queue")
+    other = Queue(f"{queue.name}-next", backend=queue.backend)
+    parent = await queue.add(FAIL)
+    child = await other.add(NOOP, depends_on=[parent])
+    grandchild = await other.add(NOOP, depends_on=[child])
+    with pytest.raises(JobFailedError, match="ParentFailedError"):  # woken by the cascade
+        await asyncio.gather(other.result(grandchild, timeout=30), _drain(queue))
+    assert await other.counts() == counts(failed=2)
+    assert [p["id"] for p in events.of("job:failed")] == [parent]  # the events of its own queue
     await other.backend.delete_queue(other.name)
 
 

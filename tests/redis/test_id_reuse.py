@@ -90,15 +90,15 @@ async def test_a_recovery_sent_again_after_a_lost_reply_returns_the_jobs_it_took
     await backend.claim(queue_name, "gone", 10, 0.01, time.time(), None)
     recovery = stall_recovery(1, KEEP)
 
-    async def recover(recovery_id: str) -> list[str | list[str]]:  # [dropped], id, record, ...
+    async def recover(recovery_id: str) -> list[str | list[str]]:  # [dropped], [failed], id, record, ...
         plan = (recovery.requeue.wire, recovery.fail.wire, 1)
         return await backend._run("recover", queue_name, *plan, later, 1000, 60, 100, recovery_id)  # type: ignore[no-any-return]
 
     later = repr(time.time() + 1)
     first = await recover("recovery-1")
     resent = await recover("recovery-1")
-    assert len(first) == len(resent) == 3
-    assert first[:2] == [[], job_id]
+    assert len(first) == len(resent) == 4
+    assert first[:3] == [[], [], job_id]
     assert resent == first  # the resend reports the same recovered job, for its job:stalled event
-    assert await recover("recovery-2") == [[]]
+    assert await recover("recovery-2") == [[], []]
     assert (await queue.get_job(job_id)).status == "waiting"

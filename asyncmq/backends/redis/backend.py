@@ -6,6 +6,8 @@ Layout, per queue, all under the hash tag `{queue}` so a queue lives in one clus
     <prefix>:{q}:waiting       zset, score priority * 2^40 + arrival sequence (claim order)
     <prefix>:{q}:since         zset, ready_at of each waiting job (oldest waiting age)
     <prefix>:{q}:delayed       zset, score delay_until
+    <prefix>:{q}:blocked       zset, score when it was added: jobs waiting for their parents
+                               (`asyncmq.dependencies`; the job's `deps` field, common.lua)
     <prefix>:{q}:active        zset, score lease_until (stalled jobs are the lowest)
     <prefix>:{q}:<finished>    zsets completed/failed/expired/cancelled, score the end of the
                                result retention, when the job hash's own TTL deletes it
@@ -56,7 +58,8 @@ from asyncmq.backends.base import (
 )
 from asyncmq.backends.redis.lane import ScriptLane, lane_settings
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.dependencies import split_ref
+from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentError, UnsupportedError
 from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
@@ -94,6 +97,7 @@ _REDIS_TICK_S = 0.1  # how late Redis may end a blocking wait: 1 / its default `
 _SCRIPTS = (
     "enqueue", "claim", "fail", "finish", "release", "heartbeat", "progress", "promote",
     "recover", "transition", "remove", "drain", "purge", "repeatable", "watch", "dedup", "holder",
+    "depend",
 )  # fmt: skip
 #: How long the pop that reads a process's ended jobs blocks before it checks anyone still waits.
 _ENDED_POP_S = 5.0
@@ -154,6 +158,11 @@ def _failed_unreadable(job: UnreadableJob, flat: Sequence[str], now: float) -> J
     return replace(job, reason=reason).failed(now)
 
 
+def _cascaded(records: Sequence[Sequence[str]]) -> list[Job]:
+    """The jobs a script failed because a parent ended (`end_children` in common.lua)."""
+    return [job for job in map(_decode, records) if job is not None]
+
+
 def _whole_seconds(ttl_s: float) -> int:
     """EXPIRE takes whole seconds, at least one."""
     return max(math.ceil(ttl_s), 1)
@@ -189,6 +198,7 @@ class RedisBackend(BaseBackend):
     """
 
     name = "redis"
+    supports_dependencies = True
 
     def __init__(
         self,
@@ -211,6 +221,8 @@ class RedisBackend(BaseBackend):
         self.prefix = prefix
         self.max_connections = max_connections
         self.cluster = cluster
+        #: A script reaches one cluster slot, and each queue has its own.
+        self.cross_queue_dependencies = not cluster
         self.retries = retries
         self.events_maxlen = events_maxlen
         self._scripts: dict[str, AsyncScript] = {}
@@ -351,6 +363,8 @@ class RedisBackend(BaseBackend):
         self.refuse_connection(connection)
         if not jobs:
             return []
+        if any(job.deps for job in jobs):
+            return await self._enqueue_with_deps(jobs)
         if len(jobs) == 1:  # the common `await queue.add(...)`: skip the batching below
             job = jobs[0]
             await self._remember_queue(job.queue)
@@ -368,6 +382,30 @@ class RedisBackend(BaseBackend):
                 for index, flag in zip(chunk, flags, strict=True):
                     stored[index] = bool(flag)
         return stored
+
+    async def _enqueue_with_deps(self, jobs: Sequence[Job]) -> list[bool]:
+        """A call holding jobs with parents: one script (depend.lua) for all of it, so a missing
+        parent stores nothing and a flow is never half stored."""
+        queues = {job.queue for job in jobs}
+        queues.update(split_ref(parent)[0] for job in jobs for parent in (job.deps or {}).get("parents", ()))
+        if len(queues) > 1 and not self.cross_queue_dependencies:
+            raise UnsupportedError(
+                f"on a Redis Cluster, jobs that depend on each other must share one queue (this call "
+                f"spans {sorted(queues)}): each queue lives in its own slot, which one atomic step "
+                "cannot cross; keep the flow in one queue. Nothing was stored"
+            )
+        for queue in sorted(queues):
+            await self._remember_queue(queue)
+        entries = orjson.dumps([[job.queue, *_enqueue_entry(job)] for job in jobs])
+        reply = await self._run("depend", jobs[0].queue, repr(time.time()), entries)
+        if reply[0] == 0:
+            child, queue, parent = reply[1:]
+            raise UnknownParentError(
+                f"job {child} depends on job {parent} of queue {queue!r}, which does not exist: "
+                "nothing was stored"
+            )
+        self.failed_by_parents(_cascaded(reply[2]))
+        return [bool(flag) for flag in reply[1]]
 
     # -- deduplication ----------------------------------------------------------------
     async def enqueue_deduplicated(
@@ -422,9 +460,10 @@ class RedisBackend(BaseBackend):
         for queue in {job.queue for job in jobs}:
             indexes = [index for index, job in enumerate(jobs) if job.queue == queue]
             triples = chain.from_iterable((jobs[i].id, jobs[i].token, jobs[i].reason) for i in indexes)
-            flags = await self._run("fail", queue, repr(now), ttl, retention.keep, *triples)
+            flags, cascaded = await self._run("fail", queue, repr(now), ttl, retention.keep, *triples)
             for index, flag in zip(indexes, flags, strict=True):
                 failed[index] = bool(flag)
+            self.failed_by_parents(_cascaded(cascaded))
         return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
@@ -447,7 +486,7 @@ class RedisBackend(BaseBackend):
         ttl = _whole_seconds(retention.ttl_s)
         for queue, indexes in by_queue.items():
             outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
-            flags = await self._run(
+            flags, cascaded = await self._run(
                 "finish",
                 queue,
                 repr(time.time()),
@@ -459,12 +498,16 @@ class RedisBackend(BaseBackend):
             )
             for index, flag in zip(indexes, flags, strict=True):
                 accepted[index] = bool(flag)
+            if cascaded:
+                self.failed_by_parents(_cascaded(cascaded))
         return accepted
 
     async def release(self, jobs: Sequence[Job], transition: Transition, now: float) -> None:
         for queue in {job.queue for job in jobs}:
             pairs = chain.from_iterable((job.id, job.token) for job in jobs if job.queue == queue)
-            await self._run("release", queue, transition.wire, repr(now), *pairs)
+            self.failed_by_parents(
+                _cascaded(await self._run("release", queue, transition.wire, repr(now), *pairs))
+            )
 
     async def heartbeat(self, worker: WorkerInfo, jobs: Sequence[Job], lease_until: float) -> list[str]:
         await self._remember_queue(worker.queue)
@@ -528,8 +571,9 @@ class RedisBackend(BaseBackend):
         )
         for job_id in replies[0]:
             log.error("active job %s of queue %r lost its record; dropped", job_id, queue)
+        self.failed_by_parents(_cascaded(replies[1]))
         recovered = []
-        for i in range(1, len(replies), 2):
+        for i in range(2, len(replies), 2):
             found = _read(queue, replies[i], replies[i + 1])
             if isinstance(found, Job):
                 recovered.append(found)
@@ -589,7 +633,8 @@ class RedisBackend(BaseBackend):
             if _MALFORMED not in str(exc):
                 raise
             raise MalformedJobError(str(exc).split(" script:", 1)[0]) from None
-        return _decode(reply)
+        self.failed_by_parents(_cascaded(reply[1]))
+        return _decode(reply[0])
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         fields = await self._timed("get_job", self.client.hgetall(self._base(queue) + "job:" + job_id))

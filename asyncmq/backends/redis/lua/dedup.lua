@@ -26,7 +26,7 @@ if id ~= replaced and redis.call('EXISTS', key) == 1 then return {0} end
 if replaced then -- as remove.lua, and its result waiters are told it is gone
   unindex(replaced, 'delayed')
   redis.call('DEL', job_key(replaced))
-  ended[#ended + 1] = replaced
+  job_ended(replaced)
   wake_result_waiters()
 end
 redis.call('HSET', key, unpack(job, 5))

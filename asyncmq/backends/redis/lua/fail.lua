@@ -1,6 +1,7 @@
 -- ARGV: now, ttl, keep, then id, token, reason triples: claimed jobs whose records the
 -- caller cannot read. Fails each still active under that token (compared as stored, garbage
--- or not), with its reason, adding to `failed`. Returns one flag per job.
+-- or not), with its reason, adding to `failed`. Returns {one flag per job, the records of
+-- the jobs their end failed (see `end_children`)}.
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 for i = 4, #ARGV, 3 do
@@ -16,4 +17,4 @@ for i = 4, #ARGV, 3 do
 end
 wake_result_waiters()
 save_totals()
-return out
+return {out, cascaded}

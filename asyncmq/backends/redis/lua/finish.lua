@@ -4,14 +4,16 @@
 -- the total each status adds to (`asyncmq.transitions.OUTCOME_TOTALS`).
 -- A job is stored only while it is active under that token: a stale worker's outcome is
 -- refused. An outcome sent again (its reply was lost) finds its own `settled_token` and is
--- reported stored, not refused. Returns one flag per job.
+-- reported stored, not refused. A job that ends (a finished status) with a stored `deps`
+-- field ends its children's wait in this script (`end_children`). Returns {one flag per job,
+-- the records of the jobs its end failed}.
 local MUTABLE, TOTAL_OF = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
 local now, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, woke, trimmed = {}, false, {}
 for j, outcome in ipairs(cjson.decode(ARGV[4])) do
   local id, token, status = outcome[1], outcome[2], outcome[3]
   local key = job_key(id)
-  local stored = redis.call('HMGET', key, 'token', 'task')
+  local stored = redis.call('HMGET', key, 'token', 'task', 'deps')
   if stored[1] == token and redis.call('ZREM', base .. 'active', id) == 1 then
     redis.call('HINCRBY', key, 'token', 1)
     count(stored[2], TOTAL_OF[status])
@@ -30,6 +32,7 @@ for j, outcome in ipairs(cjson.decode(ARGV[4])) do
     else
       push_finished(id, status, redis.call('HGET', key, 'finished_at'), ttl)
       trimmed[status] = true
+      if stored[3] then end_children(id, status, stored[3], redis.call('HGET', key, 'result'), now, ttl, keep) end
     end
     out[j] = 1
   elseif redis.call('HGET', key, 'settled_token') == token then
@@ -42,4 +45,4 @@ for status in pairs(trimmed) do trim_finished(status, keep) end
 if woke then wake_workers() end
 wake_result_waiters()
 save_totals()
-return out
+return {out, cascaded}

@@ -2,8 +2,10 @@
 
 It promotes delayed jobs when they are due (a repeatable's occurrence is a delayed job, and
 its promotion is what fires the schedule), stores each schedule's next occurrence, recovers
-jobs whose worker vanished and purges finished jobs past their retention. Every worker runs
-one (`Worker.run`); any number may run at once, since each step is atomic in the backend.
+jobs whose worker vanished, purges finished jobs past their retention and repairs the
+dependencies a dead process left half released (`BaseBackend.repair_dependencies`). Every
+worker runs one (`Worker.run`); any number may run at once, since each step is atomic in the
+backend.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Scheduler:
             "repeat": (_REPAIR_EVERY_S, self._repair_repeatables),
             "stall": (self.queue.lease_s / 2, self._recover_stalled),
             "purge": (_PURGE_EVERY_S, self._purge),
+            "dependencies": (_REPAIR_EVERY_S, self._repair_dependencies),
         }
         due = dict.fromkeys(duties, 0.0)
         while True:
@@ -158,6 +161,9 @@ class Scheduler:
             event_emitter.emit_job(Event.JOB_STALLED, job)
             if job.status is JobState.FAILED:
                 event_emitter.emit_job(Event.JOB_FAILED, job)
+
+    async def _repair_dependencies(self, now: float) -> None:
+        await self.backend.repair_dependencies(self.queue.name, now)
 
     async def _purge(self, now: float) -> None:
         await self.backend.purge_finished(self.queue.name, now, self.queue.retention)

@@ -332,6 +332,13 @@ class BaseBackend(ABC):
         """Take back active jobs whose lease ended by `recovery.transition_for(job.stalls)`,
         each in the same atomic step as finding it; return them as they are now."""
 
+    async def repair_dependencies(self, queue: str, now: float) -> None:
+        """Apply to the blocked jobs of `queue` the ends of parents that never reached them. A
+        backend whose end of a job and release of its children are separate steps (MongoDB:
+        no transaction) loses the release when its process dies between them; the scheduler
+        calls this every 30 s, so such a child waits one period more, never for good. This
+        default has nothing to repair: the end and the release are one step."""
+
     @abstractmethod
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
         """Store a schedule unless its key exists; `False` if it did."""

@@ -22,13 +22,14 @@ other backend stores, whatever the values (integers past 64 bits, keys BSON refu
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -46,9 +47,12 @@ from asyncmq.backends.base import (
     schedule_record,
 )
 from asyncmq.backends.mongo.counts import COUNTED, SHARDS, CountsWriter, Move, read_totals
+from asyncmq.backends.mongo.deps import FIELDS as DEPS_FIELDS
+from asyncmq.backends.mongo.deps import children_clause, deps_fields, read_deps
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.dependencies import add_child, children_of, parent_ended, ref, split_ref
+from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentError
 from asyncmq.job import (
     FIELD_KINDS,
     OUTCOME_FIELDS,
@@ -72,9 +76,12 @@ __all__ = ["MongoBackend", "mongo_backend_from_url"]
 
 log = get_logger(__name__)
 
-_JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "json")
+#: `deps` is stored as fields of its own (`asyncmq.backends.mongo.deps`).
+_JSON_FIELDS = frozenset(name for name, kind in FIELD_KINDS.items() if kind == "json") - {"deps"}
 #: What a job document holds besides the job's own fields.
-_DOCUMENT_ONLY = ("_id", "seq", "settled_token", "moved_by", "enqueued_by", "expire_at")
+_DOCUMENT_ONLY = frozenset(
+    {"_id", "seq", "settled_token", "moved_by", "enqueued_by", "expire_at", *DEPS_FIELDS}
+)
 _FINISHED = sorted(state.value for state in TERMINAL_STATES)
 _STATES = [state.value for state in JobState]
 _RECOVER_BATCH = 1000
@@ -83,6 +90,8 @@ _STAMPS_KEPT = 4
 #: Tries of an insert that lost its connection (each waits twice as long: 0.1, 0.2 s).
 _INSERT_TRIES = 3
 _TRIM_BATCH = 5000
+#: The totals a stored job adds to: failed at its add (a parent's end) or not.
+_ADDED_TOTALS = {False: ("enqueued",), True: ("enqueued", "failed")}
 #: A finished job's TTL index date is left out past this (the datetime range ends in 9999).
 _MAX_TTL_S = 1e10
 _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
@@ -103,6 +112,10 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
             [("queue", 1), ("status", 1), ("finished_at", 1)],
             {"name": "finished", "partialFilterExpression": {"status": {"$in": _FINISHED}}},
         ),
+        (
+            [("queue", 1), ("seq", 1)],
+            {"name": "blocked", "partialFilterExpression": {"status": "blocked"}},
+        ),
         ([("expire_at", 1)], {"name": "expire_at", "expireAfterSeconds": 0}),
     ],
     "queues": [([("queue", 1)], {"name": "queue"})],
@@ -114,6 +127,15 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
 _PENDING_S = 10.0
 #: Tries of a deduplicated enqueue that keeps losing the key's compare-and-set to others.
 _DEDUP_TRIES = 50
+#: Tries of a child's release that keeps losing its compare-and-set to other releases of it.
+_RELEASE_TRIES = 20
+#: The blocked jobs `repair_dependencies` reads at a time.
+_REPAIR_BATCH = 1000
+#: At most one repair pass per queue in this time, whatever the number of schedulers.
+_REPAIR_TURN_S = 20.0
+#: A blocked job younger than this whose parent is missing is left alone by the repair pass:
+#: its flow's parents may still be on their way (a flow is one unordered insert).
+_GONE_AFTER_S = 60.0
 
 
 class _Sequence:
@@ -142,6 +164,13 @@ def _job_or_reason(document: dict[str, Any]) -> Job | str:
             record[name] = orjson.loads(record[name])
         except (orjson.JSONDecodeError, TypeError):
             return malformed_reason(f"job document {document.get('_id')!r}", name, record[name])
+    try:
+        deps = read_deps(document)
+    except (TypeError, ValueError):
+        shown = {name: document[name] for name in DEPS_FIELDS if name in document}
+        return malformed_reason(f"job document {document.get('_id')!r}", "deps", shown)
+    if deps is not None:
+        record["deps"] = deps
     try:
         return Job.from_record(record)
     except MalformedJobError as exc:
@@ -181,12 +210,14 @@ def _outcome_move(job: Job) -> Move:
 
 def _counted_as(document: dict[str, Any]) -> JobState | None:
     """The live state a job whose status was overwritten was counted in, by the fields each
-    state sets: a finish time (finished: not counted), a worker (active), a due time and no
-    ready time (delayed), otherwise waiting."""
+    state sets: a finish time (finished: not counted), a worker (active), parents pending and
+    no ready time (blocked), a due time and no ready time (delayed), otherwise waiting."""
     if document.get("finished_at") is not None:
         return None
     if document.get("worker_id") is not None:
         return JobState.ACTIVE
+    if document.get("deps_pending") and document.get("ready_at") is None:
+        return JobState.BLOCKED
     if document.get("delay_until") is not None and document.get("ready_at") is None:
         return JobState.DELAYED
     return JobState.WAITING
@@ -220,6 +251,56 @@ def _moved_by(stamp: str) -> dict[str, Any]:
     return {"moved_by": {"$each": [stamp], "$slice": -_STAMPS_KEPT}}
 
 
+def _parent_view(reference: str, document: Mapping[str, Any]) -> Job:
+    """A stored parent as `asyncmq.dependencies.parent_ended` reads it: its status (one that is
+    no state reads as not ended) and, completed, its result."""
+    queue, job_id = split_ref(reference)
+    try:
+        status = JobState(document["status"])
+    except (KeyError, ValueError):
+        status = JobState.WAITING
+    result = None
+    if status is JobState.COMPLETED and type(document.get("result")) is str:
+        try:
+            result = orjson.loads(document["result"])
+        except orjson.JSONDecodeError:
+            log.error("job document %r has a malformed result: its children get None", reference)
+    return Job(job_id, queue, "?", status=status, result=result)
+
+
+def _stored_children(document: Mapping[str, Any]) -> list[str]:
+    """The children a job's document names (none when the field is not a list of text)."""
+    children = document.get("deps_children")
+    if type(children) is not list or not all(type(child) is str for child in children):
+        return []
+    return children
+
+
+class _End(NamedTuple):
+    """A job that ended (`parent`: its queue, id, status and result), the children its document
+    named when it ended, and whether it is gone rather than ended (`repair_dependencies`)."""
+
+    parent: Job
+    children: list[str]
+    gone: bool = False
+
+
+def _refuse_unknown(wanted: Mapping[str, str], found: Mapping[str, Any]) -> None:
+    """`UnknownParentError` for the first of the parents `wanted` (parent -> a child naming it)
+    not `found`."""
+    for parent, child_id in wanted.items():
+        if parent not in found:
+            queue, parent_id = split_ref(parent)
+            raise UnknownParentError(
+                f"job {child_id} depends on job {parent_id} of queue {queue!r}, which does not "
+                "exist: nothing was stored"
+            )
+
+
+def _number(value: Any) -> float:
+    return float(value) if type(value) in (int, float) else 0.0
+
+
 def _pairs(jobs: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
     """A filter clause per (document id, token): matches each job only while unchanged."""
     return [{"_id": key, "token": token} for key, token in jobs]
@@ -236,6 +317,7 @@ class MongoBackend(BaseBackend):
     """
 
     name = "mongodb"
+    supports_dependencies = True
 
     def __init__(
         self,
@@ -438,8 +520,10 @@ class MongoBackend(BaseBackend):
     def _document(self, job: Job, now: float) -> dict[str, Any]:
         document: dict[str, Any] = {"_id": f"{job.queue}/{job.id}"}
         for name, value in job.to_record().items():
-            if value is not None:
+            if value is not None and name != "deps":
                 document[name] = _encode(name, value)
+        if job.deps:
+            document.update(deps_fields(job.deps))
         joins_line_at = job.delay_until if job.status is JobState.DELAYED and job.delay_until else now
         document["seq"] = self._seq.at(joins_line_at)
         return document
@@ -455,6 +539,9 @@ class MongoBackend(BaseBackend):
         for queue in {job.queue for job in jobs}:
             await self._remember_queue(queue)
         now, stamp = time.time(), new_job_id()
+        linked: dict[str, list[str]] = {}
+        if any(job.deps for job in jobs):
+            jobs, linked = await self._depend(jobs, now)
         documents = [{**self._document(job, now), "enqueued_by": stamp} for job in jobs]
         refused = await self._insert(documents, stamp)
         stored = [index not in refused for index in range(len(jobs))]
@@ -462,12 +549,266 @@ class MongoBackend(BaseBackend):
             self._moved(
                 queue,
                 (
-                    Move(None, job.status, job.task, ("enqueued",))
+                    Move(None, job.status, job.task, _ADDED_TOTALS[job.status is JobState.FAILED])
                     for job, ok in zip(jobs, stored, strict=True)
                     if ok and job.queue == queue
                 ),
             )
+        if linked:
+            refs = {ref(job.queue, job.id) for job, ok in zip(jobs, stored, strict=True) if ok}
+            await self._parents_ended_meanwhile(linked, refs, now)
+        self.failed_by_parents(
+            [job for job, ok in zip(jobs, stored, strict=True) if ok and job.status is JobState.FAILED]
+        )
         return stored
+
+    # -- dependencies (`asyncmq.dependencies`) ----------------------------------------
+    # MongoDB has no transaction here: a parent's end and its children's release are separate
+    # steps, each one document's atomic update, made safe by their order rather than by one
+    # step. A producer appends a child to its stored parents (`deps_children`) before storing
+    # it and looks at those parents again after (`_parents_ended_meanwhile`); a step that ends
+    # a job writes it only while it has the children it knows of (`children_clause`), then
+    # releases each (`_apply_ends`). So a parent ending at the same moment is seen by one side
+    # or both (a release is idempotent), and a process that dies between the two steps leaves
+    # children blocked until the scheduler's `repair_dependencies`, never for good.
+    async def _depend(self, jobs: Sequence[Job], now: float) -> tuple[list[Job], dict[str, list[str]]]:
+        """The call's jobs as they are to be stored (copies): each child resolved by its parents
+        that ended, and recorded on those still pending, in the document of a parent earlier in
+        the call, else appended now to the stored parent's `deps_children`. Returns the jobs
+        and, by stored parent, the children appended to it. `UnknownParentError`, with nothing
+        stored, for a parent neither stored nor earlier in the call."""
+        earlier: set[str] = set()
+        wanted: dict[str, str] = {}  # stored parent -> the first child naming it
+        for job in jobs:
+            for parent in job.deps["parents"] if job.deps else ():
+                if parent not in earlier:
+                    wanted.setdefault(parent, job.id)
+            earlier.add(ref(job.queue, job.id))
+        found: dict[str, dict[str, Any]] = {}
+        if wanted:
+            query = {"_id": {"$in": list(wanted)}}
+            found = {
+                d["_id"]: d for d in await self._find("enqueue", self.jobs, query, {"status": 1, "result": 1})
+            }
+            _refuse_unknown(wanted, found)
+        in_call: dict[str, Job] = {}
+        linked: dict[str, list[str]] = {}
+        out = []
+        for job in jobs:
+            job = job.clone()
+            reference = ref(job.queue, job.id)
+            if job.deps:
+                job.deps = copy.deepcopy(job.deps)
+                self._resolve_at_add(job, in_call, found, linked, now)
+            in_call[reference] = job
+            out.append(job)
+        if linked:
+            appending = [
+                UpdateOne({"_id": parent}, {"$addToSet": {"deps_children": {"$each": children}}})
+                for parent, children in linked.items()
+            ]
+            result = await self._call("enqueue", self.jobs.bulk_write(appending, ordered=False))
+            if result.matched_count < len(linked):  # deleted since it was read
+                query = {"_id": {"$in": list(linked)}}
+                still = {d["_id"]: d for d in await self._find("enqueue", self.jobs, query, {"_id": 1})}
+                _refuse_unknown({parent: wanted[parent] for parent in linked}, still)
+        return out, linked
+
+    @staticmethod
+    def _resolve_at_add(
+        job: Job,
+        in_call: Mapping[str, Job],
+        found: Mapping[str, dict[str, Any]],
+        linked: dict[str, list[str]],
+        now: float,
+    ) -> None:
+        assert job.deps is not None
+        for reference in list(job.deps["pending"]):
+            parent = in_call.get(reference)
+            stored = parent is None
+            if parent is None:
+                parent = _parent_view(reference, found[reference])
+            parent_ended(job, parent, now)
+            if job.status is not JobState.BLOCKED:  # failed, or released: nothing more pending
+                return
+            if reference in job.deps["pending"]:
+                if stored:
+                    linked.setdefault(reference, []).append(ref(job.queue, job.id))
+                else:
+                    add_child(parent, job)
+
+    async def _parents_ended_meanwhile(
+        self, linked: Mapping[str, list[str]], stored: set[str], now: float
+    ) -> None:
+        """Look again at the stored parents the children just stored were appended to: one
+        that ended after it was read may have ended before the child was stored, when its
+        release found no child to release."""
+        query = {"_id": {"$in": list(linked)}, "status": {"$in": _FINISHED}}
+        ended = await self._find("enqueue", self.jobs, query, {"status": 1, "result": 1})
+        ends = []
+        for document in ended:
+            children = [child for child in linked[document["_id"]] if child in stored]
+            if children:
+                ends.append(_End(_parent_view(document["_id"], document), children))
+        if ends:
+            await self._apply_ends(ends, now)
+
+    async def _apply_ends(self, ends: list[_End], now: float) -> None:
+        """Apply each ended job's end to its children, and a failed child's to its own in turn;
+        then the `job:failed` events of the children that failed. Idempotent: a child no
+        longer blocked, or no longer waiting for that parent, is left as it is."""
+        failed: list[Job] = []
+        while ends:
+            end = ends.pop()
+            query = {
+                "_id": {"$in": end.children},
+                "status": "blocked",
+                "deps_pending": ref(end.parent.queue, end.parent.id),
+            }
+            documents = await self._find("dependencies", self.jobs, query)
+            for child in await asyncio.gather(*(self._child_end(d, end, now) for d in documents)):
+                if child is not None:
+                    failed.append(child)
+                    if grandchildren := children_of(child):
+                        ends.append(_End(child, grandchildren))
+        self.failed_by_parents(failed)
+
+    async def _child_end(self, document: dict[str, Any], end: _End, now: float) -> Job | None:
+        """Apply `end` to one blocked child (`asyncmq.dependencies.parent_ended`), compare-and-set
+        on its token: every change of a blocked job bumps it (no worker holds one to fence),
+        so a release of another parent made meanwhile makes this one read the child again.
+        Returns the child if it failed, as stored."""
+        reference = ref(end.parent.queue, end.parent.id)
+        for _ in range(_RELEASE_TRIES):
+            child = _job(document)
+            if child is None or child.deps is None:
+                return None
+            token, children, pending = child.token, children_of(child), list(child.deps["pending"])
+            failed = parent_ended(child, end.parent, now)
+            if child.status is JobState.BLOCKED and child.deps["pending"] == pending:
+                return None  # on_parent_failure="wait"
+            where: dict[str, Any] = {"_id": document["_id"], "status": "blocked", "token": token}
+            if failed:  # its own end reaches the children it has when it fails
+                where.update(children_clause(children))
+                if end.gone:
+                    child.error = {
+                        "type": "ParentFailedError",
+                        "message": f"parent job {end.parent.id} of queue {end.parent.queue!r} is gone: "
+                        "deleted before its end reached this job",
+                    }
+            released = await self._call(
+                "dependencies", self.jobs.update_one(where, self._release(child, end, failed, now))
+            )
+            if released.matched_count:
+                child.token += 1
+                self._moved(
+                    child.queue,
+                    [Move(JobState.BLOCKED, child.status, child.task, ("failed",) if failed else ())],
+                )
+                if failed:
+                    self._ended(child.queue, [child.id])
+                    return child
+                return None
+            query = {"_id": document["_id"], "status": "blocked", "deps_pending": reference}
+            document = await self._call("dependencies", self.jobs.find_one(query))
+            if document is None:
+                return None
+        log.warning(
+            "job %s kept changing while its parent's end reached it: left to the repair pass", document["_id"]
+        )
+        return None
+
+    def _release(self, child: Job, end: _End, failed: bool, now: float) -> dict[str, Any]:
+        """The update of a child that `end` reached, as `parent_ended` left it. A failed child
+        gets no `expire_at`: its queue's retention is not known here (it may be another queue),
+        and the purge of its queue's scheduler applies it."""
+        values: dict[str, Any] = {"status": child.status.value}
+        update: dict[str, Any] = {"$set": values, "$inc": {"token": 1}}
+        if failed:
+            values.update(finished_at=now, error=_encode("error", child.error))
+            return update
+        assert child.deps is not None
+        values["deps_pending"] = child.deps["pending"]
+        if child.status is JobState.WAITING:
+            values["ready_at"], values["seq"] = now, self._seq.at(now)
+        elif child.status is JobState.DELAYED:
+            values["seq"] = self._seq.at(child.delay_until or now)
+        if end.parent.status is JobState.COMPLETED:
+            update["$push"] = {"deps_results": [end.parent.id, _encode("result", end.parent.result)]}
+        return update
+
+    async def repair_dependencies(self, queue: str, now: float) -> None:
+        """Apply to the queue's blocked jobs the ends of their parents that never reached them (a
+        process that died between a parent's end and its children's release), and treat a
+        parent that is gone as one that ended without completing. One pass per queue every
+        `_REPAIR_TURN_S`, whichever scheduler comes first."""
+        await self.connect()
+        try:
+            turn = await self._call(
+                "repair",
+                self.queues_.update_one(
+                    {  # `$and`: nx-27017, the test server, reads `{_id, $or}` as `(_id and a) or b`
+                        "$and": [
+                            {"_id": f"{queue}#deps"},
+                            {
+                                "$or": [
+                                    {"repair_at": {"$exists": False}},
+                                    {"repair_at": {"$lte": now - _REPAIR_TURN_S}},
+                                ]
+                            },
+                        ]
+                    },
+                    {"$set": {"repair_at": now}, "$setOnInsert": {"queue": queue}},
+                    upsert=True,
+                ),
+            )
+        except DuplicateKeyError:
+            return  # another scheduler's turn
+        if not turn.matched_count and turn.upserted_id is None:
+            return
+        after: dict[str, Any] = {}
+        while True:
+            blocked = await self._find(
+                "repair",
+                self.jobs,
+                {"queue": queue, "status": "blocked", **after},
+                {"deps_pending": 1, "created_at": 1, "seq": 1},
+                sort=[("seq", 1), ("_id", 1)],
+                limit=_REPAIR_BATCH,
+            )
+            if blocked:
+                await self._repair(blocked, now)
+            if len(blocked) < _REPAIR_BATCH:
+                return
+            last = blocked[-1]  # pages in line order (`seq`), the id telling apart equal ones
+            after = {
+                "$or": [{"seq": {"$gt": last["seq"]}}, {"seq": last["seq"], "_id": {"$gt": last["_id"]}}]
+            }
+
+    async def _repair(self, blocked: list[dict[str, Any]], now: float) -> None:
+        waiting_on: dict[str, list[str]] = {}
+        for document in blocked:
+            pending = document.get("deps_pending")
+            for parent in pending if type(pending) is list else ():
+                if type(parent) is str:
+                    waiting_on.setdefault(parent, []).append(document["_id"])
+        query = {"_id": {"$in": list(waiting_on)}}
+        parents = {
+            d["_id"]: d for d in await self._find("repair", self.jobs, query, {"status": 1, "result": 1})
+        }
+        old = {d["_id"] for d in blocked if _number(d.get("created_at")) < now - _GONE_AFTER_S}
+        ends = []
+        for reference, children in waiting_on.items():
+            parent = parents.get(reference)
+            if parent is None:
+                children = [child for child in children if child in old]
+                if children:
+                    queue, job_id = split_ref(reference)
+                    ends.append(_End(Job(job_id, queue, "?", status=JobState.FAILED), children, gone=True))
+            elif parent.get("status") in _FINISHED:
+                ends.append(_End(_parent_view(reference, parent), children))
+        if ends:
+            await self._apply_ends(ends, now)
 
     async def _insert(self, documents: list[dict[str, Any]], stamp: str) -> set[int]:
         """Insert; return the indexes of documents whose id another call had taken."""
@@ -793,21 +1134,28 @@ class MongoBackend(BaseBackend):
     ) -> list[bool]:
         await self.connect()
         failed = []
-        for job in jobs:  # rare: one update each, to learn which were failed
+        ends = []
+        for job in jobs:  # rare: one update each, to learn which were failed (and their children)
             update = self._failure(job.reason, now, retention)
             if type(job.token) is int:
                 update["$inc"] = {"token": 1}
-            done = await self._call(
+            before = await self._call(
                 "fail_unreadable",
-                self.jobs.update_one(
-                    {"_id": f"{job.queue}/{job.id}", "status": "active", "token": job.token}, update
+                self.jobs.find_one_and_update(
+                    {"_id": f"{job.queue}/{job.id}", "status": "active", "token": job.token},
+                    update,
+                    projection={"deps_children": 1},
                 ),
             )
-            failed.append(bool(done.modified_count))
-            if done.modified_count:
+            failed.append(before is not None)
+            if before is not None:
                 self._moved(job.queue, [Move(JobState.ACTIVE, JobState.FAILED, job.task, ("failed",))])
+                if children := _stored_children(before):
+                    ends.append(_End(job.failed(now), children))
         for queue in {job.queue for job, ok in zip(jobs, failed, strict=True) if ok}:
             await self._trim(queue, JobState.FAILED.value, retention.keep)
+        if ends:
+            await self._apply_ends(ends, now)
         return failed
 
     async def wait_for_jobs(self, queue: str, timeout_s: float) -> None:
@@ -829,9 +1177,11 @@ class MongoBackend(BaseBackend):
             values["seq"] = self._seq.at(job.delay_until or now)
         elif (expire_at := _expire_at(job.finished_at, retention)) is not None:
             values["expire_at"] = expire_at
+        where: dict[str, Any] = {"_id": f"{job.queue}/{job.id}", "token": job.token}
+        if job.status in TERMINAL_STATES:  # an end, written only with the children it releases
+            where.update(children_clause(children_of(job)))
         return UpdateOne(
-            {"_id": f"{job.queue}/{job.id}", "token": job.token},
-            {"$set": values, "$unset": cleared, "$inc": {"token": 1}, "$push": _moved_by(stamp)},
+            where, {"$set": values, "$unset": cleared, "$inc": {"token": 1}, "$push": _moved_by(stamp)}
         )
 
     async def finish(self, jobs: Sequence[Job], retention: Retention) -> list[bool]:
@@ -839,25 +1189,10 @@ class MongoBackend(BaseBackend):
             return []
         await self.connect()
         stamp, now = new_job_id(), time.time()
-        ops = [self._outcome(job, retention, stamp, now) for job in jobs]
-        try:
-            result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
-            if result.matched_count < len(jobs):  # lost leases, or the same batch sent again
-                found = await self._find(
-                    "finish",
-                    self.jobs,
-                    {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
-                    {"settled_token": 1, "moved_by": 1},
-                )
-        except PyMongoError:  # which outcomes were stored, the stamp tells once the server answers
-            for queue in {job.queue for job in jobs}:
-                moves = {f"{j.queue}/{j.id}": _outcome_move(j) for j in jobs if j.queue == queue}
-                self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
-            raise
-        if result.matched_count == len(jobs):
+        settled = await self._store_outcomes(jobs, retention, stamp, now)
+        if settled is None:
             accepted, now_settled = [True] * len(jobs), [True] * len(jobs)
         else:
-            settled = {d["_id"]: d for d in found}
             accepted, now_settled = [], []
             for job in jobs:
                 document = settled.get(f"{job.queue}/{job.id}", {})
@@ -875,7 +1210,57 @@ class MongoBackend(BaseBackend):
             for state in {job.status for job in jobs if job.queue == queue and job.status in TERMINAL_STATES}:
                 await self._trim(queue, state.value, retention.keep)
             self._ended(queue, (j.id for j in jobs if j.queue == queue and j.status in TERMINAL_STATES))
+        ends = [
+            _End(job, children_of(job))
+            for job, ok in zip(jobs, accepted, strict=True)
+            if ok and job.status in TERMINAL_STATES and children_of(job)
+        ]
+        if ends:
+            await self._apply_ends(ends, now)
         return accepted
+
+    async def _store_outcomes(
+        self, jobs: Sequence[Job], retention: Retention, stamp: str, now: float
+    ) -> dict[str, dict[str, Any]] | None:
+        """Write the outcomes in one bulk write; `None` when every one was stored, else the
+        documents as they are after it (which were stored: their stamp tells). An end is written
+        only while the job has the children its worker's copy names (`_outcome`): a job that
+        gained children since its claim is written again with them, so that its end reaches
+        every child (a producer appends a child before it looks at the parent: see `_depend`)."""
+        writing = list(jobs)
+        while True:
+            try:
+                ops = [self._outcome(job, retention, stamp, now) for job in writing]
+                result = await self._call("finish", self.jobs.bulk_write(ops, ordered=False))
+                if result.matched_count == len(jobs):
+                    return None
+                # lost leases, the same batch sent again, or ends of jobs that gained children
+                found = await self._find(
+                    "finish",
+                    self.jobs,
+                    {"_id": {"$in": [f"{j.queue}/{j.id}" for j in jobs]}},
+                    {"settled_token": 1, "moved_by": 1, "status": 1, "token": 1, "deps_children": 1},
+                )
+            except PyMongoError:  # which outcomes were stored, the stamp tells once the server answers
+                for queue in {job.queue for job in jobs}:
+                    moves = {f"{j.queue}/{j.id}": _outcome_move(j) for j in jobs if j.queue == queue}
+                    self.counts_writer.after_lost_reply(queue, "moved_by", stamp, moves)
+                raise
+            settled = {d["_id"]: d for d in found}
+            writing = []
+            for job in jobs:
+                document = settled.get(f"{job.queue}/{job.id}", {})
+                children = _stored_children(document)
+                if (
+                    job.status in TERMINAL_STATES
+                    and document.get("status") == "active"
+                    and document.get("token") == job.token
+                    and children != children_of(job)
+                ):
+                    job.deps = {**(job.deps or {}), "children": children}
+                    writing.append(job)
+            if not writing:
+                return settled
 
     async def _trim(self, queue: str, status: str, keep: int) -> int:
         """Delete all but the newest `keep` jobs of a finished state, when there are more."""
@@ -1032,17 +1417,20 @@ class MongoBackend(BaseBackend):
             "recover", self.jobs, {"queue": queue, "status": {"$nin": _STATES}}, limit=_RECOVER_BATCH
         )
         failed = []
+        ends = []
         for document in lost:
             reason = (
                 f"job document {document['_id']!r} has a malformed status: {document.get('status')!r:.100}"
             )
             log.error("a job of queue %r fails: %s", queue, reason)
             update = self._failure(reason, now, retention)
-            done = await self._call(
-                "recover",
-                self.jobs.update_one({"_id": document["_id"], "status": document.get("status")}, update),
-            )
+            children = _stored_children(document)
+            where = {"_id": document["_id"], "status": document.get("status"), **children_clause(children)}
+            done = await self._call("recover", self.jobs.update_one(where, update))
             if done.modified_count:
+                if children:
+                    ended = Job(document["_id"].split("/", 1)[1], queue, "?", status=JobState.FAILED)
+                    ends.append(_End(ended, children))
                 self._moved(
                     queue, [Move(_counted_as(document), JobState.FAILED, _task(document), ("failed",))]
                 )
@@ -1050,6 +1438,8 @@ class MongoBackend(BaseBackend):
                 document.pop("lease_until", None)
                 document.pop("worker_id", None)
                 failed.append(document)
+        if ends:
+            await self._apply_ends(ends, now)
         return [job for document in failed if (job := _job(document)) is not None]
 
     @staticmethod
@@ -1093,9 +1483,10 @@ class MongoBackend(BaseBackend):
                     job_id, queue, document["token"], reason, _task(document)
                 )
             update["$push"] = _moved_by(stamp)
-            ops.append(
-                UpdateOne({"_id": document["_id"], "token": document["token"], "status": "active"}, update)
-            )
+            where = {"_id": document["_id"], "token": document["token"], "status": "active"}
+            if transition.target in TERMINAL_STATES:  # one that gained children meanwhile: next pass
+                where.update(children_clause(_stored_children(document)))
+            ops.append(UpdateOne(where, update))
             chosen.append(transition)
             moves[document["_id"]] = Move(JobState.ACTIVE, transition.target, _task(document), totals)
         recovering = self.jobs.bulk_write(ops, ordered=False)
@@ -1106,9 +1497,13 @@ class MongoBackend(BaseBackend):
         taken = [d["_id"] in ids for d in stalled]
         self._moved(queue, (moves[d["_id"]] for d, ok in zip(stalled, taken, strict=True) if ok))
         recovered: list[Job] = []
+        ends = []
         for document, transition, ok in zip(stalled, chosen, taken, strict=True):
             if not ok:
                 continue
+            if transition.target in TERMINAL_STATES and (children := _stored_children(document)):
+                ended = Job(document["_id"].split("/", 1)[1], queue, "?", status=transition.target)
+                ends.append(_End(ended, children))
             if document["_id"] in garbled:  # for the job:failed event
                 recovered.append(garbled[document["_id"]].failed(now))
                 continue
@@ -1118,6 +1513,8 @@ class MongoBackend(BaseBackend):
                 recovered.append(job)
         if any(transition.target in TERMINAL_STATES for transition in chosen):
             await self._trim(queue, JobState.FAILED.value, recovery.retention.keep)
+        if ends:
+            await self._apply_ends(ends, now)
         return recovered
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
@@ -1208,6 +1605,9 @@ class MongoBackend(BaseBackend):
         if transition.target in TERMINAL_STATES:
             await self._trim(queue, transition.target.value, retention.keep)
             self._ended(queue, [job_id])
+            if children := _stored_children(before):  # as stored at its end: the update returned them
+                ended = Job(job_id, queue, "?", status=transition.target)
+                await self._apply_ends([_End(ended, children)], now)
         return job
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
@@ -1228,6 +1628,7 @@ class MongoBackend(BaseBackend):
             JobState.WAITING: [("priority", 1), ("seq", 1)],
             JobState.DELAYED: [("delay_until", 1)],
             JobState.ACTIVE: [("lease_until", 1)],
+            JobState.BLOCKED: [("seq", 1), ("_id", 1)],
         }.get(state, [("finished_at", -1)])
         documents = await self._find(
             "list_jobs",

@@ -1,4 +1,4 @@
-"""Per-queue counts of live jobs (waiting, delayed, active) and the queue totals, kept beside
+"""Per-queue counts of live jobs (waiting, delayed, active, blocked) and the queue totals, kept beside
 the jobs in MongoDB.
 
 MongoDB changes one document atomically, not a job and a counter together, so the backend
@@ -62,7 +62,9 @@ __all__ = ["COUNTED", "SHARDS", "CountsWriter", "Move", "read_totals"]
 
 log = get_logger(__name__)
 
-COUNTED = frozenset({JobState.WAITING, JobState.DELAYED, JobState.ACTIVE})
+COUNTED = frozenset({JobState.WAITING, JobState.DELAYED, JobState.ACTIVE, JobState.BLOCKED})
+#: The states a job enters ready to be claimed or promoted: its queue's workers and scheduler wake.
+_WAKING = frozenset({JobState.WAITING, JobState.DELAYED})
 SHARDS = 16
 _RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _DUPLICATE_KEY = 11000
@@ -132,7 +134,7 @@ class CountsWriter:
         for state, n in moves.items():
             if state in COUNTED and n:
                 counter[state.value] += n
-                if n > 0 and state is not JobState.ACTIVE:
+                if n > 0 and state in _WAKING:
                     self._wake.add(queue)
         for (task, total), n in totals.items():
             counter[total_field(task, total)] += n
@@ -224,10 +226,14 @@ class CountsWriter:
                 ops.append(
                     UpdateOne(
                         # Not `{mark: {"$ne": sequence}}`: nx-27017, the test server, does
-                        # not match a field missing from an embedded document with it.
+                        # not match a field missing from an embedded document with it. And
+                        # `$and`, not `{_id, $or}`, which it reads as `(_id and a) or b`: the
+                        # counts of one queue went to another's document written alongside.
                         {
-                            "_id": f"{queue}#c{self.shard}",
-                            "$or": [{mark: {"$exists": False}}, {mark: {"$lt": sequence}}],
+                            "$and": [
+                                {"_id": f"{queue}#c{self.shard}"},
+                                {"$or": [{mark: {"$exists": False}}, {mark: {"$lt": sequence}}]},
+                            ]
                         },
                         {"$inc": moves, "$set": {mark: sequence}, "$setOnInsert": {"queue": queue}},
                         upsert=True,

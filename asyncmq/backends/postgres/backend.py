@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import itertools
 import os
 import time
@@ -36,7 +38,8 @@ from asyncmq.backends.base import (
 from asyncmq.backends.postgres import schema as pg_schema
 from asyncmq.backends.postgres.listener import Listener
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.errors import ConfigurationError, MalformedJobError
+from asyncmq.dependencies import add_child, parent_ended, ref, split_ref
+from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentError
 from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
@@ -136,16 +139,23 @@ def _placeholders(columns: Sequence[str], *, array: bool = True) -> str:
     )
 
 
-def _enqueue_sql(rows: str) -> str:
+def _enqueue_sql(rows: str, deps: bool = False) -> str:
     """Store `rows` (their columns `_ENQUEUE_COLUMNS`) and, in the same statement, count them
     (by state, and in their task's `enqueued` total) and wake the queues' workers (schedulers,
     for delayed ones). A trigger would do the same for every insert but cost a single job
-    ~45 us more (its call and transition table)."""
+    ~45 us more (its call and transition table). With `deps`, rows also have the columns
+    `deps`, `error` and `finished_at` (children failed at their add: counted `failed` too)."""
+    columns = (*_ENQUEUE_COLUMNS, "deps", "error", "finished_at") if deps else _ENQUEUE_COLUMNS
+    moved = (
+        "(SELECT queue, task, 'enqueued' AS total FROM added UNION ALL "
+        "SELECT queue, task, 'failed' FROM added WHERE status = 'failed') AS moved"
+    )
+    totaled = _count_sql(moved, "total") if deps else _count_sql("added", ("enqueued",))
     return f"""
         WITH added AS (
-            INSERT INTO {{s}}.jobs ({", ".join(_ENQUEUE_COLUMNS)}) {rows}
+            INSERT INTO {{s}}.jobs ({", ".join(columns)}) {rows}
             ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, status, task
-        ), totaled AS ({_count_sql("added", ("enqueued",))}
+        ), totaled AS ({totaled}
         ), counted AS (  -- after `totaled` (its count read first), as in every statement
             INSERT INTO {{s}}.counts AS c (queue, status, shard, n)
             SELECT queue, status, pg_backend_pid() % 16, count(*) FROM added
@@ -171,6 +181,36 @@ def _woken_sql(ended: str) -> str:
                 SELECT {{s}}.wake_result_waiters(array_agg(e.queue), array_agg(e.id)) AS n
                 FROM {ended} AS e WHERE e.status IN {_FINISHED_SQL}
             )"""
+
+
+def _freed_sql(ended: str, after: str = "") -> str:
+    """A CTE `freed` applying the end of each job of `ended` (its columns `queue`, `id`,
+    `status`, `result`, `finished_at`, `deps`) that has children to them (`parents_ended`, see
+    the schema's version 6), after the CTE `after` (the statement's totals) ran; its rows
+    (`job`) are the children it failed. A job without children costs a look at its `deps`.
+    The statement must read `freed` to run it."""
+    first = f" AND (SELECT count(*) FROM {after}) >= 0" if after else ""
+    return f""", freed AS (
+                SELECT {{s}}.parents_ended(jsonb_agg(jsonb_build_object(
+                    'queue', e.queue, 'id', e.id, 'status', e.status, 'result', e.result,
+                    'children', e.deps -> 'children'
+                )), coalesce(max(e.finished_at), extract(epoch FROM clock_timestamp()))) AS job
+                FROM {ended} AS e WHERE e.deps ? 'children' AND e.status IN {_FINISHED_SQL}{first}
+                HAVING count(*) > 0
+            )"""
+
+
+def _stand_in(reference: str, row: Any, child: Job) -> Job:
+    """A stored parent as `parent_ended` reads it (its reference, status and result); one
+    that does not exist is `UnknownParentError`, one whose status is unreadable pending."""
+    queue, job_id = split_ref(reference)
+    if row is None:
+        raise UnknownParentError(
+            f"job {child.id} depends on job {job_id} of queue {queue!r}, which does not exist: "
+            "nothing was stored"
+        )
+    status = JobState(row["status"]) if row["status"] in JobState.__members__.values() else JobState.ACTIVE
+    return dataclasses.replace(child, queue=queue, id=job_id, status=status, result=row["result"], deps=None)
 
 
 def _column(jobs: Sequence[Job], name: str) -> list[Any]:
@@ -206,6 +246,11 @@ def _set_args(transition: Transition, now: float, now_given: bool) -> list[Any]:
 def _counted(transition: Transition) -> str:
     """The CTE that adds the jobs of `done` to the totals `transition` names (none: nothing)."""
     return f", counted AS ({_count_sql('done', transition.totals)}\n)" if transition.totals else ""
+
+
+def _after(transition: Transition) -> str:
+    """The CTE holding the statement's totals (`_counted`), which `freed` runs after."""
+    return "counted" if transition.totals else ""
 
 
 def _sources(transition: Transition) -> str:
@@ -244,6 +289,7 @@ class PostgresBackend(BaseBackend):
     """
 
     name = "postgres"
+    supports_dependencies = True
     init_connection = staticmethod(_init_connection)
 
     def __init__(
@@ -433,6 +479,8 @@ class PostgresBackend(BaseBackend):
             return []
         for queue in {job.queue for job in jobs}:
             await self._remember_queue(queue)
+        if any(job.deps for job in jobs):
+            return await self._enqueue_children(jobs, connection)
         if len(jobs) == 1:  # the common call: plain values, cheaper than arrays both ends
             rows_sql = f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)})"
             args = [column[0] for column in (_column(jobs, name) for name in _ENQUEUE_COLUMNS)]
@@ -448,6 +496,101 @@ class PostgresBackend(BaseBackend):
             stored.append(key in new)
             new.discard(key)
         return stored
+
+    async def _enqueue_children(self, jobs: Sequence[Job], connection: Any) -> list[bool]:
+        """Store jobs some of which have parents, in one transaction (a savepoint in the
+        caller's): the parents' rows locked in key order, each child resolved against them
+        (`parent_ended`) and recorded on those still pending, then every job inserted. A
+        statement ending a parent waits for its lock and then sees the child (see the schema's
+        version 6)."""
+        refs = {ref(job.queue, job.id) for job in jobs}
+        refs.update(parent for job in jobs if job.deps for parent in job.deps["parents"])
+        keys = sorted(split_ref(reference) for reference in refs)
+        lock = self.sql(
+            "lock_parents",
+            "SELECT j.queue, j.id, j.status, j.result FROM {s}.jobs AS j "
+            "JOIN unnest($1::text[], $2::text[]) AS k(queue, id) ON j.queue = k.queue AND j.id = k.id "
+            "ORDER BY j.queue, j.id FOR UPDATE OF j",
+        )
+        append = self.sql(
+            "add_children",
+            """
+            UPDATE {s}.jobs AS j SET deps = jsonb_set(coalesce(j.deps, '{}'::jsonb), '{children}',
+                coalesce(j.deps -> 'children', '[]'::jsonb) || a.refs)
+            FROM unnest($1::text[], $2::text[], $3::text[]::jsonb[]) AS a(queue, id, refs)
+            WHERE j.queue = a.queue AND j.id = a.id
+            """,
+        )
+        columns = (*_ENQUEUE_COLUMNS, "deps", "error", "finished_at")
+        insert = self.sql(
+            "enqueue:deps", _enqueue_sql(f"SELECT * FROM unnest({_placeholders(columns)})", True)
+        )
+        await self.connect()
+        async with contextlib.AsyncExitStack() as stack:
+            if connection is None:
+                connection = await stack.enter_async_context(self.pool.acquire())
+            async with connection.transaction():
+                rows = await self._fetch(
+                    "enqueue", lock, [k[0] for k in keys], [k[1] for k in keys], conn=connection
+                )
+                stored = {ref(row["queue"], row["id"]): row for row in rows}
+                placed, appended, failed = self._depend_all(jobs, stored, time.time())
+                if appended:
+                    targets = sorted(appended)
+                    await self._fetch(
+                        "enqueue",
+                        append,
+                        [split_ref(t)[0] for t in targets],
+                        [split_ref(t)[1] for t in targets],
+                        [orjson.dumps(appended[t]).decode() for t in targets],
+                        conn=connection,
+                    )
+                added = await self._fetch(
+                    "enqueue", insert, *[_column(placed, name) for name in columns], conn=connection
+                )
+        new = {(row["queue"], row["id"]) for row in added if row["queue"] is not None}
+        self.failed_by_parents([job for job in failed if (job.queue, job.id) in new])
+        result = []
+        for job in jobs:
+            key = (job.queue, job.id)
+            result.append(key in new)
+            new.discard(key)
+        return result
+
+    @staticmethod
+    def _depend_all(
+        jobs: Sequence[Job], stored: dict[str, Any], now: float
+    ) -> tuple[list[Job], dict[str, list[str]], list[Job]]:
+        """The jobs as stored (children resolved by their parents' states), the children to
+        append to each stored parent, and the children failed at their add. A parent is the
+        stored job, else one earlier in the call (a flow); neither is `UnknownParentError`."""
+        earlier: dict[str, Job] = {}
+        placed: list[Job] = []
+        appended: dict[str, list[str]] = {}
+        failed: list[Job] = []
+        for job in jobs:
+            own = ref(job.queue, job.id)
+            if own in stored or own in earlier:
+                continue  # an id taken: nothing stored, nothing recorded
+            if job.deps:
+                deps = copy.deepcopy(job.deps)
+                job = job.clone()
+                job.deps = deps
+                for reference in list(deps["pending"]):
+                    parent = earlier.get(reference) or _stand_in(reference, stored.get(reference), job)
+                    parent_ended(job, parent, now)
+                    if job.status is JobState.FAILED:
+                        failed.append(job)
+                        break
+                    if reference not in deps["pending"]:
+                        continue
+                    if reference in earlier:
+                        add_child(parent, job)
+                    else:
+                        appended.setdefault(reference, []).append(own)
+            earlier[own] = job
+            placed.append(job)
+        return placed, appended, failed
 
     # -- deduplication ----------------------------------------------------------------
     async def enqueue_deduplicated(
@@ -547,15 +690,19 @@ class PostgresBackend(BaseBackend):
                     error = jsonb_build_object('type', 'MalformedJobError', 'message', o.reason)
                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS o(queue, id, token, reason)
                 WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token AND j.status = 'active'
-                RETURNING j.queue, j.id, j.task
+                RETURNING j.queue, j.id, j.task, j.status, j.result, j.finished_at,
+                    CASE WHEN jsonb_typeof(j.deps) = 'object' THEN j.deps END AS deps
             ), counted AS ({_count_sql("failed", ("failed",))}
-            )
-            SELECT queue, id FROM failed
+            ){_freed_sql("failed", "counted")}
+            SELECT queue, id, NULL::{{s}}.jobs AS failed FROM failed
+            UNION ALL
+            SELECT NULL, NULL, job FROM freed
             """,
         )
         columns = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
         rows = await self._fetch("fail_unreadable", query, *columns, [job.reason for job in jobs], now)
-        failed = {(row["queue"], row["id"]) for row in rows}
+        failed = {(row["queue"], row["id"]) for row in rows if row["queue"] is not None}
+        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["queue"] is None]))
         for queue in {queue for queue, _ in failed}:
             await self._trim(queue, JobState.FAILED.value, retention.keep)
         return [(job.queue, job.id) in failed for job in jobs]
@@ -582,7 +729,7 @@ class PostgresBackend(BaseBackend):
                     seq = CASE WHEN o.status = 'waiting' THEN nextval('{{s}}.jobs_seq') ELSE j.seq END
                 FROM o
                 WHERE j.queue = o.queue AND j.id = o.id AND j.token = o.token  -- still ours: active
-                RETURNING j.queue, j.id, j.task, j.status
+                RETURNING j.queue, j.id, j.task, j.status, j.result, j.finished_at, j.deps
             ), counted AS ({_count_sql("done", _OUTCOME_TOTAL_SQL)}
             ), excess AS (  -- what the finished states will hold past `keep` once these are in
                 SELECT o.queue, o.status, count(*) + coalesce(max(c.n), 0) - ${keep} AS n
@@ -601,16 +748,20 @@ class PostgresBackend(BaseBackend):
                     ) AS old
                     WHERE excess.n > 0
                 ))
-            ){_woken_sql("done")}
-            SELECT queue, id FROM done WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
+            ){_woken_sql("done")}{_freed_sql("done", "counted")}
+            SELECT queue, id, NULL::{{s}}.jobs AS failed FROM done
+            WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
             UNION ALL
-            SELECT j.queue, j.id FROM {{s}}.jobs AS j JOIN o ON j.queue = o.queue AND j.id = o.id
+            SELECT j.queue, j.id, NULL FROM {{s}}.jobs AS j JOIN o ON j.queue = o.queue AND j.id = o.id
             WHERE j.settled_token = o.token
+            UNION ALL
+            SELECT NULL, NULL, job FROM freed
             """,
         )
         rows = await self._fetch("finish", query, *columns, retention.keep)
         self._count_churn(len(jobs))
-        accepted = {(row["queue"], row["id"]) for row in rows}
+        accepted = {(row["queue"], row["id"]) for row in rows if row["queue"] is not None}
+        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["queue"] is None]))
         return [(job.queue, job.id) in accepted for job in jobs]
 
     def _count_churn(self, settled: int) -> None:
@@ -745,6 +896,7 @@ class PostgresBackend(BaseBackend):
 
     async def recover_stalled(self, queue: str, now: float, recovery: StallRecovery) -> list[Job]:
         recovered: list[Job] = []
+        cascaded: list[Job] = []
         await self.connect()
         async with self.pool.acquire() as conn, conn.transaction():
             for transition, test in ((recovery.fail, ">"), (recovery.requeue, "<=")):
@@ -761,15 +913,19 @@ class PostgresBackend(BaseBackend):
                             ORDER BY lease_until LIMIT {_RECOVER_BATCH} FOR UPDATE SKIP LOCKED
                         ))
                         RETURNING j.*
-                    ){_counted(transition)}
-                    SELECT * FROM done
+                    ){_counted(transition)}{_freed_sql("done", _after(transition))}
+                    SELECT *, NULL::{{s}}.jobs AS failed FROM done
+                    UNION ALL
+                    SELECT (NULL::{{s}}.jobs).*, job FROM freed
                     """,
                 )
                 args = (queue, recovery.max_stalls, *_set_args(transition, now, True))
                 rows = await self._fetch("recover", query, *args, conn=conn)
-                recovered += _jobs(rows)
+                recovered += _jobs([row for row in rows if row["queue"] is not None])
+                cascaded += _jobs([row["failed"] for row in rows if row["queue"] is None])
             if any(job.status in TERMINAL_STATES for job in recovered):
                 await self._trim(queue, JobState.FAILED.value, recovery.retention.keep, conn=conn)
+        self.failed_by_parents(cascaded)
         return recovered
 
     async def add_repeatable(self, repeatable: Repeatable) -> bool:
@@ -839,13 +995,18 @@ class PostgresBackend(BaseBackend):
                 UPDATE {{s}}.jobs AS j SET {clause}
                 WHERE j.queue = $1 AND j.id = $2 AND j.status IN ({_sources(transition)})
                 RETURNING j.*
-            ){_counted(transition)}{_woken_sql("done")}
-            SELECT * FROM done WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
+            ){_counted(transition)}{_woken_sql("done")}{_freed_sql("done", _after(transition))}
+            SELECT *, NULL::{{s}}.jobs AS failed FROM done
+            WHERE (SELECT n FROM woken) = 0  -- always: it runs `woken`
             UNION ALL
-            SELECT j.* FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
+            SELECT j.*, NULL FROM {{s}}.jobs AS j WHERE j.queue = $1 AND j.id = $2 AND (false {resent})
+            UNION ALL
+            SELECT (NULL::{{s}}.jobs).*, job FROM freed
             """,
         )
-        rows = await self._fetch("transition", query, queue, job_id, *_set_args(transition, now, False))
+        found = await self._fetch("transition", query, queue, job_id, *_set_args(transition, now, False))
+        rows = [row for row in found if row["queue"] is not None]
+        self.failed_by_parents(_jobs([row["failed"] for row in found if row["queue"] is None]))
         if not rows:
             return None
         if transition.target in TERMINAL_STATES:
@@ -867,6 +1028,7 @@ class PostgresBackend(BaseBackend):
             JobState.WAITING: "priority, seq",
             JobState.DELAYED: "delay_until",
             JobState.ACTIVE: "lease_until",
+            JobState.BLOCKED: "seq",
         }.get(state, "finished_at DESC")
         query = self.sql(  # the state written out: a generic plan then uses its partial index
             f"list:{state.value}",

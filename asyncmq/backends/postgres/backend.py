@@ -210,7 +210,14 @@ def _stand_in(reference: str, row: Any, child: Job) -> Job:
             "nothing was stored"
         )
     status = JobState(row["status"]) if row["status"] in JobState.__members__.values() else JobState.ACTIVE
-    return dataclasses.replace(child, queue=queue, id=job_id, status=status, result=row["result"], deps=None)
+    return dataclasses.replace(
+        child,
+        queue=queue,
+        id=job_id,
+        status=status,
+        result=None if row["result"] is None else orjson.loads(row["result"]),
+        deps=None,
+    )
 
 
 def _column(jobs: Sequence[Job], name: str) -> list[Any]:
@@ -508,7 +515,7 @@ class PostgresBackend(BaseBackend):
         keys = sorted(split_ref(reference) for reference in refs)
         lock = self.sql(
             "lock_parents",
-            "SELECT j.queue, j.id, j.status, j.result FROM {s}.jobs AS j "
+            "SELECT j.queue, j.id, j.status, j.result::text AS result FROM {s}.jobs AS j "  # any codec
             "JOIN unnest($1::text[], $2::text[]) AS k(queue, id) ON j.queue = k.queue AND j.id = k.id "
             "ORDER BY j.queue, j.id FOR UPDATE OF j",
         )

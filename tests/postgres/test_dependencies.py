@@ -19,11 +19,15 @@ from tests.conformance.support import noop
 async def _until_waiting_on_a_lock(conn: asyncpg.Connection, schema: str) -> None:
     """Until a statement on `schema` waits for a row lock (polled: no fixed sleep). In a
     transaction, the activity view is read once unless its snapshot is cleared."""
-    while await conn.execute("SELECT pg_stat_clear_snapshot()") and not await conn.fetchval(
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
-        f"%{schema}.%",
-    ):
+    for _ in range(1000):
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        if await conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+            f"%{schema}.%",
+        ):
+            return
         await asyncio.sleep(0.01)
+    raise AssertionError("no statement waited for the row lock")
 
 
 async def test_a_child_added_while_its_parent_finishes_reads_the_parents_end(

@@ -32,12 +32,6 @@ async def remember(key: str) -> str:
 GIVE, REMEMBER, NOOP, FAIL = give.name, remember.name, noop.name, always_fail.name
 
 
-@pytest.fixture(autouse=True)
-def _supported(queue: Queue, request: pytest.FixtureRequest) -> None:
-    if not queue.backend.supports_dependencies and "without_dependencies" not in request.node.name:
-        pytest.skip(f"the {queue.backend.name} backend does not store dependencies yet")
-
-
 async def _drain(queue: Queue) -> None:
     """Run the queue's jobs until none is ready."""
     worker = queue.worker()

@@ -13,7 +13,7 @@ import pytest
 
 import asyncmq
 from asyncmq import JobState, Queue
-from asyncmq.errors import InvalidJobError, TaskArgumentsError, UnsupportedError
+from asyncmq.errors import InvalidJobError, TaskArgumentsError
 from asyncmq.registry import TASK_REGISTRY
 from asyncmq.results import JobId
 from asyncmq.tasks import Task
@@ -255,20 +255,14 @@ async def test_a_bad_repeat_every_is_refused_and_nothing_is_stored(
     assert events.records == []
 
 
-async def test_depends_on_blocks_the_job_on_its_parent_or_is_refused_by_a_backend_without_them(
+async def test_depends_on_blocks_the_job_on_its_parent(
     queue: Queue, events: EventRecorder, send_email: Task[Any, Any]
 ) -> None:
     parent = await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[])  # none: as without
-    if queue.backend.supports_dependencies:
-        child = await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[parent])
-        assert await queue.counts() == counts(waiting=1, blocked=1)
-        assert [event.value for event, _ in events.records] == ["job:enqueued", "job:blocked"]
-        assert [job.id for job in await queue.list_jobs(JobState.BLOCKED)] == [child]
-    else:
-        with pytest.raises(UnsupportedError, match="backend does not store jobs with depends_on"):
-            await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[parent])
-        assert await queue.counts() == counts(waiting=1)
-        assert [event.value for event, _ in events.records] == ["job:enqueued"]
+    child = await send_email.enqueue("a", "b", backend=queue.backend, depends_on=[parent])
+    assert await queue.counts() == counts(waiting=1, blocked=1)
+    assert [event.value for event, _ in events.records] == ["job:enqueued", "job:blocked"]
+    assert [job.id for job in await queue.list_jobs(JobState.BLOCKED)] == [child]
 
 
 async def test_two_backends_for_one_enqueue_are_refused(queue: Queue, send_email: Task[Any, Any]) -> None:

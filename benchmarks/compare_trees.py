@@ -8,6 +8,13 @@ one run, so a change is judged against its parent on the same machine in the sam
 Each round runs every (backend, workload) once per tree, the trees' order alternating by
 round; a figure is the median over rounds, and the ratio after/before is the median of the
 rounds' paired ratios (this machine's speed drifts between rounds, not within a pair).
+
+A backend URL may hold `{tree}`, replaced by `before` or `after`, so that each version keeps
+its own PostgreSQL schema or MongoDB database: an older tree refuses a schema migrated past
+what it knows.
+
+    --backend 'postgresql://postgres@127.0.0.1:5432/test?schema=bench_{tree}'
+    --backend 'mongodb://127.0.0.1:27017/bench_{tree}?directConnection=true'
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ FIGURES = (
 )
 
 
-def bench_once(tree: Path, backend: str, workload: str, jobs: int, out: Path) -> dict[str, float]:
+def bench_once(
+    tree_name: str, tree: Path, backend: str, workload: str, jobs: int, out: Path
+) -> dict[str, float]:
     """One `asyncmq bench` round of `tree`'s code; its median figures by key."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-m", "asyncmq", "bench", "--backend", backend, "--workload", workload]
+    url = backend.replace("{tree}", tree_name)
+    command = [sys.executable, "-m", "asyncmq", "bench", "--backend", url, "--workload", workload]
     command += ["--jobs", str(jobs), "--repeat", "1", "--json", str(out)]
     subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True)
     result = json.loads(out.read_text())["results"][workload]
@@ -61,7 +71,7 @@ def main() -> None:
             for backend, workload in cases:
                 for name in order:
                     out = Path(scratch) / f"{name}.json"
-                    figures = bench_once(trees[name], backend, workload, args.jobs, out)
+                    figures = bench_once(name, trees[name], backend, workload, args.jobs, out)
                     runs.setdefault((name, backend, workload), []).append(figures)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     print(f"| backend | workload | figure | before | after | after/before ({args.rounds} rounds) |")

@@ -344,3 +344,32 @@ def test_a_settings_task_module_that_cannot_be_imported_is_named_with_the_settin
     assert result.exit_code != 0
     assert "app_modules" in result.output
     assert "cannot import 'no_such_module_here': ModuleNotFoundError" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_processes_give_up_on_a_child_that_keeps_failing_at_start_with_one_line() -> None:
+    command = [
+        *asyncmq_command(),
+        "worker",
+        "start",
+        "crashq",
+        "--processes",
+        "2",
+        "--app",
+        "tests.cli.crash_app",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=50)
+
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr  # the child's own: a bad --app value
+    assert lines[-1] == (
+        "Error: a worker process exited 5 times in a row within 10 s of starting (exit status 2; its own "
+        "lines above say why): fix that and start again, or run the same command without --processes "
+        "to see one worker alone"
+    ), done.stderr
+    assert "this module cannot be imported in a worker process" in done.stderr
+    pauses = [float(m) for m in re.findall(r"starting another in ([\d.]+) s", done.stderr)]
+    assert sorted(set(pauses)) == [0.25, 0.5, 1.0, 2.0], done.stderr  # doubled at each failed start
+    assert "Traceback" not in done.stderr

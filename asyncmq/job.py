@@ -82,19 +82,22 @@ def _maybe_unstorable(data: bytes) -> bool:
     return data.find(b"null") != -1 or (92 in data and data.find(b"\\u0000") != -1)
 
 
-def encode_arguments(args: list[Any], kwargs: dict[str, Any], what: str, limit: int) -> bytes:
-    """JSON-encode `[args, kwargs]` or raise an error naming `what` (e.g. "arguments of task
-    'x'") and what in them is wrong."""
+def encode_arguments(args: list[Any], kwargs: dict[str, Any], task_id: str, limit: int) -> bytes:
+    """JSON-encode `[args, kwargs]` or raise an error naming the task and what in them is wrong."""
     try:
         data = orjson.dumps([args, kwargs])
     except TypeError as exc:
-        raise SerializationError(f"{what} cannot be serialized to JSON: {exc}") from None
+        raise SerializationError(
+            f"arguments of task {task_id!r} cannot be serialized to JSON: {exc}"
+        ) from None
     if len(data) > limit:
-        raise PayloadTooLargeError(f"{what} are {len(data)} bytes encoded; the limit is {limit} bytes")
+        raise PayloadTooLargeError(
+            f"arguments of task {task_id!r} are {len(data)} bytes encoded; the limit is {limit} bytes"
+        )
     if _maybe_unstorable(data):
         problem = unstorable(args, "args") or unstorable(kwargs, "kwargs")
         if problem is not None:
-            raise SerializationError(f"{what} cannot be stored: they hold {problem}")
+            raise SerializationError(f"arguments of task {task_id!r} cannot be stored: they hold {problem}")
     return data
 
 

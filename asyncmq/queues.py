@@ -247,8 +247,7 @@ class Queue:
             priority = limits.priority(priority)
         if job_id is not None:
             job_id = identifier(job_id, "job_id")
-        what = f"arguments of task {task_id!r}"
-        payload = encode_arguments(*limits.arguments(args, kwargs), what, settings.max_payload_bytes)
+        payload = encode_arguments(*limits.arguments(args, kwargs), task_id, settings.max_payload_bytes)
         job_args, job_kwargs = orjson.loads(payload)  # the queue keeps its own copy
         created_at = time.time() if now is None else now
         delay_s = None if delay is None else seconds(delay, "delay")
@@ -309,7 +308,7 @@ class Queue:
         `asyncmq.deduplication`). `connection` (PostgreSQL: an asyncpg connection of yours, in
         a transaction) stores the job in your transaction: it exists only if that commits."""
         deduplication = None
-        if "deduplication" in options or "debounce" in options:  # not job fields: build_job ignores them
+        if options and ("deduplication" in options or "debounce" in options):  # not job fields
             deduplication = Deduplication.from_options(
                 options.pop("deduplication", None), options.pop("debounce", None)
             )

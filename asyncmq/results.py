@@ -40,7 +40,7 @@ class JobId(str):
     queue: Queue
 
     def __new__(cls, job_id: str, queue: Queue) -> JobId:
-        made = super().__new__(cls, job_id)
+        made = str.__new__(cls, job_id)  # not super(): one lookup less, for every add
         made.queue = queue
         return made
 

@@ -195,8 +195,23 @@ class InMemoryBackend(BaseBackend):
     # -- producing --------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
         self.refuse_connection(connection)
-        if any(job.deps for job in jobs):
-            self._check_parents(jobs)
+        stored = []
+        for job in jobs:
+            if job.deps:  # a loop, not any(): this runs for every add
+                return self._enqueue_children(jobs)
+        for job in jobs:
+            store = self._store(job.queue)
+            if job.id in store.jobs:
+                stored.append(False)
+                continue
+            self._place(store, job)
+            store.count(job.task, "enqueued")
+            stored.append(True)
+        return stored
+
+    def _enqueue_children(self, jobs: Sequence[Job]) -> list[bool]:
+        """`enqueue` of a call holding jobs with parents: all or nothing if a parent is missing."""
+        self._check_parents(jobs)
         stored, failed, now = [], [], time.time()
         for job in jobs:
             store = self._store(job.queue)

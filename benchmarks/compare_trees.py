@@ -36,6 +36,7 @@ FIGURES = (
     ("process_jobs_per_s", "process (jobs/s)", 1),
     ("latency_p99_ms", "latency p99 (ms)", 1),
     ("worker_cpu_s_per_1000_jobs", "worker CPU (µs/job)", 1000),
+    ("round_trips_per_job", "backend round trips per job", 1),
 )
 
 
@@ -50,6 +51,11 @@ def bench_once(
     subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True)
     result = json.loads(out.read_text())["results"][workload]
     return {key: float(result[key]["median"]) * factor for key, _, factor in FIGURES if key in result}
+
+
+def _shown(value: float) -> str:
+    """Two decimals, or four for a figure below 1 (round trips per job)."""
+    return f"{value:.4f}" if abs(value) < 1 else f"{value:,.2f}"
 
 
 def main() -> None:
@@ -84,7 +90,7 @@ def main() -> None:
             b = statistics.median(r[key] for r in before)
             a = statistics.median(r[key] for r in after)
             ratio = statistics.median(y[key] / x[key] for x, y in zip(before, after, strict=True) if x[key])
-            print(f"| {backend} | {workload} | {title} | {b:,.2f} | {a:,.2f} | {ratio:.2f} |")
+            print(f"| {backend} | {workload} | {title} | {_shown(b)} | {_shown(a)} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """AsyncMQ's flows page and the dependencies part of its jobs page (docs/ of dymmond/asyncmq),
 written as they write them: `FlowProducer(backend).add_flow("pipeline", [a, b])` with
 `asyncmq.jobs.Job(task_id=..., depends_on=[a.id])`, and `queue.add(..., depends_on=[...])`;
-each checked for its effect: the child runs after its parent, never before."""
+each checked for its effect: the child runs after its parent, never before. Each runs on the
+in-memory backend and on Redis, as the pages' readers would."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from asyncmq.backends.base import BaseBackend
 from asyncmq.backends.memory import InMemoryBackend
 from asyncmq.errors import InvalidJobError, UnsupportedError
 from asyncmq.flow import FlowProducer
@@ -40,6 +42,14 @@ def pipeline_tasks(name: str) -> Iterator[None]:
     RAN.pop(name, None)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> BaseBackend:
+    if request.param == "memory":
+        return InMemoryBackend()
+    found: BaseBackend = request.getfixturevalue("redis_backend")
+    return found
+
+
 async def _run_all(queue: Queue) -> None:
     worker = queue.worker()
     while await worker.process():
@@ -47,9 +57,7 @@ async def _run_all(queue: Queue) -> None:
 
 
 @pytest.mark.usefixtures("pipeline_tasks")
-async def test_the_flows_page_example_runs_step_b_after_step_a(name: str) -> None:
-    backend = InMemoryBackend()
-
+async def test_the_flows_page_example_runs_step_b_after_step_a(name: str, backend: BaseBackend) -> None:
     producer = FlowProducer(backend)
 
     a = Job(task_id="myapp.tasks.step_a", args=[], kwargs={})
@@ -65,8 +73,9 @@ async def test_the_flows_page_example_runs_step_b_after_step_a(name: str) -> Non
 
 
 @pytest.mark.usefixtures("pipeline_tasks")
-async def test_the_jobs_page_etl_chain_runs_in_order_whatever_the_order_given(name: str) -> None:
-    backend = InMemoryBackend()
+async def test_the_jobs_page_etl_chain_runs_in_order_whatever_the_order_given(
+    name: str, backend: BaseBackend
+) -> None:
     extract = Job(task_id="etl.extract", args=[], kwargs={})
     transform = Job(task_id="etl.transform", args=[], kwargs={}, depends_on=[extract.id])
     load = Job(task_id="etl.load", args=[], kwargs={}, depends_on=[transform.id])
@@ -78,8 +87,10 @@ async def test_the_jobs_page_etl_chain_runs_in_order_whatever_the_order_given(na
 
 
 @pytest.mark.usefixtures("pipeline_tasks")
-async def test_depends_on_in_queue_add_keeps_the_child_until_its_parent_completed(name: str) -> None:
-    queue = Queue(name, backend=InMemoryBackend())
+async def test_depends_on_in_queue_add_keeps_the_child_until_its_parent_completed(
+    name: str, backend: BaseBackend
+) -> None:
+    queue = Queue(name, backend=backend)
     parent_id = await queue.add("etl.extract", delay=3600)  # not due for an hour
     child_id = await queue.add("etl.load", depends_on=[parent_id])
 
@@ -89,10 +100,12 @@ async def test_depends_on_in_queue_add_keeps_the_child_until_its_parent_complete
 
 
 @pytest.mark.usefixtures("pipeline_tasks")
-async def test_a_failed_parent_leaves_its_child_blocked_as_asyncmq_does_when_asked(name: str) -> None:
+async def test_a_failed_parent_leaves_its_child_blocked_as_asyncmq_does_when_asked(
+    name: str, backend: BaseBackend
+) -> None:
     """AsyncMQ keeps the descendants of a failed parent blocked; here that is
     `on_parent_failure="wait"` (the default fails them, naming the parent)."""
-    queue = Queue(name, backend=InMemoryBackend())
+    queue = Queue(name, backend=backend)
     parent_id = await queue.add("etl.extract", delay=3600)
     kept = await queue.add("etl.load", depends_on=[parent_id], on_parent_failure="wait")
     failed = await queue.add("etl.load", depends_on=[parent_id])

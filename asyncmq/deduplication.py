@@ -14,8 +14,10 @@ the delayed job is removed and the new one holds the key (keeping the key's expi
 job is a duplicate. `debounce={...}` is the same mapping under AsyncMQ's older name.
 
 Each backend makes the decision and the store in one atomic step, so producers racing with
-the same key store exactly one job. The key's record lives beside the queue's jobs (a key
-per dedup id), not in the job, so jobs without deduplication pay nothing for it.
+the same key store exactly one job; the same step counts a duplicate and a replacement in the
+queue totals `deduplicated` and `debounced` (`asyncmq.transitions`), whichever process added.
+The key's record lives beside the queue's jobs (a key per dedup id), not in the job, so jobs
+without deduplication pay nothing for it.
 """
 
 from __future__ import annotations

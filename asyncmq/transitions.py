@@ -17,7 +17,11 @@ to its jobs (`TOTALS`), changed in the same step as the move they count, whoever
 producer, a worker, the CLI, a recovery). A transition names the totals it adds to
 (`Transition.totals`), a stored outcome adds to the one of its status (`OUTCOME_TOTALS`), a
 stored job to `enqueued` and a claim to `claimed`. A release, a promotion of a due job, a
-drain or a purge counts nothing: no job entered or left the queue's line by it.
+drain or a purge counts nothing: no job entered or left the queue's line by it. A
+deduplicated add (`asyncmq.deduplication`) adds to `deduplicated` when nothing is stored
+because another job holds the key, and to `debounced` (besides `enqueued`) when its job is
+stored in the place of the key's delayed holder, in the step that decides it; both for the
+task of the job given to the add.
 """
 
 from __future__ import annotations
@@ -49,7 +53,18 @@ __all__ = [
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 #: The queue totals every backend keeps per (queue, task), in the order they are shown.
-TOTALS = ("enqueued", "claimed", "completed", "retried", "failed", "expired", "cancelled", "stalled")
+TOTALS = (
+    "enqueued",
+    "claimed",
+    "completed",
+    "retried",
+    "failed",
+    "expired",
+    "cancelled",
+    "stalled",
+    "deduplicated",
+    "debounced",
+)
 
 #: The total an attempt's stored outcome adds to, by the status it stores.
 OUTCOME_TOTALS: Mapping[JobState, str] = MappingProxyType(

@@ -266,7 +266,9 @@ class BaseBackend(ABC):
         when `extend`; or, when `replace` and the holder is delayed, remove the holder and
         store `job` in its place; else store `job` (as `enqueue` does) holding the key, the
         key's expiry `deduplication.expires_at(now)`. `job` whose id exists stores nothing.
-        Sent again after a lost reply, a job that took the key answers stored."""
+        Sent again after a lost reply, a job that took the key answers stored. The same step
+        adds to the queue totals of `job.task` (`asyncmq.transitions`): `deduplicated` for a
+        duplicate, `debounced` (and `enqueued`) for a job stored in its holder's place."""
         raise UnsupportedError(f"the {self.name} backend does not support deduplication")
 
     async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:

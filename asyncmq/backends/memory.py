@@ -254,11 +254,13 @@ class InMemoryBackend(BaseBackend):
         if holder is not None and not replacing:
             if deduplication.extend:
                 store.dedup[key] = (holder, deduplication.expires_at(now))
+            store.count(job.task, "deduplicated")
             return Deduplicated(False, holder)
         if job.id in store.jobs and job.id != holder:
             return Deduplicated(False, None)
         if held is not None:  # replacing it
             self._remove(store, held)
+            store.count(job.task, "debounced")
             expires_at = deduplication.expires_in_place_of(store.dedup[key][1], now)
         else:
             expires_at = deduplication.expires_at(now)

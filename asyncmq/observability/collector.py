@@ -55,6 +55,8 @@ TOTAL_HELP = {
     "expired": "Jobs whose TTL passed before they started.",
     "cancelled": "Jobs cancelled, by any process.",
     "stalled": "Jobs recovered from a vanished worker.",
+    "deduplicated": "Adds not stored because another job held their deduplication key, by any process.",
+    "debounced": "Jobs stored in the place of their deduplication key's delayed holder, by any process.",
 }
 
 log = get_logger(__name__)

@@ -221,6 +221,8 @@ async def test_concurrent_adds_with_one_key_store_exactly_one_job(make_queue: An
     assert len(set(ids)) == 1
     assert await producers[0].counts() == counts(waiting=1)
     assert await producers[0].get_deduplication_job_id("customer:cus_1") == ids[0]
+    totals = (await producers[0].stats()).totals[SYNC]
+    assert {name: n for name, n in totals.items() if n} == {"enqueued": 1, "deduplicated": 39}
 
 
 async def test_concurrent_debounces_leave_exactly_one_delayed_job(make_queue: Any) -> None:
@@ -237,6 +239,11 @@ async def test_concurrent_debounces_leave_exactly_one_delayed_job(make_queue: An
     (kept,) = await producers[0].list_jobs(JobState.DELAYED)
     assert await producers[0].get_deduplication_job_id("search") == kept.id
     assert kept.id in ids
+    # Each add stored its job or was a duplicate, and each job stored but the one kept was
+    # replaced by a debounce (a duplicate only where one producer's job was still being stored).
+    totals = (await producers[0].stats()).totals[SYNC]
+    assert totals["enqueued"] + totals.get("deduplicated", 0) == 40
+    assert totals["enqueued"] - totals.get("debounced", 0) == 1
 
 
 async def test_add_bulk_decides_each_deduplicated_entry_as_add_does(

@@ -1,6 +1,8 @@
 """The queue totals (`asyncmq.transitions.TOTALS`) on every backend: each move of a job adds to
 exactly the totals its transition or outcome names, for the job's task, whoever made the move;
-a release, a duplicate id or a promotion adds nothing."""
+a release, a duplicate id or a promotion adds nothing. A deduplicated add adds to
+`deduplicated` when it stores nothing, to `debounced` (and `enqueued`) when it replaces its
+key's delayed holder, for the task of the job it was given."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from collections.abc import Callable
 import pytest
 
 from asyncmq import Backoff, JobState, Queue
+from asyncmq.deduplication import Deduplication
 from asyncmq.transitions import RELEASE, TOTALS, stall_recovery
 from tests.conformance.damage import damage
-from tests.conformance.support import always_fail, noop
+from tests.conformance.support import always_fail, counts, noop
 
 NOOP = noop.name
 FAIL = always_fail.name
@@ -98,3 +101,56 @@ async def test_a_bulk_add_counts_each_new_job_once_and_promotion_counts_nothing(
     promoted, _ = await queue.backend.promote_due(queue.name, time.time() + 1, 100)
     assert promoted == 1
     assert await _totals(queue) == {NOOP: {"enqueued": 1}, FAIL: {"enqueued": 1}}
+
+
+async def test_a_duplicate_add_counts_deduplicated_for_the_task_it_was_given(queue: Queue) -> None:
+    held = await queue.add(NOOP, deduplication={"id": "k"})
+    assert await queue.add(NOOP, deduplication={"id": "k"}) == held
+    assert await queue.add(FAIL, deduplication={"id": "k", "ttl": 60, "extend": True}) == held
+    # Its id stored already: nothing stored and nothing counted, as for any add of an id stored.
+    assert await queue.add(NOOP, job_id=held, deduplication={"id": "other"}) == held
+    job, key = queue.build_job(NOOP), Deduplication("again")
+    assert (await queue.backend.enqueue_deduplicated(job, key, time.time())).stored
+    assert (await queue.backend.enqueue_deduplicated(job, key, time.time())).stored  # sent again
+
+    assert await _totals(queue) == {NOOP: {"enqueued": 2, "deduplicated": 1}, FAIL: {"deduplicated": 1}}
+    assert await queue.counts() == counts(waiting=2)
+
+
+async def test_a_debounce_counts_the_delayed_holder_it_replaced_and_a_holder_no_longer_delayed_a_duplicate(
+    queue: Queue,
+) -> None:
+    options = {"id": "search", "replace": True}
+    first = await queue.add(NOOP, delay=600, debounce=options)
+    second = await queue.add(NOOP, delay=600, debounce=options)  # in first's place
+    third = await queue.add(FAIL, debounce=options)  # in second's place, waiting
+    assert len({first, second, third}) == 3
+    assert await queue.add(NOOP, delay=600, debounce=options) == third  # waiting: kept
+
+    assert await _totals(queue) == {
+        NOOP: {"enqueued": 2, "debounced": 1, "deduplicated": 1},
+        FAIL: {"enqueued": 1, "debounced": 1},
+    }
+    assert await queue.counts() == counts(waiting=1)
+
+
+async def test_a_bulk_add_counts_duplicates_inside_it_and_of_stored_holders(queue: Queue) -> None:
+    await queue.add(NOOP, deduplication={"id": "stored"})
+    await queue.add(NOOP, delay=600, deduplication={"id": "later"})
+    ids = await queue.add_bulk(
+        [
+            {"task_id": NOOP, "deduplication": {"id": "new"}},
+            {"task_id": NOOP},
+            {"task_id": FAIL, "deduplication": {"id": "new"}},  # the first entry holds it
+            {"task_id": NOOP, "deduplication": {"id": "stored"}},  # a stored job holds it
+            {"task_id": FAIL, "delay": 600, "debounce": {"id": "later", "replace": True}},
+            {"task_id": FAIL, "delay": 600, "debounce": {"id": "later", "replace": True}},
+        ]
+    )
+
+    assert ids[2] == ids[0]
+    assert await _totals(queue) == {
+        NOOP: {"enqueued": 4, "deduplicated": 1},
+        FAIL: {"enqueued": 2, "deduplicated": 1, "debounced": 2},
+    }
+    assert await queue.counts() == counts(waiting=3, delayed=1)

@@ -58,3 +58,32 @@ async def test_a_key_taken_for_a_job_whose_id_exists_is_given_back(
         False, None
     )
     assert await client[database]["dedup"].find_one({"_id": "mails/k"}) is None
+
+
+async def test_a_debounce_that_loses_the_key_after_removing_the_holder_counts_both_ways_once(
+    make_backend: MakeBackend,
+) -> None:
+    """Producers racing for a key: this one removes the delayed holder, another takes the key
+    first (the holder gone, nothing holds it) and stores a waiting job, so this add ends a
+    duplicate. The removal counts as `debounced` and the add as `deduplicated`: the queue's
+    `enqueued` less `debounced` stays the jobs it holds."""
+    backend = await make_backend()
+    queue = Queue("mails", backend=backend)
+    await queue.add(noop.name, delay=600, deduplication={"id": "k"})
+    take_key = backend._take_key
+    other: list[str] = []
+
+    async def beaten_to_it(key: dict[str, Any], job: Any, expires_at: float | None, now: float) -> str | None:
+        if not other:
+            other.append("taking")
+            other.append(await queue.add(noop.name, deduplication={"id": "k"}))
+        return await take_key(key, job, expires_at, now)
+
+    backend._take_key = beaten_to_it  # type: ignore[method-assign]
+
+    got = await queue.add(noop.name, delay=600, deduplication={"id": "k", "replace": True})
+
+    assert got == other[1]
+    assert await queue.counts() == counts(waiting=1)
+    totals = (await queue.stats()).totals[noop.name]
+    assert {name: n for name, n in totals.items() if n} == {"enqueued": 2, "debounced": 1, "deduplicated": 1}

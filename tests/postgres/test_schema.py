@@ -57,6 +57,47 @@ async def test_a_version_1_schema_with_jobs_migrates_and_then_keeps_totals_and_c
     assert {state: n for state, n in stats.counts.items() if n} == {"completed": 2, "cancelled": 1}
 
 
+async def test_a_version_6_schema_with_keys_migrates_and_then_counts_duplicates_and_debounces(
+    make_backend: MakeBackend, conn: asyncpg.Connection, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as only_v6:
+        only_v6.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:6])
+        assert await pg_schema.migrate(conn, schema) == [1, 2, 3, 4, 5, 6]
+    now = time.time()
+    await conn.execute(  # a waiting and a delayed job holding their keys, as version 6 stored them
+        f"""
+        WITH added AS (
+            INSERT INTO {schema}.jobs (queue, id, task, status, priority, created_at, delay_until, ready_at)
+            VALUES ('q', 'held', $1, 'waiting', 0, $2, NULL, $2),
+                ('q', 'later', $1, 'delayed', 0, $2, $2 + 600, NULL)
+        ), keys AS (
+            INSERT INTO {schema}.dedup (queue, id, job_id) VALUES ('q', 'k', 'held'), ('q', 'd', 'later')
+        )
+        INSERT INTO {schema}.counts (queue, status, shard, n)
+        VALUES ('q', 'waiting', 0, 1), ('q', 'delayed', 0, 1)
+        """,
+        noop.name,
+        now,
+    )
+
+    queue = Queue("q", backend=await make_backend())
+    assert await pg_schema.applied_version(conn, schema) == pg_schema.LATEST
+    assert await queue.add(noop.name, deduplication={"id": "k"}) == "held"
+    replacing = await queue.add(noop.name, delay=600, debounce={"id": "d", "replace": True})
+    assert replacing != "later"
+
+    stats = await queue.stats()
+    assert stats.totals == {noop.name: {"enqueued": 1, "deduplicated": 1, "debounced": 1}}
+    assert {state: n for state, n in stats.counts.items() if n} == {"waiting": 1, "delayed": 1}
+    # Version 6's function stays for a process still running the code before version 7: it
+    # decides as it did, counting nothing.
+    decided = await conn.fetchval(
+        f"SELECT decision FROM {schema}.deduplicate('q', 'k', 'x', $1, $1, NULL, false, false)", now
+    )
+    assert decided == "duplicate"
+    assert (await queue.stats()).totals == stats.totals
+
+
 async def test_a_backend_that_may_not_migrate_names_the_command_that_does(make_backend: MakeBackend) -> None:
     with pytest.raises(ConfigurationError, match=r"is at version 0, this asyncmq needs .*asyncmq db migrate"):
         await make_backend(migrate=False)

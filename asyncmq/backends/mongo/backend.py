@@ -857,7 +857,10 @@ class MongoBackend(BaseBackend):
     # each write replaces, that the next write compares and sets: producers of one key that
     # race each read it, and only the first write of a decision lands; the others decide
     # again. A key taken for a job is written before the job (MongoDB has no transaction
-    # here), marked `pending_until` meanwhile: held though its job is not there yet.
+    # here), marked `pending_until` meanwhile: held though its job is not there yet. A
+    # duplicate and a delayed holder removed for a new job are counted in the queue totals
+    # (`deduplicated`, `debounced`) as every move is: written behind by the counts writer
+    # (`asyncmq.backends.mongo.counts`), once the decision is taken.
     async def enqueue_deduplicated(
         self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
     ) -> Deduplicated:
@@ -883,13 +886,14 @@ class MongoBackend(BaseBackend):
             if is_held and deduplication.replace and held is not None and held.get("status") == "delayed":
                 if job.id != holder and await self._find_one_job(job.queue, job.id) is not None:
                     return Deduplicated(False, None)
-                if not await self._remove_delayed(job.queue, holder):
+                if not await self._remove_delayed(job, holder):
                     continue  # promoted meanwhile: no longer replaceable
                 replaced = holder
                 expires_at = deduplication.expires_in_place_of(key.get("expires_at"), now)
             elif is_held:
                 if deduplication.extend and deduplication.ttl_s is not None:
                     await self._extend_key(key, now + deduplication.ttl_s)
+                self._moved(job.queue, [Move(None, None, job.task, ("deduplicated",))])
                 return Deduplicated(False, holder)
             elif await self._find_one_job(job.queue, job.id) is not None:
                 return Deduplicated(False, None)
@@ -903,14 +907,18 @@ class MongoBackend(BaseBackend):
             f"{_DEDUP_TRIES} times while this job was being added: nothing stored, try again"
         )
 
-    async def _remove_delayed(self, queue: str, job_id: str) -> bool:
-        """Remove a job if it is still delayed (the holder a debounce replaces), as `remove_job`."""
+    async def _remove_delayed(self, job: Job, job_id: str) -> bool:
+        """Remove a job if it is still delayed (the holder `job` replaces), as `remove_job`,
+        counted as `job`'s debounce: a delayed holder leaves only by one, so the queue's
+        `enqueued` less `debounced` stays the jobs it stored, even when producers racing for
+        the key leave this one's job a duplicate after all."""
+        queue = job.queue
         removed = await self._call(
             "deduplicate", self.jobs.find_one_and_delete({"_id": f"{queue}/{job_id}", "status": "delayed"})
         )
         if removed is None:
             return False
-        self._moved(queue, [Move(JobState.DELAYED, None)])
+        self._moved(queue, [Move(JobState.DELAYED, None, job.task, ("debounced",))])
         self._ended(queue, [job_id])
         return True
 

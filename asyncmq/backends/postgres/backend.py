@@ -603,13 +603,14 @@ class PostgresBackend(BaseBackend):
     async def enqueue_deduplicated(
         self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
     ) -> Deduplicated:
-        """`deduplicate` (see the schema's version 4) decides and takes the key, then the job
-        is stored as by `enqueue`, in one transaction (a savepoint in the caller's, with
-        `connection`), whose commit releases the key's row to the next producer."""
+        """`deduplicate` (see the schema's versions 4 and 7) decides and takes the key, and
+        counts a duplicate or a debounce in the queue totals, then the job is stored as by
+        `enqueue`, in one transaction (a savepoint in the caller's, with `connection`), whose
+        commit releases the key's row to the next producer."""
         await self._remember_queue(job.queue)
         decide = self.sql(
             "deduplicate",
-            "SELECT decision, holder, replaced FROM {s}.deduplicate($1, $2, $3, $4, $5, $6, $7, $8)",
+            "SELECT decision, holder, replaced FROM {s}.deduplicate($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         insert = self.sql(
             "enqueue:True", _enqueue_sql(f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)})")
@@ -627,6 +628,7 @@ class PostgresBackend(BaseBackend):
                         job.queue,
                         deduplication.id,
                         job.id,
+                        job.task,
                         job.created_at,
                         now,
                         ttl,

@@ -18,8 +18,8 @@ Layout (every table in the backend's own schema, `asyncmq` by default):
                   at once do not queue behind one row lock
     totals        the queue totals (`asyncmq.transitions.TOTALS`) per (queue, task, total),
                   counted by each statement that stores, claims or moves jobs, in the same
-                  statement (the claim function's, from version 2); spread over 16 rows like
-                  `counts`
+                  statement (the claim function's, from version 2; duplicates and debounces
+                  by `deduplicate`'s, from version 7); spread over 16 rows like `counts`
     queues        one row per known queue: the paused flag and the rate limit's token bucket
     repeatables   schedules and their next firing time
     workers       live workers and when their heartbeat runs out
@@ -644,8 +644,98 @@ BEGIN
 END $$;
 """
 
+# Deduplication in the queue totals (`asyncmq.transitions`): `deduplicate` takes the job's task
+# and counts, under the key's row lock and in the statement that decides it, a duplicate in
+# `deduplicated` and a delayed holder deleted for the job in `debounced` (the job itself is
+# counted in `enqueued` by the insert that follows, in the same transaction: a job that cannot
+# be stored then rolls both back). The delete and its count are one statement, totals before
+# the jobs trigger's `counts`, as every statement. A new function beside version 6's (an
+# overload by its arguments), which stays for a process still running the code before this
+# version: its deduplicated adds are then not counted.
+_V7 = """
+-- As in version 6, with the job's task p_task, and the totals `deduplicated` and `debounced`.
+CREATE FUNCTION {s}.deduplicate(
+    p_queue text, p_key text, p_id text, p_task text, p_created_at double precision,
+    p_now double precision, p_ttl double precision, p_extend boolean, p_replace boolean
+) RETURNS TABLE (decision text, holder text, replaced text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_holder text;
+    v_expires double precision;
+    v_status text;
+    v_created double precision;
+    v_held boolean;
+    v_gone bigint;
+BEGIN
+    LOOP
+        INSERT INTO {s}.dedup (queue, id, job_id, expires_at) VALUES (p_queue, p_key, p_id, p_now + p_ttl)
+        ON CONFLICT (queue, id) DO NOTHING;
+        IF FOUND THEN  -- a new key: the job's, unless its id is taken
+            IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+                DELETE FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key;
+                RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+            ELSE
+                RETURN QUERY SELECT 'store', p_id, NULL::text;
+            END IF;
+            RETURN;
+        END IF;
+        SELECT d.job_id, d.expires_at INTO v_holder, v_expires
+        FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key FOR UPDATE;
+        EXIT WHEN FOUND;  -- else deleted meanwhile: insert it again
+    END LOOP;
+    SELECT j.status, j.created_at INTO v_status, v_created
+    FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder;
+    IF v_holder = p_id AND v_created = p_created_at THEN
+        RETURN QUERY SELECT 'again', p_id, NULL::text;
+        RETURN;
+    END IF;
+    v_held := CASE WHEN v_expires IS NOT NULL THEN v_expires > p_now
+        ELSE v_status NOT IN ('completed', 'failed', 'expired', 'cancelled') END;
+    IF v_held AND p_replace AND v_status = 'delayed' THEN
+        IF p_id <> v_holder
+                AND EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+            RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+            RETURN;
+        END IF;
+        WITH gone AS (
+            DELETE FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder AND j.status = 'delayed'
+            RETURNING 1
+        ), counted AS (
+            INSERT INTO {s}.totals AS t (queue, task, total, shard, n)
+            SELECT p_queue, p_task, 'debounced', pg_backend_pid() % 16, count(*) FROM gone HAVING count(*) > 0
+            ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + EXCLUDED.n
+        )
+        SELECT count(*) INTO v_gone FROM gone;
+        IF v_gone > 0 THEN  -- else promoted meanwhile: no longer replaceable
+            PERFORM {s}.wake_result_waiters(ARRAY[p_queue], ARRAY[v_holder]);
+            UPDATE {s}.dedup AS d SET job_id = p_id, expires_at =
+                CASE WHEN v_expires IS NOT NULL AND NOT p_extend THEN v_expires ELSE p_now + p_ttl END
+            WHERE d.queue = p_queue AND d.id = p_key;
+            RETURN QUERY SELECT 'store', p_id, v_holder;
+            RETURN;
+        END IF;
+    END IF;
+    IF v_held THEN
+        IF p_extend AND p_ttl IS NOT NULL THEN
+            UPDATE {s}.dedup AS d SET expires_at = p_now + p_ttl WHERE d.queue = p_queue AND d.id = p_key;
+        END IF;
+        INSERT INTO {s}.totals AS t (queue, task, total, shard, n)
+        VALUES (p_queue, p_task, 'deduplicated', pg_backend_pid() % 16, 1)
+        ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + 1;
+        RETURN QUERY SELECT 'duplicate', v_holder, NULL::text;
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+        RETURN QUERY SELECT 'exists', NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    UPDATE {s}.dedup AS d SET job_id = p_id, expires_at = p_now + p_ttl
+    WHERE d.queue = p_queue AND d.id = p_key;
+    RETURN QUERY SELECT 'store', p_id, NULL::text;
+END $$;
+"""
+
 #: (version, statements). Append only; never edit one that has shipped.
-MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6))
+MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7))
 LATEST = MIGRATIONS[-1][0]
 
 

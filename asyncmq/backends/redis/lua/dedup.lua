@@ -4,6 +4,8 @@
 -- value, ...). The key is `<base>dedup:<dedup id>` (see `dedup_holder`).
 -- Returns {1, id} stored, {1, id, replaced id} stored in place of the delayed holder,
 -- {0, holder id} a duplicate (nothing stored), {0} the job's id exists (nothing stored).
+-- A duplicate adds to the queue total `deduplicated` of the job's task, a job stored in the
+-- place of the delayed holder to `debounced` (and `enqueued`), in this script.
 local dkey = base .. 'dedup:' .. ARGV[1]
 local ttl_ms, extend, replace = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 local job = cjson.decode(ARGV[5])
@@ -17,6 +19,8 @@ local replaced = false
 if holder then
   if not (replace and held_status == 'delayed') then
     if extend and ttl_ms then redis.call('PEXPIRE', dkey, ttl_ms) end
+    count(field_in(job, 'task', 5), 'deduplicated')
+    save_totals()
     return {0, holder}
   end
   replaced = holder
@@ -36,7 +40,9 @@ else
   push_waiting(id, priority, when)
   wake_workers()
 end
-count(field_in(job, 'task', 5), 'enqueued')
+local task = field_in(job, 'task', 5)
+count(task, 'enqueued')
+if replaced then count(task, 'debounced') end
 save_totals()
 
 if replaced and not extend and redis.call('PTTL', dkey) > 0 then

@@ -52,6 +52,7 @@ __all__ = [
     "capacity_panel",
     "dashboard",
     "dead_letter_stat",
+    "deduplication_panel",
     "depth_panel",
     "duration_panel",
     "flow",
@@ -438,6 +439,21 @@ def rate_limited_panel(width: int = 12) -> Any:
         "Starts the queue's rate limit held back, per second: waiting caused by the limit, not the workers.",
         "ops",
         ("{{queue}}", queries.rate_limited_rate(QUEUE, WINDOW)),
+        width=width,
+    )
+
+
+def deduplication_panel(width: int = 12) -> Any:
+    return timeseries(
+        "Deduplicated and debounced adds",
+        "Adds per second that stored nothing because another job held their deduplication key "
+        "(deduplicated), and jobs stored in the place of their key's delayed holder (debounced), "
+        "from the totals the queue keeps: every producer counts, scraped or not.",
+        "ops",
+        *(
+            (f"{{{{queue}}}} {total}", queries.total_rate(total, QUEUE, WINDOW))
+            for total in queries.DEDUPLICATION_TOTALS
+        ),
         width=width,
     )
 

@@ -20,6 +20,7 @@ only a worker knows (error types, durations, in progress) comes from its own cou
 from __future__ import annotations
 
 __all__ = [
+    "DEDUPLICATION_TOTALS",
     "OUTCOMES",
     "TOTAL_OUTCOMES",
     "backend_latency_quantile",
@@ -57,6 +58,9 @@ _FAILED = 'state="failed"'
 OUTCOMES = ("completed", "retried", "failed", "expired", "cancelled")
 #: What the throughput charts show, as queue total names (`asyncmq.transitions.TOTALS`).
 TOTAL_OUTCOMES = ("enqueued", *OUTCOMES, "stalled")
+#: What deduplicated adds came to, as queue total names: not stored, or stored in a delayed
+#: holder's place.
+DEDUPLICATION_TOTALS = ("deduplicated", "debounced")
 
 
 def selector(*matchers: str) -> str:

@@ -164,7 +164,12 @@ async def workload(queue: Queue) -> int:
     for _ in range(3):
         await queue.add(ok.name, delay=0.5)
     await queue.add(sleeps.name, args=[0.5])
-    return 20 + 4 + 3 + 3 + 1
+    key = uuid.uuid4().hex  # a key of this round's (a ttl holds it past its job's end)
+    held = await queue.add(ok.name, deduplication={"id": key, "ttl": 60})
+    assert await queue.add(ok.name, deduplication={"id": key, "ttl": 60}) == held  # deduplicated
+    for _ in range(2):  # the second in the first's place (debounced)
+        await queue.add(ok.name, delay=2, debounce={"id": f"later:{key}", "replace": True})
+    return 20 + 4 + 3 + 3 + 1 + 2
 
 
 async def wait_for(condition: Any, deadline_s: float, what: str) -> Any:
@@ -269,12 +274,15 @@ TOTALS_AND_WORKER_COUNTERS = {
     "expired": "asyncmq_jobs_expired_total",
     "cancelled": "asyncmq_jobs_cancelled_total",
     "stalled": "asyncmq_jobs_stalled_total",
+    "deduplicated": "asyncmq_jobs_deduplicated_total",
+    "debounced": "asyncmq_jobs_debounced_total",
 }
 
 
 async def never_failing_workload(queue: Queue) -> dict[str, int]:
-    """Jobs added by this (unscraped) process and cancelled by the CLI, none of which fails;
-    returns the truth: what the queue's totals must read once they are worked."""
+    """Jobs added by this (unscraped) process, some of them deduplicated or debounced, and
+    cancelled by the CLI, none of which fails; returns the truth: what the queue's totals must
+    read once they are worked."""
     await queue.add_bulk([{"task_id": ok.name} for _ in range(20)])
     await queue.add_bulk([{"task_id": fails_with.name} for _ in range(10)])
     for _ in range(4):
@@ -288,13 +296,22 @@ async def never_failing_workload(queue: Queue) -> dict[str, int]:
         cancel = asyncmq_process("job", "cancel", job_id, "-q", queue.name, "--backend", REDIS_URL)
         assert await asyncio.to_thread(cancel.wait, 30) == 0, finish(cancel, 0)
         finish(cancel, 0)
+    key = uuid.uuid4().hex  # a key of this round's (a ttl holds it past its job's end)
+    held = await queue.add(ok.name, deduplication={"id": key, "ttl": 60})
+    for _ in range(3):
+        assert await queue.add(ok.name, deduplication={"id": key, "ttl": 60}) == held
+    await queue.add_bulk(  # each in the place of the one before, due long after the three adds
+        [{"task_id": ok.name, "delay": 2, "debounce": {"id": f"later:{key}", "replace": True}}] * 3
+    )
     return {
-        "enqueued": 20 + 10 + 4 + 3 + 2 + 5,
-        "claimed": 20 + 10 + 4 * 2 + 3 + 2,
-        "completed": 20 + 10 + 4 + 3,
+        "enqueued": 20 + 10 + 4 + 3 + 2 + 5 + 1 + 3,
+        "claimed": 20 + 10 + 4 * 2 + 3 + 2 + 1 + 1,
+        "completed": 20 + 10 + 4 + 3 + 1 + 1,
         "retried": 4,
         "expired": 2,
         "cancelled": 5,
+        "deduplicated": 3,
+        "debounced": 2,
     }
 
 
@@ -332,10 +349,10 @@ async def test_queue_totals_count_what_no_scraped_process_did_and_a_new_error_fi
             name: sum(float(s["value"][1]) for s in prom.query(f'sum({metric}{{queue="{queue.name}"}})'))
             for name, metric in TOTALS_AND_WORKER_COUNTERS.items()
         }
-        print(f"\ncounter     truth  queue total  worker's own counter\n{'-' * 48}")
+        print(f"\ncounter       truth  queue total  worker's own counter\n{'-' * 50}")
         totals = read_totals(prom, queue.name)
         for name in TOTALS_AND_WORKER_COUNTERS:
-            print(f"{name:<10} {truth[name]:>6} {totals[name]:>12.0f} {worker_counters[name]:>21.0f}")
+            print(f"{name:<12} {truth[name]:>6} {totals[name]:>12.0f} {worker_counters[name]:>21.0f}")
         assert totals == truth
 
         by_panel: dict[tuple[str, str], bool] = {}

@@ -15,7 +15,7 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
@@ -107,12 +107,37 @@ def debugging(ctx: click.Context) -> bool:
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine on a fresh event loop: uvloop's when it is installed
-    (the `redis` extra brings it), which cuts the loop's and sockets' cost per job."""
+    (the `redis` extra brings it), which cuts the loop's and sockets' cost per job.
+
+    SIGTERM (what `kill`, systemd and Kubernetes send) ends a command as Ctrl-C does: the
+    coroutine is cancelled, so its cleanup runs (a bench removes its queue, connections
+    close), then `KeyboardInterrupt`. Commands that stop gracefully (`worker start`, `demo`)
+    take SIGTERM over with `stop_signals` while they run."""
+    terminated = False
+
+    async def cancelled_by_sigterm() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals in this thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        return await main
+
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(cancelled_by_sigterm())
+        return uvloop.run(cancelled_by_sigterm())
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
 
 
 # -- options ---------------------------------------------------------------------------

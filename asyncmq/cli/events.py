@@ -7,6 +7,7 @@ reads them from the backend as they arrive, one line each, or one JSON object pe
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from typing import Any
 
 import click
@@ -59,5 +60,6 @@ async def _tail(
 @click.option("--limit", "-n", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 def tail(queue: str, backend: str | None, as_json: bool, limit: int | None, timeout_s: float | None) -> None:
-    """Print QUEUE's events as they happen, until Ctrl-C (or --limit / --timeout)."""
-    run(_tail(backend, queue, as_json, limit, timeout_s))
+    """Print QUEUE's events as they happen, until Ctrl-C or SIGTERM (or --limit / --timeout)."""
+    with suppress(KeyboardInterrupt):  # how a tail is meant to end: exit 0, no "Aborted!"
+        run(_tail(backend, queue, as_json, limit, timeout_s))

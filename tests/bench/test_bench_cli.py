@@ -7,6 +7,8 @@ import asyncio
 import itertools
 import os
 import pstats
+import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -155,3 +157,27 @@ def test_the_cli_offers_exactly_the_workloads_the_library_defines() -> None:
     from asyncmq.cli.bench import _WORKLOAD_NAMES
 
     assert tuple(WORKLOADS) == _WORKLOAD_NAMES
+
+
+@pytest.mark.slow
+def test_bench_stopped_by_sigterm_removes_its_queue_and_says_aborted() -> None:
+    _redis_or_skip()
+    prefix = f"test-bench-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "asyncmq", "bench", "--backend", REDIS_URL, "--queue", prefix]
+    command += ["--jobs", "1000000", "--repeat", "1"]  # far more than it does before the signal
+    bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:  # its progress: storing jobs one by one has begun
+            if "enqueue one by one" in line:
+                break
+        bench.send_signal(signal.SIGTERM)
+        _, err = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        left = asyncio.run(_keys_left(prefix))
+    assert bench.returncode == 1, err
+    assert err.strip().endswith("Aborted!"), err
+    assert left == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+
+import pytest
 
 from asyncmq.backends.redis import RedisBackend
 from asyncmq.core.publisher import EventPublisher
@@ -73,3 +76,34 @@ async def test_events_tail_follows_a_queue_from_another_process(
         "worker:stopped",
     }
     assert any(line.get("id") in job_ids for line in lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_events_tail_ends_quietly_with_0_on_ctrl_c_and_on_sigterm(
+    backend: RedisBackend, queue_name: str, redis_url: str, sig: signal.Signals
+) -> None:
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asyncmq", "events", "tail", queue_name, "--backend", redis_url, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert tail.stdout is not None
+    publisher = EventPublisher(backend, flush_every_s=0.01)
+    publisher.start()
+    queue = Queue(queue_name, backend=backend)
+    try:
+        first = asyncio.ensure_future(tail.stdout.readline())
+        for attempt in range(50):  # until the tail prints: it is then following, its handlers set
+            await queue.add(nap.name, args=[attempt, 0])
+            await asyncio.wait_for(queue.worker(burst=True, handle_signals=False).run(), 10)
+            done, _ = await asyncio.wait({first}, timeout=0.2)
+            if done:
+                break
+        assert json.loads(await first)["queue"] == queue_name
+        tail.send_signal(sig)
+        _, err = await asyncio.wait_for(tail.communicate(), 20)
+    finally:
+        await publisher.stop()
+        if tail.returncode is None:
+            tail.kill()
+            await tail.wait()
+    assert (tail.returncode, err.decode()) == (0, "")

@@ -109,33 +109,36 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine on a fresh event loop: uvloop's when it is installed
     (the `redis` extra brings it), which cuts the loop's and sockets' cost per job.
 
-    SIGTERM (what `kill`, systemd and Kubernetes send) ends a command as Ctrl-C does: the
-    coroutine is cancelled, so its cleanup runs (a bench removes its queue, connections
-    close), then `KeyboardInterrupt`. Commands that stop gracefully (`worker start`, `demo`)
-    take SIGTERM over with `stop_signals` while they run."""
-    terminated = False
+    Ctrl-C and SIGTERM (what `kill`, systemd and Kubernetes send) cancel the coroutine, so its
+    cleanup runs (a bench removes its queue, connections close), then `KeyboardInterrupt`.
+    Both go through the loop's own signal handling: a handler set with `signal.signal` runs
+    only once a uvloop loop wakes for something else. Commands that stop gracefully
+    (`worker start`, `demo`) take both signals over with `stop_signals` while they run."""
+    interrupted = False
 
-    async def cancelled_by_sigterm() -> T:
+    async def cancelled_by_signals() -> T:
         task = asyncio.current_task()
         assert task is not None
 
-        def on_sigterm() -> None:
-            nonlocal terminated
-            terminated = True
+        def on_signal() -> None:
+            nonlocal interrupted
+            interrupted = True
             task.cancel()
 
-        with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals in this thread
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals in this thread
+                loop.add_signal_handler(sig, on_signal)
         return await main
 
     try:
         try:
             import uvloop
         except ImportError:
-            return asyncio.run(cancelled_by_sigterm())
-        return uvloop.run(cancelled_by_sigterm())
+            return asyncio.run(cancelled_by_signals())
+        return uvloop.run(cancelled_by_signals())
     except asyncio.CancelledError:
-        if terminated:
+        if interrupted:
             raise KeyboardInterrupt from None
         raise
 

@@ -218,3 +218,76 @@ async def test_a_backend_without_dependencies_refuses_them_by_name(queue: Queue)
     finally:
         del queue.backend.supports_dependencies
     assert await queue.counts() == counts()
+
+
+def _removed(job: Any, parent: str, queue: Queue) -> None:
+    assert job is not None
+    assert job.status is JobState.FAILED
+    assert job.error == {
+        "type": "ParentFailedError",
+        "message": f"parent job {parent} of queue {queue.name!r} was removed",
+    }
+
+
+async def test_a_removed_parent_fails_its_children_or_frees_them_by_their_policy(
+    queue: Queue, events: EventRecorder
+) -> None:
+    parent = await queue.add(NOOP, delay=60)
+    child = await queue.add(NOOP, depends_on=[parent])
+    grandchild = await queue.add(NOOP, depends_on=[child])
+    ignoring = await queue.add(
+        REMEMBER, args=[key := f"{queue.name}-rm"], depends_on=[parent], on_parent_failure="ignore"
+    )
+    # "wait" waits for a retry of the parent, which cannot come: the child stays blocked.
+    waiting = await queue.add(NOOP, depends_on=[parent], on_parent_failure="wait")
+    result = asyncio.ensure_future(queue.result(grandchild, timeout=30))
+    await asyncio.sleep(0)
+    assert await queue.remove_job(parent) is True
+    with pytest.raises(JobFailedError, match="ParentFailedError"):  # woken by the removal
+        await result
+    _removed(await queue.get_job(child), parent, queue)
+    cascaded = await queue.get_job(grandchild)
+    assert cascaded is not None
+    assert cascaded.status is JobState.FAILED
+    assert cascaded.error is not None
+    assert cascaded.error["message"] == f"parent job {child} of queue {queue.name!r} ended failed"
+    assert await _status(queue, ignoring) is JobState.WAITING
+    assert await _status(queue, waiting) is JobState.BLOCKED
+    assert sorted(p["id"] for p in events.of("job:failed")) == sorted([child, grandchild])
+    assert await queue.counts() == counts(waiting=1, blocked=1, failed=2)
+    assert (await queue.stats()).totals[NOOP]["failed"] == 2
+    await _drain(queue)
+    assert SEEN.pop(key) == {}  # the removed parent left no result
+
+
+async def test_a_drain_fails_the_children_of_the_jobs_it_deletes(queue: Queue, events: EventRecorder) -> None:
+    waiting = await queue.add(NOOP)
+    delayed = await queue.add(NOOP, delay=60)
+    of_waiting = await queue.add(NOOP, depends_on=[waiting])
+    of_delayed = await queue.add(NOOP, depends_on=[delayed])
+    of_both = await queue.add(NOOP, depends_on=[delayed, waiting])
+    ignoring = await queue.add(NOOP, depends_on=[waiting], on_parent_failure="ignore")
+    assert await queue.drain() == 1
+    assert await _status(queue, ignoring) is JobState.WAITING  # freed after the drain, not drained
+    await _drain(queue)
+    assert await _status(queue, ignoring) is JobState.COMPLETED
+    _removed(await queue.get_job(of_waiting), waiting, queue)
+    _removed(await queue.get_job(of_both), waiting, queue)
+    assert await _status(queue, of_delayed) is JobState.BLOCKED
+    assert await queue.drain(include_delayed=True) == 1
+    _removed(await queue.get_job(of_delayed), delayed, queue)
+    assert sorted(p["id"] for p in events.of("job:failed")) == sorted([of_waiting, of_both, of_delayed])
+    assert await queue.counts() == counts(completed=1, failed=3)
+    assert (await queue.stats()).totals[NOOP]["failed"] == 3
+
+
+async def test_a_debounce_that_replaces_a_parent_fails_its_children(
+    queue: Queue, events: EventRecorder
+) -> None:
+    holder = await queue.add(NOOP, delay=60, deduplication={"id": "d", "ttl": 60, "replace": True})
+    child = await queue.add(NOOP, depends_on=[holder])
+    replacement = await queue.add(NOOP, delay=60, deduplication={"id": "d", "ttl": 60, "replace": True})
+    assert replacement != holder
+    _removed(await queue.get_job(child), holder, queue)
+    assert [p["id"] for p in events.of("job:failed")] == [child]
+    assert await queue.counts() == counts(delayed=1, failed=1)

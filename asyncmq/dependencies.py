@@ -14,6 +14,11 @@ the child's `on_parent_failure`:
 - `"wait"`: the child stays blocked; a manual retry of the parent that then completes releases
   it (AsyncMQ's behaviour).
 
+A parent removed before it ended (`remove_job`, `drain`, a debounce replacing it) acts on its
+children as one that ended without completing, in the step that removes it: `"fail"` fails
+them (the parent "was removed"), `"ignore"` frees them, and `"wait"` keeps them blocked for a
+retry that cannot come, until they are removed or cancelled.
+
 A parent that does not exist when the child is added is an error, and nothing is stored.
 
 The stored form is one JSON field of the job, `deps` (None for a job with neither parents nor
@@ -39,6 +44,7 @@ __all__ = [
     "new_deps",
     "parent_ended",
     "parent_refs",
+    "parent_removed",
     "ref",
     "split_ref",
 ]
@@ -111,25 +117,39 @@ def parent_ended(child: Job, parent: Job, now: float) -> bool:
     (completed, or ended with the policy `ignore`), fail the child (`fail`), or keep it waiting
     (`wait`, or a parent not ended). Returns whether the child failed by it. Once nothing is
     pending, the child becomes waiting, or delayed while its own delay is ahead."""
-    deps = child.deps
-    reference = ref(parent.queue, parent.id)
-    if child.status is not JobState.BLOCKED or deps is None or reference not in deps["pending"]:
-        return False
     if parent.status not in TERMINAL_STATES:
         return False
     completed = parent.status is JobState.COMPLETED
+    how = f"ended {parent.status.value}"
+    return _settle(child, parent.queue, parent.id, how, completed, parent.result, now)
+
+
+def parent_removed(child: Job, queue: str, parent_id: str, now: float) -> bool:
+    """Apply the removal of a parent that had not ended (`remove_job`, `drain`, a debounce
+    replacing it) to a blocked child, as an end without completing: `fail` fails the child
+    (its error says the parent was removed), `ignore` resolves it with no result, and `wait`
+    keeps it blocked, waiting for a retry of a parent that no longer exists. Returns whether
+    the child failed by it."""
+    return _settle(child, queue, parent_id, "was removed", False, None, now)
+
+
+def _settle(
+    child: Job, queue: str, parent_id: str, how: str, completed: bool, result: Any, now: float
+) -> bool:
+    deps = child.deps
+    reference = ref(queue, parent_id)
+    if child.status is not JobState.BLOCKED or deps is None or reference not in deps["pending"]:
+        return False
     if not completed and deps["policy"] == "wait":
         return False
     if not completed and deps["policy"] == "fail":
         child.status, child.finished_at = JobState.FAILED, now
-        error = ParentFailedError(
-            f"parent job {parent.id} of queue {parent.queue!r} ended {parent.status.value}"
-        )
+        error = ParentFailedError(f"parent job {parent_id} of queue {queue!r} {how}")
         child.error = {"type": type(error).__name__, "message": str(error)}
         return True
     deps["pending"] = [p for p in deps["pending"] if p != reference]
     if completed:
-        deps["results"][parent.id] = parent.result
+        deps["results"][parent_id] = result
     if not deps["pending"]:
         if child.delay_until is not None and child.delay_until > now:
             child.status = JobState.DELAYED

@@ -403,7 +403,7 @@ class Queue:
         state = hook.before_enqueue([job]) if hook is not None else None
         try:
             outcome = await backend.enqueue_deduplicated(
-                job, deduplication, time.time(), connection=connection
+                job, deduplication, time.time(), connection=connection, retention=self.retention
             )
         except BaseException as exc:
             if hook is not None:
@@ -652,12 +652,15 @@ class Queue:
         return True
 
     async def remove_job(self, job_id: str) -> bool:
-        return await self.backend.remove_job(self.name, job_id)
+        """Delete a job that is not running. Its children still waiting for it (`depends_on`)
+        fail with `ParentFailedError`, or by their `on_parent_failure` (see `asyncmq.dependencies`)."""
+        return await self.backend.remove_job(self.name, job_id, self.retention)
 
     async def drain(self, include_delayed: bool = False) -> int:
         """Delete every waiting job, and the delayed ones too with `include_delayed`; return
-        how many. Schedules keep firing: a drain leaves their pending occurrences."""
-        return await self.backend.drain(self.name, include_delayed)
+        how many. Schedules keep firing: a drain leaves their pending occurrences. Children
+        waiting for a deleted job are told, as by `remove_job`."""
+        return await self.backend.drain(self.name, include_delayed, self.retention)
 
     async def remove_deduplication_key(self, deduplication_id: str) -> bool:
         """Let a deduplication key go, so that the next job given it is stored; its holder

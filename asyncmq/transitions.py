@@ -39,6 +39,7 @@ from asyncmq.job import TERMINAL_STATES, Job, JobState, encode_field
 
 __all__ = [
     "CANCEL",
+    "DEFAULT_RETENTION",
     "OUTCOME_TOTALS",
     "RELEASE",
     "REQUEUE_STALLED",
@@ -179,6 +180,11 @@ class Retention:
 
     ttl_s: float
     keep: int
+
+
+#: The settings' default retention (`result_ttl_seconds`, `keep_finished_jobs`): what keeps the
+#: children a removal failed when the backend is called without the queue's own.
+DEFAULT_RETENTION = Retention(86_400.0, 10_000)
 
 
 @dataclass(frozen=True)

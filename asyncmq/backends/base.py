@@ -33,7 +33,7 @@ from asyncmq.errors import ConfigurationError, MalformedJobError, MalformedSched
 from asyncmq.job import Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import Retention, StallRecovery, Transition
+from asyncmq.transitions import DEFAULT_RETENTION, Retention, StallRecovery, Transition
 
 __all__ = [
     "BaseBackend",
@@ -259,7 +259,13 @@ class BaseBackend(ABC):
 
     # -- deduplication (`asyncmq.deduplication`) ------------------------------------
     async def enqueue_deduplicated(
-        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+        self,
+        job: Job,
+        deduplication: Deduplication,
+        now: float,
+        *,
+        connection: Any = None,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> Deduplicated:
         """In one atomic step: if a job holds `deduplication.id` in the job's queue (see
         `asyncmq.deduplication`), store nothing and answer its id, restarting the key's ttl
@@ -268,7 +274,8 @@ class BaseBackend(ABC):
         key's expiry `deduplication.expires_at(now)`. `job` whose id exists stores nothing.
         Sent again after a lost reply, a job that took the key answers stored. The same step
         adds to the queue totals of `job.task` (`asyncmq.transitions`): `deduplicated` for a
-        duplicate, `debounced` (and `enqueued`) for a job stored in its holder's place."""
+        duplicate, `debounced` (and `enqueued`) for a job stored in its holder's place. A replaced
+        holder's blocked children are told it is gone, as by `remove_job`."""
         raise UnsupportedError(f"the {self.name} backend does not support deduplication")
 
     async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
@@ -402,14 +409,19 @@ class BaseBackend(ABC):
     async def list_jobs(self, queue: str, state: JobState, limit: int, offset: int = 0) -> list[Job]: ...
 
     @abstractmethod
-    async def remove_job(self, queue: str, job_id: str) -> bool:
-        """Delete a job that is not active."""
+    async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
+        """Delete a job that is not active. In the same step, a job that had not ended acts on
+        its blocked children as `asyncmq.dependencies.parent_removed` says: the ones it fails
+        are filed under `failed` by `retention`, their `job:failed` events emitted here."""
 
     @abstractmethod
-    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+    async def drain(
+        self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
+    ) -> int:
         """Delete every waiting job, and every delayed one too with `include_delayed` except a
         schedule's pending occurrence (a job with a `repeat_key`: it is the schedule's next
-        firing, which `remove_repeatable` stops); return how many were deleted."""
+        firing, which `remove_repeatable` stops); return how many were deleted. Their blocked
+        children are told, as by `remove_job`."""
 
     @abstractmethod
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:

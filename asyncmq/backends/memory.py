@@ -29,12 +29,12 @@ from asyncmq.backends.base import (
     read_workers,
 )
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.dependencies import add_child, children_of, parent_ended, ref, split_ref
+from asyncmq.dependencies import add_child, children_of, parent_ended, parent_removed, ref, split_ref
 from asyncmq.errors import MalformedJobError, UnknownParentError
 from asyncmq.job import TERMINAL_STATES, Job, JobState, malformed_field, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
+from asyncmq.transitions import DEFAULT_RETENTION, OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 __all__ = ["InMemoryBackend"]
 
@@ -241,7 +241,13 @@ class InMemoryBackend(BaseBackend):
         return holder if job is not None and job.status not in TERMINAL_STATES else None
 
     async def enqueue_deduplicated(
-        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+        self,
+        job: Job,
+        deduplication: Deduplication,
+        now: float,
+        *,
+        connection: Any = None,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> Deduplicated:
         self.refuse_connection(connection)
         store = self._store(job.queue)
@@ -310,8 +316,9 @@ class InMemoryBackend(BaseBackend):
                 add_child(parent, job)
         return job
 
-    def _parent_ended(self, parent: Job, now: float) -> None:
-        """Release or fail the children of a job that just ended, and theirs in turn."""
+    def _parent_ended(self, parent: Job, now: float, removed: bool = False) -> None:
+        """Release or fail the children of a job that just ended (or, `removed`, was removed
+        before it ended), and theirs in turn."""
         failed, ended = [], [parent]
         while ended:
             job = ended.pop()
@@ -321,7 +328,11 @@ class InMemoryBackend(BaseBackend):
                     continue
                 store = self._store(child.queue)
                 self._unplace(store, child)
-                if parent_ended(child, job, now):
+                if (
+                    parent_removed(child, job.queue, job.id, now)
+                    if removed and job is parent
+                    else parent_ended(child, job, now)
+                ):
                     store.count(child.task, "failed")
                     failed.append(child.clone())
                     ended.append(child)
@@ -562,7 +573,7 @@ class InMemoryBackend(BaseBackend):
             ids = list(reversed(store.finished[state]))  # newest first
         return [store.jobs[job_id].clone() for job_id in ids[offset : offset + limit]]
 
-    async def remove_job(self, queue: str, job_id: str) -> bool:
+    async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
         store = self._store(queue)
         job = store.jobs.get(job_id)
         if job is None or job.status is JobState.ACTIVE:
@@ -571,11 +582,16 @@ class InMemoryBackend(BaseBackend):
         return True
 
     def _remove(self, store: _Store, job: Job) -> None:
+        """Delete a job; its blocked children learn it is gone (`parent_removed`)."""
         self._unplace(store, job)
         del store.jobs[job.id]
         self._job_ended(job.queue, job.id)
+        if job.deps and job.status not in TERMINAL_STATES:
+            self._parent_ended(job, time.time(), removed=True)
 
-    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+    async def drain(
+        self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
+    ) -> int:
         store = self._store(queue)
         pending = [
             job
@@ -588,6 +604,10 @@ class InMemoryBackend(BaseBackend):
             del store.jobs[job.id]
             self._job_ended(queue, job.id)
         store.waiting.clear()  # the delayed heap keeps its dead entries: they die by their token
+        now = time.time()
+        for job in pending:  # after the clear: a child freed joins the waiting line anew
+            if job.deps:
+                self._parent_ended(job, now, removed=True)
         return len(pending)
 
     def _trim(self, store: _Store, state: JobState, keep: int) -> None:

@@ -63,7 +63,7 @@ from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentE
 from asyncmq.job import OUTCOME_FIELDS, Job, JobState, decode_flat, encode_flat, malformed_reason
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
+from asyncmq.transitions import DEFAULT_RETENTION, OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -409,7 +409,13 @@ class RedisBackend(BaseBackend):
 
     # -- deduplication ----------------------------------------------------------------
     async def enqueue_deduplicated(
-        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+        self,
+        job: Job,
+        deduplication: Deduplication,
+        now: float,
+        *,
+        connection: Any = None,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> Deduplicated:
         """One script (dedup.lua); a ttl runs on the server's clock (the key's own expiry)."""
         self.refuse_connection(connection)
@@ -417,8 +423,11 @@ class RedisBackend(BaseBackend):
         ttl_ms = "" if deduplication.ttl_s is None else str(max(math.ceil(deduplication.ttl_s * 1000), 1))
         flags = (int(deduplication.extend), int(deduplication.replace))
         entry = orjson.dumps(_enqueue_entry(job))
-        reply = await self._run("dedup", job.queue, deduplication.id, ttl_ms, *flags, entry)
-        return Deduplicated(reply[0] == 1, reply[1] if len(reply) > 1 else None, (reply[2:] or [None])[0])
+        keep = (repr(now), _whole_seconds(retention.ttl_s), retention.keep)
+        reply = await self._run("dedup", job.queue, deduplication.id, ttl_ms, *flags, entry, *keep)
+        if len(reply) > 3:
+            self.failed_by_parents(_cascaded(reply[3]))
+        return Deduplicated(reply[0] == 1, reply[1] if len(reply) > 1 else None, (reply[2:3] or [None])[0])
 
     async def deduplication_holder(self, queue: str, deduplication_id: str, now: float) -> str | None:
         holder: str | None = await self._run("holder", queue, deduplication_id)
@@ -659,11 +668,20 @@ class RedisBackend(BaseBackend):
         jobs = (_decode(list(chain.from_iterable(fields.items()))) for fields in replies)
         return [job for job in jobs if job is not None]
 
-    async def remove_job(self, queue: str, job_id: str) -> bool:
-        return bool(await self._run("remove", queue, job_id))
+    async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
+        ttl = _whole_seconds(retention.ttl_s)
+        reply = await self._run("remove", queue, job_id, repr(time.time()), ttl, retention.keep)
+        if reply[0] == 1:
+            self.failed_by_parents(_cascaded(reply[1]))
+        return bool(reply[0])
 
-    async def drain(self, queue: str, include_delayed: bool = False) -> int:
-        return int(await self._run("drain", queue, int(include_delayed)))
+    async def drain(
+        self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
+    ) -> int:
+        ttl = _whole_seconds(retention.ttl_s)
+        reply = await self._run("drain", queue, int(include_delayed), repr(time.time()), ttl, retention.keep)
+        self.failed_by_parents(_cascaded(reply[1]))
+        return int(reply[0])
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
         # Scores are when records expire, whole seconds after finishing (`_whole_seconds`):

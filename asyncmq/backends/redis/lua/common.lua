@@ -221,11 +221,13 @@ local function without(list, item)
 end
 
 -- `asyncmq.dependencies.parent_ended` on a blocked child's decoded deps: parent `reference`
--- (id `parent_id`) is in `status`, with `result` (JSON text) if it completed. Returns 'fail'
--- when the child fails by it, 'resolved' when the parent left `pending` (its result copied
--- in), or nil when the child keeps waiting for it.
+-- (id `parent_id`) is in `status`, with `result` (JSON text) if it completed; status 'removed'
+-- is `parent_removed`, a parent deleted before it ended. Returns 'fail' when the child fails
+-- by it, 'resolved' when the parent left `pending` (its result copied in), or nil when the
+-- child keeps waiting for it.
 local function resolve(deps, reference, parent_id, status, result)
-  if not FINISHED_STATUS[status] or type(deps.pending) ~= 'table' or not holds(deps.pending, reference) then
+  if not (FINISHED_STATUS[status] or status == 'removed') or type(deps.pending) ~= 'table'
+    or not holds(deps.pending, reference) then
     return nil
   end
   if status ~= 'completed' then
@@ -245,10 +247,11 @@ local function resolve(deps, reference, parent_id, status, result)
 end
 
 -- Fails job `id` of the current queue, not yet in any index, because parent `reference`
--- ended `status` (ParentFailedError, as `asyncmq.dependencies.parent_ended` words it).
+-- ended `status`, or was 'removed' (ParentFailedError, as `asyncmq.dependencies` words it).
 local function fail_by_parent(id, reference, status, now, ttl)
   local parent_queue, parent_id = split_ref(reference)
-  local message = 'parent job ' .. parent_id .. " of queue '" .. parent_queue .. "' ended " .. status
+  local how = status == 'removed' and 'was removed' or 'ended ' .. status
+  local message = 'parent job ' .. parent_id .. " of queue '" .. parent_queue .. "' " .. how
   local error = cjson.encode({type = 'ParentFailedError', message = message})
   local key = job_key(id)
   redis.call('HSET', key, 'status', 'failed', 'finished_at', now, 'error', error)
@@ -275,8 +278,9 @@ end
 -- their job:failed events.
 local cascaded = {}
 
--- Applies the end of job `id` of the current queue (in finished `status`, with the stored
--- `deps` text it had and, completed, its `result`) to its children, in this script: each
+-- Applies the end of job `id` of the current queue (in finished `status`, or 'removed' for a
+-- job deleted before it ended, with the stored `deps` text it had and, completed, its
+-- `result`) to its children, in this script: each
 -- blocked child waiting for it is resolved (released once nothing is pending), failed, or
 -- left, by its policy. A failed child's own children follow, through a work list: a job joins
 -- it only as it leaves `blocked`, so the loop ends after at most one pass per blocked job.
@@ -316,6 +320,17 @@ local function end_children(id, status, deps_text, result, now, ttl, keep)
     trim_finished('failed', keep)
   end
   base = home
+end
+
+-- Deletes the record of job `id` (already out of its index) that was in `status`: its result
+-- waiters are told it is gone, and, unless it had ended, its blocked children (`end_children`
+-- as 'removed'), failed ones kept by `ttl` and `keep`.
+local function remove_job(id, status, now, ttl, keep)
+  local key = job_key(id)
+  local deps = not FINISHED_STATUS[status] and redis.call('HGET', key, 'deps')
+  redis.call('DEL', key)
+  job_ended(id)
+  if deps then end_children(id, 'removed', deps, nil, now, ttl, keep) end
 end
 
 -- The first field a transition or a recovery reads as a number that holds something else

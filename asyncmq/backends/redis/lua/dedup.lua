@@ -1,8 +1,10 @@
 -- Stores a job unless a job holds its deduplication key (`asyncmq.deduplication`), in one step.
 -- ARGV: the deduplication id, its ttl in ms ('' for none), extend (1/0), replace (1/0), and
 -- the job as enqueue.lua takes each one (a JSON array: id, status, priority, when, field,
--- value, ...). The key is `<base>dedup:<dedup id>` (see `dedup_holder`).
--- Returns {1, id} stored, {1, id, replaced id} stored in place of the delayed holder,
+-- value, ...), then now, ttl and keep for the children the replaced holder's removal fails
+-- (`remove_job`). The key is `<base>dedup:<dedup id>` (see `dedup_holder`).
+-- Returns {1, id} stored, {1, id, replaced id, records of the jobs its removal failed} stored
+-- in place of the delayed holder,
 -- {0, holder id} a duplicate (nothing stored), {0} the job's id exists (nothing stored).
 -- A duplicate adds to the queue total `deduplicated` of the job's task, a job stored in the
 -- place of the delayed holder to `debounced` (and `enqueued`), in this script.
@@ -27,10 +29,9 @@ if holder then
 end
 if id ~= replaced and redis.call('EXISTS', key) == 1 then return {0} end
 
-if replaced then -- as remove.lua, and its result waiters are told it is gone
+if replaced then -- as remove.lua
   unindex(replaced, 'delayed')
-  redis.call('DEL', job_key(replaced))
-  job_ended(replaced)
+  remove_job(replaced, 'delayed', ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]))
   wake_result_waiters()
 end
 redis.call('HSET', key, unpack(job, 5))
@@ -52,5 +53,5 @@ elseif ttl_ms then
 else
   redis.call('SET', dkey, id)
 end
-if replaced then return {1, id, replaced} end
+if replaced then return {1, id, replaced, cascaded} end
 return {1, id}

@@ -43,7 +43,7 @@ from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentE
 from asyncmq.job import FIELD_KINDS, OUTCOME_FIELDS, TERMINAL_STATES, Job, JobState
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
+from asyncmq.transitions import DEFAULT_RETENTION, OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
     import asyncpg
@@ -196,6 +196,20 @@ def _freed_sql(ended: str, after: str = "") -> str:
                     'children', e.deps -> 'children'
                 )), coalesce(max(e.finished_at), extract(epoch FROM clock_timestamp()))) AS job
                 FROM {ended} AS e WHERE e.deps ? 'children' AND e.status IN {_FINISHED_SQL}{first}
+                HAVING count(*) > 0
+            )"""
+
+
+def _removed_sql(gone: str) -> str:
+    """A CTE `freed` telling the blocked children of each job of `gone` (its columns `queue`,
+    `id`, `was`, its status before, and `deps`) that had not ended that it was removed
+    (`parents_ended` with the status 'removed', see the schema's version 8), at $3; its rows
+    (`job`) are the children it failed. The statement must read `freed` to run it."""
+    return f""", freed AS (
+                SELECT {{s}}.parents_ended(jsonb_agg(jsonb_build_object(
+                    'queue', e.queue, 'id', e.id, 'status', 'removed', 'children', e.deps -> 'children'
+                )), $3) AS job
+                FROM {gone} AS e WHERE e.deps ? 'children' AND e.was NOT IN {_FINISHED_SQL}
                 HAVING count(*) > 0
             )"""
 
@@ -601,17 +615,31 @@ class PostgresBackend(BaseBackend):
 
     # -- deduplication ----------------------------------------------------------------
     async def enqueue_deduplicated(
-        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+        self,
+        job: Job,
+        deduplication: Deduplication,
+        now: float,
+        *,
+        connection: Any = None,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> Deduplicated:
-        """`deduplicate` (see the schema's versions 4 and 7) decides and takes the key, and
+        """`deduplicate` (see the schema's versions 4, 7 and 8) decides and takes the key, and
         counts a duplicate or a debounce in the queue totals, then the job is stored as by
-        `enqueue`, in one transaction (a savepoint in the caller's, with `connection`), whose
-        commit releases the key's row to the next producer."""
+        `enqueue`, and a replaced holder's blocked children are told it was removed
+        (`parents_ended`), in one transaction (a savepoint in the caller's, with `connection`),
+        whose commit releases the key's row to the next producer."""
         await self._remember_queue(job.queue)
         decide = self.sql(
             "deduplicate",
-            "SELECT decision, holder, replaced FROM {s}.deduplicate($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "SELECT decision, holder, replaced, children "
+            "FROM {s}.deduplicate($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
+        removed = self.sql(
+            "deduplicate:removed",
+            "SELECT job FROM {s}.parents_ended(jsonb_build_array(jsonb_build_object("
+            "'queue', $1::text, 'id', $2::text, 'status', 'removed', 'children', $3::jsonb)), $4) AS job",
+        )
+        failed: list[Job] = []
         insert = self.sql(
             "enqueue:True", _enqueue_sql(f"VALUES ({_placeholders(_ENQUEUE_COLUMNS, array=False)})")
         )
@@ -642,8 +670,13 @@ class PostgresBackend(BaseBackend):
                             for added in await self._fetch("enqueue", insert, *args, conn=connection)
                         ):
                             raise _IdTaken  # by a plain enqueue since the check: undo the key
+                        if row["children"] is not None:
+                            args = [job.queue, row["replaced"], row["children"], now]
+                            rows = await self._fetch("deduplicate", removed, *args, conn=connection)
+                            failed = _jobs([r["job"] for r in rows])
             except _IdTaken:
                 return Deduplicated(False, None)
+        self.failed_by_parents(failed)
         decision, holder, replaced = row["decision"], row["holder"], row["replaced"]
         return Deduplicated(decision in ("store", "again"), holder, replaced)
 
@@ -1046,28 +1079,46 @@ class PostgresBackend(BaseBackend):
         )
         return _jobs(await self._fetch("list_jobs", query, queue, limit, offset))
 
-    async def remove_job(self, queue: str, job_id: str) -> bool:
+    async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
+        """One statement: the delete, its result waiters woken, and its blocked children told
+        (`_removed_sql`); the children it fails are kept by `purge_finished`."""
         query = self.sql(
             "remove_job",
             f"""
             WITH gone AS (
                 DELETE FROM {{s}}.jobs WHERE queue = $1 AND id = $2 AND status <> 'active'
-                RETURNING queue, id, 'cancelled' AS status  -- a removal ends the job for its waiters
-            ){_woken_sql("gone")}
-            SELECT 1 FROM gone WHERE (SELECT n FROM woken) = 0
+                RETURNING queue, id, 'cancelled' AS status,  -- a removal ends the job for its waiters
+                    status AS was, CASE WHEN jsonb_typeof(deps) = 'object' THEN deps END AS deps
+            ){_woken_sql("gone")}{_removed_sql("gone")}
+            SELECT true AS removed, NULL::{{s}}.jobs AS failed FROM gone WHERE (SELECT n FROM woken) = 0
+            UNION ALL
+            SELECT NULL, job FROM freed
             """,
         )
-        return bool(await self._fetch("remove_job", query, queue, job_id))
+        rows = await self._fetch("remove_job", query, queue, job_id, time.time())
+        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["removed"] is None]))
+        return any(row["removed"] for row in rows)
 
-    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+    async def drain(
+        self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
+    ) -> int:
         query = self.sql(
             "drain",
-            "WITH gone AS (DELETE FROM {s}.jobs WHERE queue = $1 AND (status = 'waiting' "
-            "OR ($2 AND status = 'delayed' AND repeat_key IS NULL)) RETURNING 1) "
-            "SELECT count(*) AS n FROM gone",
+            f"""
+            WITH gone AS (
+                DELETE FROM {{s}}.jobs WHERE queue = $1 AND (status = 'waiting'
+                    OR ($2 AND status = 'delayed' AND repeat_key IS NULL))
+                RETURNING queue, id, status AS was,
+                    CASE WHEN jsonb_typeof(deps) = 'object' THEN deps END AS deps
+            ){_removed_sql("gone")}
+            SELECT count(*) AS n, NULL::{{s}}.jobs AS failed FROM gone
+            UNION ALL
+            SELECT NULL, job FROM freed
+            """,
         )
-        (row,) = await self._fetch("drain", query, queue, include_delayed)
-        return int(row["n"])
+        rows = await self._fetch("drain", query, queue, include_delayed, time.time())
+        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["n"] is None]))
+        return sum(int(row["n"]) for row in rows if row["n"] is not None)
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
         """Delete finished jobs past the retention in batches of 5,000 (short transactions,

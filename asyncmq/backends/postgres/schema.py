@@ -734,8 +734,207 @@ BEGIN
 END $$;
 """
 
+# A parent removed before it ended (`remove_job`, `drain`, a debounce replacing it) acts on its
+# blocked children in the statement that deletes it (`asyncmq.dependencies.parent_removed`):
+# the statement passes it to `parents_ended` with the status 'removed', which the function
+# treats as an end without completing, wording a failed child's error "was removed". Version
+# 6's function is replaced in place (same arguments and result): a process of the code before
+# never passes 'removed', so it sees no change. `deduplicate` (version 7's) returns the
+# replaced holder's children as a fourth column, which the code before does not read.
+_V8 = """
+-- As in version 6; a job of p_ended whose status is 'removed' fails its children as a parent
+-- that "was removed".
+CREATE OR REPLACE FUNCTION {s}.parents_ended(p_ended jsonb, p_now double precision)
+RETURNS SETOF {s}.jobs LANGUAGE plpgsql AS $$
+DECLARE
+    v_todo jsonb := p_ended;
+    v_i integer := 0;
+    v_parent jsonb;
+    v_ref text;
+    v_status text;
+    v_child {s}.jobs;
+    v_deps jsonb;
+    v_queues text[];
+    v_ids text[];
+    v_statuses text[];
+    v_all_deps jsonb[];
+    v_errors jsonb[];
+    v_failed {s}.jobs;
+BEGIN
+    WHILE v_i < jsonb_array_length(v_todo) LOOP
+        v_parent := v_todo -> v_i;
+        v_i := v_i + 1;
+        v_ref := (v_parent ->> 'queue') || '/' || (v_parent ->> 'id');
+        v_status := v_parent ->> 'status';
+        v_queues := '{{}}'; v_ids := '{{}}'; v_statuses := '{{}}'; v_all_deps := '{{}}'; v_errors := '{{}}';
+        FOR v_child IN
+            SELECT c.* FROM {s}.jobs AS c
+            JOIN jsonb_array_elements_text(v_parent -> 'children') AS r(ref)
+                ON c.queue = split_part(r.ref, '/', 1)
+                AND c.id = substr(r.ref, length(split_part(r.ref, '/', 1)) + 2)
+            WHERE c.status = 'blocked' AND c.deps -> 'pending' ? v_ref
+            ORDER BY c.queue, c.id
+            FOR UPDATE OF c
+        LOOP
+            v_deps := v_child.deps;
+            IF v_status <> 'completed' AND v_deps ->> 'policy' = 'wait' THEN
+                CONTINUE;
+            END IF;
+            v_queues := v_queues || v_child.queue;
+            v_ids := v_ids || v_child.id;
+            IF v_status <> 'completed' AND v_deps ->> 'policy' = 'fail' THEN
+                v_statuses := v_statuses || 'failed'::text;
+                v_all_deps := v_all_deps || v_deps;
+                v_errors := v_errors || jsonb_build_object('type', 'ParentFailedError', 'message',
+                    format('parent job %s of queue ''%s'' %s', v_parent ->> 'id', v_parent ->> 'queue',
+                        CASE WHEN v_status = 'removed' THEN 'was removed' ELSE 'ended ' || v_status END));
+                CONTINUE;
+            END IF;
+            v_deps := jsonb_set(v_deps, '{{pending}}', coalesce((
+                SELECT jsonb_agg(p) FROM jsonb_array_elements(v_deps -> 'pending') AS p
+                WHERE p <> to_jsonb(v_ref)
+            ), '[]'::jsonb));
+            IF v_status = 'completed' THEN
+                v_deps := jsonb_set(v_deps, ARRAY['results', v_parent ->> 'id'],
+                    coalesce(v_parent -> 'result', 'null'::jsonb));
+            END IF;
+            v_statuses := v_statuses || CASE
+                WHEN jsonb_array_length(v_deps -> 'pending') > 0 THEN 'blocked'
+                WHEN v_child.delay_until > p_now THEN 'delayed'
+                ELSE 'waiting' END;
+            v_all_deps := v_all_deps || v_deps;
+            v_errors := v_errors || NULL::jsonb;
+        END LOOP;
+        CONTINUE WHEN cardinality(v_ids) = 0;
+        -- Totals first, as every statement: then the UPDATE, whose trigger moves `counts`.
+        INSERT INTO {s}.totals AS t (queue, task, total, shard, n)
+        SELECT c.queue, c.task, 'failed', pg_backend_pid() % 16, count(*)
+        FROM unnest(v_queues, v_ids, v_statuses) AS u(queue, id, status)
+        JOIN {s}.jobs AS c ON c.queue = u.queue AND c.id = u.id
+        WHERE u.status = 'failed'
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + EXCLUDED.n;
+        FOR v_failed IN
+            UPDATE {s}.jobs AS c
+            SET status = u.status, deps = u.deps, token = c.token + 1,
+                error = CASE WHEN u.status = 'failed' THEN u.error ELSE c.error END,
+                finished_at = CASE WHEN u.status = 'failed' THEN p_now ELSE c.finished_at END,
+                ready_at = CASE WHEN u.status = 'waiting' THEN p_now ELSE c.ready_at END,
+                seq = CASE WHEN u.status = 'waiting' THEN nextval('{s}.jobs_seq') ELSE c.seq END
+            FROM unnest(v_queues, v_ids, v_statuses, v_all_deps, v_errors)
+                AS u(queue, id, status, deps, error)
+            WHERE c.queue = u.queue AND c.id = u.id  -- locked above: still blocked
+            RETURNING c.*
+        LOOP
+            IF v_failed.status = 'failed' THEN
+                RETURN NEXT v_failed;
+                PERFORM {s}.wake_result_waiters(ARRAY[v_failed.queue], ARRAY[v_failed.id]);
+                IF v_failed.deps ? 'children' THEN
+                    v_todo := v_todo || jsonb_build_array(jsonb_build_object(
+                        'queue', v_failed.queue, 'id', v_failed.id, 'status', 'failed',
+                        'children', v_failed.deps -> 'children'));
+                END IF;
+            END IF;
+        END LOOP;
+    END LOOP;
+END $$;
+
+-- As in version 7, and a replaced holder's children (its deps' `children`, NULL for none),
+-- which the caller tells of the removal in the same transaction.
+DROP FUNCTION {s}.deduplicate(text, text, text, text, double precision, double precision, double precision,
+    boolean, boolean);
+CREATE FUNCTION {s}.deduplicate(
+    p_queue text, p_key text, p_id text, p_task text, p_created_at double precision,
+    p_now double precision, p_ttl double precision, p_extend boolean, p_replace boolean
+) RETURNS TABLE (decision text, holder text, replaced text, children jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    v_holder text;
+    v_expires double precision;
+    v_status text;
+    v_created double precision;
+    v_held boolean;
+    v_gone bigint;
+    v_children jsonb;
+BEGIN
+    LOOP
+        INSERT INTO {s}.dedup (queue, id, job_id, expires_at) VALUES (p_queue, p_key, p_id, p_now + p_ttl)
+        ON CONFLICT (queue, id) DO NOTHING;
+        IF FOUND THEN  -- a new key: the job's, unless its id is taken
+            IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+                DELETE FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key;
+                RETURN QUERY SELECT 'exists', NULL::text, NULL::text, NULL::jsonb;
+            ELSE
+                RETURN QUERY SELECT 'store', p_id, NULL::text, NULL::jsonb;
+            END IF;
+            RETURN;
+        END IF;
+        SELECT d.job_id, d.expires_at INTO v_holder, v_expires
+        FROM {s}.dedup AS d WHERE d.queue = p_queue AND d.id = p_key FOR UPDATE;
+        EXIT WHEN FOUND;  -- else deleted meanwhile: insert it again
+    END LOOP;
+    SELECT j.status, j.created_at INTO v_status, v_created
+    FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder;
+    IF v_holder = p_id AND v_created = p_created_at THEN
+        RETURN QUERY SELECT 'again', p_id, NULL::text, NULL::jsonb;
+        RETURN;
+    END IF;
+    v_held := CASE WHEN v_expires IS NOT NULL THEN v_expires > p_now
+        ELSE v_status NOT IN ('completed', 'failed', 'expired', 'cancelled') END;
+    IF v_held AND p_replace AND v_status = 'delayed' THEN
+        IF p_id <> v_holder
+                AND EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+            RETURN QUERY SELECT 'exists', NULL::text, NULL::text, NULL::jsonb;
+            RETURN;
+        END IF;
+        WITH gone AS (
+            DELETE FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = v_holder AND j.status = 'delayed'
+            RETURNING CASE WHEN jsonb_typeof(j.deps) = 'object' THEN j.deps -> 'children' END AS children
+        ), counted AS (
+            INSERT INTO {s}.totals AS t (queue, task, total, shard, n)
+            SELECT p_queue, p_task, 'debounced', pg_backend_pid() % 16, count(*) FROM gone HAVING count(*) > 0
+            ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + EXCLUDED.n
+        )
+        SELECT count(*), (array_agg(gone.children))[1] INTO v_gone, v_children FROM gone;
+        IF v_gone > 0 THEN  -- else promoted meanwhile: no longer replaceable
+            PERFORM {s}.wake_result_waiters(ARRAY[p_queue], ARRAY[v_holder]);
+            UPDATE {s}.dedup AS d SET job_id = p_id, expires_at =
+                CASE WHEN v_expires IS NOT NULL AND NOT p_extend THEN v_expires ELSE p_now + p_ttl END
+            WHERE d.queue = p_queue AND d.id = p_key;
+            RETURN QUERY SELECT 'store', p_id, v_holder, v_children;
+            RETURN;
+        END IF;
+    END IF;
+    IF v_held THEN
+        IF p_extend AND p_ttl IS NOT NULL THEN
+            UPDATE {s}.dedup AS d SET expires_at = p_now + p_ttl WHERE d.queue = p_queue AND d.id = p_key;
+        END IF;
+        INSERT INTO {s}.totals AS t (queue, task, total, shard, n)
+        VALUES (p_queue, p_task, 'deduplicated', pg_backend_pid() % 16, 1)
+        ON CONFLICT (queue, task, total, shard) DO UPDATE SET n = t.n + 1;
+        RETURN QUERY SELECT 'duplicate', v_holder, NULL::text, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM {s}.jobs AS j WHERE j.queue = p_queue AND j.id = p_id) THEN
+        RETURN QUERY SELECT 'exists', NULL::text, NULL::text, NULL::jsonb;
+        RETURN;
+    END IF;
+    UPDATE {s}.dedup AS d SET job_id = p_id, expires_at = p_now + p_ttl
+    WHERE d.queue = p_queue AND d.id = p_key;
+    RETURN QUERY SELECT 'store', p_id, NULL::text, NULL::jsonb;
+END $$;
+"""
+
 #: (version, statements). Append only; never edit one that has shipped.
-MIGRATIONS: Sequence[tuple[int, str]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7))
+MIGRATIONS: Sequence[tuple[int, str]] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+    (5, _V5),
+    (6, _V6),
+    (7, _V7),
+    (8, _V8),
+)
 LATEST = MIGRATIONS[-1][0]
 
 

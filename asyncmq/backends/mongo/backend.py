@@ -51,7 +51,7 @@ from asyncmq.backends.mongo.deps import FIELDS as DEPS_FIELDS
 from asyncmq.backends.mongo.deps import children_clause, deps_fields, read_deps
 from asyncmq.backends.mongo.waker import Waker
 from asyncmq.deduplication import Deduplicated, Deduplication
-from asyncmq.dependencies import add_child, children_of, parent_ended, ref, split_ref
+from asyncmq.dependencies import add_child, children_of, parent_ended, parent_removed, ref, split_ref
 from asyncmq.errors import ConfigurationError, MalformedJobError, UnknownParentError
 from asyncmq.job import (
     FIELD_KINDS,
@@ -64,7 +64,7 @@ from asyncmq.job import (
 )
 from asyncmq.logging import get_logger
 from asyncmq.schedule import Repeatable
-from asyncmq.transitions import OUTCOME_TOTALS, Retention, StallRecovery, Transition
+from asyncmq.transitions import DEFAULT_RETENTION, OUTCOME_TOTALS, Retention, StallRecovery, Transition
 
 try:
     from pymongo import AsyncMongoClient, InsertOne, ReturnDocument, UpdateMany, UpdateOne
@@ -278,11 +278,13 @@ def _stored_children(document: Mapping[str, Any]) -> list[str]:
 
 class _End(NamedTuple):
     """A job that ended (`parent`: its queue, id, status and result), the children its document
-    named when it ended, and whether it is gone rather than ended (`repair_dependencies`)."""
+    named when it ended, whether it is gone rather than ended (`repair_dependencies`), and
+    whether this process removed it before it ended (`asyncmq.dependencies.parent_removed`)."""
 
     parent: Job
     children: list[str]
     gone: bool = False
+    removed: bool = False
 
 
 def _refuse_unknown(wanted: Mapping[str, str], found: Mapping[str, Any]) -> None:
@@ -684,7 +686,10 @@ class MongoBackend(BaseBackend):
             if child is None or child.deps is None:
                 return None
             token, children, pending = child.token, children_of(child), list(child.deps["pending"])
-            failed = parent_ended(child, end.parent, now)
+            if end.removed:
+                failed = parent_removed(child, end.parent.queue, end.parent.id, now)
+            else:
+                failed = parent_ended(child, end.parent, now)
             if child.status is JobState.BLOCKED and child.deps["pending"] == pending:
                 return None  # on_parent_failure="wait"
             where: dict[str, Any] = {"_id": document["_id"], "status": "blocked", "token": token}
@@ -862,7 +867,13 @@ class MongoBackend(BaseBackend):
     # (`deduplicated`, `debounced`) as every move is: written behind by the counts writer
     # (`asyncmq.backends.mongo.counts`), once the decision is taken.
     async def enqueue_deduplicated(
-        self, job: Job, deduplication: Deduplication, now: float, *, connection: Any = None
+        self,
+        job: Job,
+        deduplication: Deduplication,
+        now: float,
+        *,
+        connection: Any = None,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> Deduplicated:
         self.refuse_connection(connection)
         await self._remember_queue(job.queue)
@@ -920,6 +931,7 @@ class MongoBackend(BaseBackend):
             return False
         self._moved(queue, [Move(JobState.DELAYED, None, job.task, ("debounced",))])
         self._ended(queue, [job_id])
+        await self._removed([removed], time.time())
         return True
 
     async def _extend_key(self, key: dict[str, Any], expires_at: float) -> None:
@@ -1648,7 +1660,7 @@ class MongoBackend(BaseBackend):
         )
         return [job for document in documents if (job := _job(document)) is not None]
 
-    async def remove_job(self, queue: str, job_id: str) -> bool:
+    async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
         await self.connect()
         removed = await self._call(
             "remove_job",
@@ -1658,20 +1670,50 @@ class MongoBackend(BaseBackend):
             return False
         self._moved(queue, [Move(JobState(removed["status"]), None)])
         self._ended(queue, [job_id])
+        await self._removed([removed], time.time())
         return True
 
-    async def drain(self, queue: str, include_delayed: bool = False) -> int:
+    async def _removed(self, documents: Sequence[Mapping[str, Any]], now: float) -> None:
+        """Tell the blocked children of the jobs this process just deleted, those that had not
+        ended, that they were removed (`parent_removed`). A process that dies first leaves them
+        to `repair_dependencies`, which fails them once their parent has been gone a while."""
+        ends = []
+        for document in documents:
+            children = _stored_children(document)
+            if children and document.get("status") not in _FINISHED:
+                queue, job_id = split_ref(document["_id"])
+                ends.append(_End(Job(job_id, queue, "?", status=JobState.FAILED), children, removed=True))
+        if ends:
+            await self._apply_ends(ends, now)
+
+    async def drain(
+        self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
+    ) -> int:
+        """Jobs with children are deleted one by one first, each read as it is deleted, so that
+        their children are told (`_removed`); then the others, in one delete per state."""
         await self.connect()
-        removed = 0
+        removed, now = 0, time.time()
         filters: list[tuple[JobState, dict[str, Any]]] = [(JobState.WAITING, {})]
         if include_delayed:
             filters.append((JobState.DELAYED, {"repeat_key": None}))  # None: the field is absent
+        parents: list[dict[str, Any]] = []
+        for state, only in filters:
+            query = {"queue": queue, "status": state.value, "deps_children": {"$exists": True}, **only}
+            for found in await self._find("drain", self.jobs, query, {"_id": 1}):
+                document = await self._call(
+                    "drain", self.jobs.find_one_and_delete({"_id": found["_id"], "status": state.value})
+                )
+                if document is not None:
+                    parents.append(document)
+                    self._moved(queue, [Move(state, None)])
+                    removed += 1
         for state, only in filters:
             result = await self._call(
                 "drain", self.jobs.delete_many({"queue": queue, "status": state.value, **only})
             )
             self._moved(queue, (Move(state, None) for _ in range(result.deleted_count)))
             removed += result.deleted_count
+        await self._removed(parents, now)
         return removed
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:

@@ -14,6 +14,7 @@ from asyncmq.errors import ConfigurationError, InvalidJobError
 from asyncmq.limits import MAX_COUNT
 from asyncmq.queues import Queue
 from asyncmq.runtime import default_backend
+from asyncmq.transitions import DEFAULT_RETENTION, Retention
 
 
 def test_defaults_use_the_in_memory_backend_shared_by_every_queue() -> None:
@@ -257,3 +258,8 @@ def test_app_modules_and_log_level_come_from_the_environment_too() -> None:
     assert (loaded.app_modules, loaded.log_level) == (("app.tasks", "app.jobs"), "warning")
     with pytest.raises(ConfigurationError, match="ASYNCMQ_LOG_LEVEL='loud'"):
         load_settings({"ASYNCMQ_LOG_LEVEL": "loud"})
+
+
+def test_the_backends_default_retention_is_the_settings_default() -> None:
+    """What keeps the children a removal failed when a backend is called without a queue."""
+    assert Retention(Settings.result_ttl_seconds, Settings.keep_finished_jobs) == DEFAULT_RETENTION

@@ -98,6 +98,45 @@ async def test_a_version_6_schema_with_keys_migrates_and_then_counts_duplicates_
     assert (await queue.stats()).totals == stats.totals
 
 
+async def test_a_version_7_schema_with_a_blocked_child_migrates_and_then_fails_it_when_its_parent_goes(
+    make_backend: MakeBackend, conn: asyncpg.Connection, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as only_v7:
+        only_v7.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:7])
+        assert await pg_schema.migrate(conn, schema) == [1, 2, 3, 4, 5, 6, 7]
+    now = time.time()
+    await conn.execute(  # a waiting parent and its blocked child, as version 7 stored them
+        f"""
+        WITH added AS (
+            INSERT INTO {schema}.jobs (queue, id, task, status, priority, created_at, ready_at, deps)
+            VALUES ('q', 'p', $1, 'waiting', 0, $2, $2, '{{"children": ["q/c"]}}'),
+                ('q', 'c', $1, 'blocked', 0, $2, NULL,
+                    '{{"parents": ["q/p"], "pending": ["q/p"], "policy": "fail", "results": {{}}}}')
+        )
+        INSERT INTO {schema}.counts (queue, status, shard, n)
+        VALUES ('q', 'waiting', 0, 1), ('q', 'blocked', 0, 1)
+        """,
+        noop.name,
+        now,
+    )
+
+    queue = Queue("q", backend=await make_backend())
+    assert await pg_schema.applied_version(conn, schema) == pg_schema.LATEST
+    # The code before version 8 reads three of `deduplicate`'s columns: they are still there.
+    decided = await conn.fetch(
+        f"SELECT decision, holder, replaced FROM {schema}.deduplicate('q', 'k', 'x', $1, $2, $2, NULL, "
+        "false, false)",
+        noop.name,
+        now,
+    )
+    assert [tuple(row) for row in decided] == [("store", "x", None)]
+    assert await queue.remove_job("p") is True
+    failed = await queue.get_job("c")
+    assert failed.status is JobState.FAILED
+    assert failed.error == {"type": "ParentFailedError", "message": "parent job p of queue 'q' was removed"}
+    assert {state: n for state, n in (await queue.stats()).counts.items() if n} == {"failed": 1}
+
+
 async def test_a_backend_that_may_not_migrate_names_the_command_that_does(make_backend: MakeBackend) -> None:
     with pytest.raises(ConfigurationError, match=r"is at version 0, this asyncmq needs .*asyncmq db migrate"):
         await make_backend(migrate=False)

@@ -83,6 +83,21 @@ async def _keys_left(prefix: str) -> list[bytes]:
         await client.aclose()
 
 
+async def _some_stored(prefix: str) -> bool:
+    """Whether the bench's queue holds keys yet, asked for up to 10 s."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        for _ in range(200):
+            if [key async for key in client.scan_iter(match=f"asyncmq:{{{prefix}-*", count=1000)]:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+    finally:
+        await client.aclose()
+
+
 def _redis_or_skip() -> None:
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -171,6 +186,7 @@ def test_bench_stopped_by_sigterm_removes_its_queue_and_says_aborted() -> None:
         for line in bench.stdout:  # its progress: storing jobs one by one has begun
             if "enqueue one by one" in line:
                 break
+        assert asyncio.run(_some_stored(prefix)), "the bench stored no job to leave behind"
         bench.send_signal(signal.SIGTERM)
         _, err = bench.communicate(timeout=60)
     finally:

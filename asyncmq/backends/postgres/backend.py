@@ -127,6 +127,14 @@ def _jobs(records: Sequence[Any]) -> list[Job]:
     return [job for record in records if (job := _job(record)) is not None]
 
 
+def _apart(rows: Sequence[Any], own: str = "queue") -> tuple[list[Any], list[Job]]:
+    """A statement's own rows, and the children its `freed` CTE failed (`_freed_sql`,
+    `_removed_sql`): the rows whose column `own` is NULL, their job in `failed`."""
+    return [row for row in rows if row[own] is not None], _jobs(
+        [row["failed"] for row in rows if row[own] is None]
+    )
+
+
 def _placeholders(columns: Sequence[str], *, array: bool = True) -> str:
     """Typed parameters for `columns`, arrays for unnest() by default. JSON goes as text
     (encoded here), so any connection can send it, a caller's own included."""
@@ -743,8 +751,9 @@ class PostgresBackend(BaseBackend):
         )
         columns = ([job.queue for job in jobs], [job.id for job in jobs], [job.token for job in jobs])
         rows = await self._fetch("fail_unreadable", query, *columns, [job.reason for job in jobs], now)
-        failed = {(row["queue"], row["id"]) for row in rows if row["queue"] is not None}
-        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["queue"] is None]))
+        own, cascaded = _apart(rows)
+        self.failed_by_parents(cascaded)
+        failed = {(row["queue"], row["id"]) for row in own}
         for queue in {queue for queue, _ in failed}:
             await self._trim(queue, JobState.FAILED.value, retention.keep)
         return [(job.queue, job.id) in failed for job in jobs]
@@ -802,8 +811,9 @@ class PostgresBackend(BaseBackend):
         )
         rows = await self._fetch("finish", query, *columns, retention.keep)
         self._count_churn(len(jobs))
-        accepted = {(row["queue"], row["id"]) for row in rows if row["queue"] is not None}
-        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["queue"] is None]))
+        own, cascaded = _apart(rows)
+        self.failed_by_parents(cascaded)
+        accepted = {(row["queue"], row["id"]) for row in own}
         return [(job.queue, job.id) in accepted for job in jobs]
 
     def _count_churn(self, settled: int) -> None:
@@ -963,8 +973,9 @@ class PostgresBackend(BaseBackend):
                 )
                 args = (queue, recovery.max_stalls, *_set_args(transition, now, True))
                 rows = await self._fetch("recover", query, *args, conn=conn)
-                recovered += _jobs([row for row in rows if row["queue"] is not None])
-                cascaded += _jobs([row["failed"] for row in rows if row["queue"] is None])
+                own, failed = _apart(rows)
+                recovered += _jobs(own)
+                cascaded += failed
             if any(job.status in TERMINAL_STATES for job in recovered):
                 await self._trim(queue, JobState.FAILED.value, recovery.retention.keep, conn=conn)
         self.failed_by_parents(cascaded)
@@ -1047,8 +1058,8 @@ class PostgresBackend(BaseBackend):
             """,
         )
         found = await self._fetch("transition", query, queue, job_id, *_set_args(transition, now, False))
-        rows = [row for row in found if row["queue"] is not None]
-        self.failed_by_parents(_jobs([row["failed"] for row in found if row["queue"] is None]))
+        rows, cascaded = _apart(found)
+        self.failed_by_parents(cascaded)
         if not rows:
             return None
         if transition.target in TERMINAL_STATES:
@@ -1096,8 +1107,9 @@ class PostgresBackend(BaseBackend):
             """,
         )
         rows = await self._fetch("remove_job", query, queue, job_id, time.time())
-        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["removed"] is None]))
-        return any(row["removed"] for row in rows)
+        own, cascaded = _apart(rows, "removed")
+        self.failed_by_parents(cascaded)
+        return any(row["removed"] for row in own)
 
     async def drain(
         self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
@@ -1117,8 +1129,9 @@ class PostgresBackend(BaseBackend):
             """,
         )
         rows = await self._fetch("drain", query, queue, include_delayed, time.time())
-        self.failed_by_parents(_jobs([row["failed"] for row in rows if row["n"] is None]))
-        return sum(int(row["n"]) for row in rows if row["n"] is not None)
+        own, cascaded = _apart(rows, "n")
+        self.failed_by_parents(cascaded)
+        return sum(int(row["n"]) for row in own)
 
     async def purge_finished(self, queue: str, now: float, retention: Retention) -> int:
         """Delete finished jobs past the retention in batches of 5,000 (short transactions,

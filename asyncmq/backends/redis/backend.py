@@ -168,6 +168,12 @@ def _whole_seconds(ttl_s: float) -> int:
     return max(math.ceil(ttl_s), 1)
 
 
+def _filing(now: float, retention: Retention) -> tuple[str, int, int]:
+    """The arguments `now, ttl, keep` by which a script files the jobs it ends or fails
+    (`file_job` and `end_children` in common.lua)."""
+    return repr(now), _whole_seconds(retention.ttl_s), retention.keep
+
+
 def _enqueue_entry(job: Job) -> list[str]:
     when = job.delay_until if job.status is JobState.DELAYED else job.ready_at
     entry = [job.id, job.status.value, str(job.priority), repr(when)]
@@ -423,8 +429,8 @@ class RedisBackend(BaseBackend):
         ttl_ms = "" if deduplication.ttl_s is None else str(max(math.ceil(deduplication.ttl_s * 1000), 1))
         flags = (int(deduplication.extend), int(deduplication.replace))
         entry = orjson.dumps(_enqueue_entry(job))
-        keep = (repr(now), _whole_seconds(retention.ttl_s), retention.keep)
-        reply = await self._run("dedup", job.queue, deduplication.id, ttl_ms, *flags, entry, *keep)
+        filing = _filing(now, retention)
+        reply = await self._run("dedup", job.queue, deduplication.id, ttl_ms, *flags, entry, *filing)
         if len(reply) > 3:
             self.failed_by_parents(_cascaded(reply[3]))
         return Deduplicated(reply[0] == 1, reply[1] if len(reply) > 1 else None, (reply[2:3] or [None])[0])
@@ -465,11 +471,11 @@ class RedisBackend(BaseBackend):
         self, jobs: Sequence[UnreadableJob], now: float, retention: Retention
     ) -> list[bool]:
         failed = [False] * len(jobs)
-        ttl = _whole_seconds(retention.ttl_s)
+        filing = _filing(now, retention)
         for queue in {job.queue for job in jobs}:
             indexes = [index for index, job in enumerate(jobs) if job.queue == queue]
             triples = chain.from_iterable((jobs[i].id, jobs[i].token, jobs[i].reason) for i in indexes)
-            flags, cascaded = await self._run("fail", queue, repr(now), ttl, retention.keep, *triples)
+            flags, cascaded = await self._run("fail", queue, *filing, *triples)
             for index, flag in zip(indexes, flags, strict=True):
                 failed[index] = bool(flag)
             self.failed_by_parents(_cascaded(cascaded))
@@ -492,15 +498,12 @@ class RedisBackend(BaseBackend):
         for index, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(index)
         accepted = [False] * len(jobs)
-        ttl = _whole_seconds(retention.ttl_s)
         for queue, indexes in by_queue.items():
             outcomes = orjson.dumps([_outcome_entry(jobs[index]) for index in indexes])
             flags, cascaded = await self._run(
                 "finish",
                 queue,
-                repr(time.time()),
-                ttl,
-                retention.keep,
+                *_filing(time.time(), retention),
                 outcomes,
                 _OUTCOME_FIELDS_WIRE,
                 _OUTCOME_TOTALS_WIRE,
@@ -633,11 +636,8 @@ class RedisBackend(BaseBackend):
     async def transition(
         self, queue: str, job_id: str, transition: Transition, now: float, retention: Retention
     ) -> Job | None:
-        ttl = _whole_seconds(retention.ttl_s)
         try:
-            reply = await self._run(
-                "transition", queue, transition.wire, job_id, repr(now), ttl, retention.keep
-            )
+            reply = await self._run("transition", queue, transition.wire, job_id, *_filing(now, retention))
         except ResponseError as exc:  # transition.lua refuses a garbled job before any write
             if _MALFORMED not in str(exc):
                 raise
@@ -669,8 +669,7 @@ class RedisBackend(BaseBackend):
         return [job for job in jobs if job is not None]
 
     async def remove_job(self, queue: str, job_id: str, retention: Retention = DEFAULT_RETENTION) -> bool:
-        ttl = _whole_seconds(retention.ttl_s)
-        reply = await self._run("remove", queue, job_id, repr(time.time()), ttl, retention.keep)
+        reply = await self._run("remove", queue, job_id, *_filing(time.time(), retention))
         if reply[0] == 1:
             self.failed_by_parents(_cascaded(reply[1]))
         return bool(reply[0])
@@ -678,8 +677,7 @@ class RedisBackend(BaseBackend):
     async def drain(
         self, queue: str, include_delayed: bool = False, retention: Retention = DEFAULT_RETENTION
     ) -> int:
-        ttl = _whole_seconds(retention.ttl_s)
-        reply = await self._run("drain", queue, int(include_delayed), repr(time.time()), ttl, retention.keep)
+        reply = await self._run("drain", queue, int(include_delayed), *_filing(time.time(), retention))
         self.failed_by_parents(_cascaded(reply[1]))
         return int(reply[0])
 

@@ -195,10 +195,10 @@ class InMemoryBackend(BaseBackend):
     # -- producing --------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job], *, connection: Any = None) -> list[bool]:
         self.refuse_connection(connection)
-        stored = []
         for job in jobs:
             if job.deps:  # a loop, not any(): this runs for every add
                 return self._enqueue_children(jobs)
+        stored = []
         for job in jobs:
             store = self._store(job.queue)
             if job.id in store.jobs:
